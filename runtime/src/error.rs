@@ -1,0 +1,37 @@
+use thiserror::Error;
+
+/// Errors of the runtime library.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("MPI was already initialised in this process")]
+    AlreadyInitialised,
+    #[error("MPI provides thread level {provided:?}, but {requested:?} was required")]
+    ThreadLevel { requested: mpi::environment::Threading, provided: mpi::environment::Threading },
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    #[error(transparent)]
+    BadInput(#[from] BadInput),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error in what the user asked for (inputs, options, shapes): every rank sees the same one,
+/// so it is reported once, by rank 0, and the job exits with [`crate::EXIT_BAD_INPUT`].
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Whether an error (or any error in its chain of sources) is the user's input.
+pub(crate) fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BadInput>() || err.is::<crate::ConfigError>() {
+            return true;
+        }
+        if let Some(Error::Config(_) | Error::BadInput(_)) = err.downcast_ref::<Error>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}

@@ -1,0 +1,25 @@
+//! The Rankwise runtime: everything a rank needs to take part in an SPMD run.
+//!
+//! [`Runtime::init`] brings MPI up and learns where this rank sits (rank, node-local rank, host,
+//! GPU); [`Decomposition`] splits a global index space over a Cartesian grid of ranks; [`Field`]
+//! holds one rank's block with ghost layers and exchanges halos; [`reduce`] gives global
+//! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
+//! [`Config`] reads an inputs file with `--set` overrides; [`stop`] turns signals and time limits
+//! into a collective decision to checkpoint and stop.
+
+mod config;
+mod error;
+mod gpu;
+mod logging;
+mod runtime;
+mod timers;
+
+pub use config::{Config, ConfigError};
+pub use error::{BadInput, Error, Result};
+pub use gpu::{choose_device, visible_devices, GpuBinding};
+pub use runtime::{run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+pub use timers::{TimerReport, TimerRow, Timers};
+
+/// rsmpi, re-exported so programs use exactly the MPI binding the runtime was built with.
+pub use mpi;
+pub use mpi::environment::Threading;

@@ -1,0 +1,215 @@
+//! The multi-rank test harness: launch a program built by `cargo test` (an example, or a test
+//! program under tests/programs) under `mpirun -np K`, capture each rank's output and the job's
+//! exit code, never hang (a timeout kills the job), and show everything when an assertion fails.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One mpirun at a time: the machines have 2 cores, and oversubscribed jobs side by side crawl.
+static MPIRUN: Mutex<()> = Mutex::new(());
+
+/// Path of an example or test program built alongside this test binary.
+pub fn program(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
+    let p = dir.join("examples").join(name);
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        // `cargo test` builds every example but `cargo test --test X` does not: make sure it is
+        // there and fresh (a no-op when it is).
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name().is_some_and(|d| d == "release") {
+            cargo.arg("--release");
+        }
+        let st = cargo.status().expect("cannot run cargo");
+        assert!(st.success() && p.exists(), "cannot build {}", p.display());
+        built.push(name.to_string());
+    }
+    p
+}
+
+/// The environment every single-host test run needs here (root, 2 cores, no network beyond lo).
+pub fn mpi_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("OMPI_MCA_btl", "self,vader")
+        .env("OMPI_MCA_oob_tcp_if_include", "lo")
+        // Oversubscribed ranks must give the core away while they wait.
+        .env("OMPI_MCA_mpi_yield_when_idle", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("RUST_BACKTRACE", "0")
+}
+
+/// What one job did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub command: String,
+    /// Exit code of mpirun (None if it was killed by a signal or the timeout).
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+    /// Lines each rank wrote to stdout, from OpenMPI's `--tag-output`.
+    pub ranks: Vec<Vec<String>>,
+    /// Lines each rank wrote to stderr.
+    pub rank_errs: Vec<Vec<String>>,
+}
+
+impl Outcome {
+    /// Everything, for assertion messages.
+    pub fn show(&self) -> String {
+        format!(
+            "$ {}\nexit: {:?}{} after {:.1?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.command,
+            self.code,
+            if self.timed_out { " (TIMED OUT)" } else { "" },
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    pub fn assert_success(&self) -> &Self {
+        assert!(!self.timed_out && self.code == Some(0), "job failed\n{}", self.show());
+        self
+    }
+
+    /// The single stdout line of `rank` that starts with `prefix`.
+    pub fn line(&self, rank: usize, prefix: &str) -> &str {
+        self.ranks[rank]
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("rank {rank} printed no line starting with {prefix:?}\n{}", self.show()))
+    }
+}
+
+/// A job to launch.
+pub struct Job {
+    np: usize,
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    timeout: Duration,
+    dir: Option<PathBuf>,
+}
+
+impl Job {
+    pub fn new(np: usize, program_name: &str) -> Job {
+        Job::with_path(np, program(program_name))
+    }
+    pub fn with_path(np: usize, program: PathBuf) -> Job {
+        Job { np, program, args: vec![], envs: vec![], timeout: Duration::from_secs(120), dir: None }
+    }
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Job {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Job {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+    pub fn timeout(mut self, secs: u64) -> Job {
+        self.timeout = Duration::from_secs(secs);
+        self
+    }
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Job {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    pub fn run(self) -> Outcome {
+        let _one_at_a_time = MPIRUN.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cmd = Command::new("mpirun");
+        mpi_env(&mut cmd);
+        cmd.arg("-np").arg(self.np.to_string()).arg("--tag-output").arg(&self.program).args(&self.args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        let command = format!("mpirun -np {} {} {}", self.np, self.program.display(), self.args.join(" "));
+        run_with_timeout(cmd, command, self.timeout, self.np)
+    }
+}
+
+/// Run a command to completion or until `timeout`, then kill it (and its process group).
+pub fn run_with_timeout(mut cmd: Command, command: String, timeout: Duration, np: usize) -> Outcome {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || { let mut s = String::new(); out.read_to_string(&mut s).ok(); s });
+    let t_err = std::thread::spawn(move || { let mut s = String::new(); err.read_to_string(&mut s).ok(); s });
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            // The whole process group: mpirun and every rank it started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    let (ranks, rank_errs) = split_tagged(&stdout, &stderr, np);
+    Outcome { command, code: status.code(), timed_out, elapsed: start.elapsed(), stdout, stderr, ranks, rank_errs }
+}
+
+/// Split `[1,R]<stdout>:text` lines by rank R.
+fn split_tagged(stdout: &str, stderr: &str, np: usize) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let mut outs = vec![Vec::new(); np];
+    let mut errs = vec![Vec::new(); np];
+    for line in stdout.lines().chain(stderr.lines()) {
+        let Some(rest) = line.strip_prefix('[') else { continue };
+        let Some((tag, text)) = rest.split_once(']') else { continue };
+        let Some(rank) = tag.split(',').nth(1).and_then(|r| r.parse::<usize>().ok()) else { continue };
+        if rank >= np {
+            continue;
+        }
+        if let Some(t) = text.strip_prefix("<stdout>:") {
+            outs[rank].push(t.to_string());
+        } else if let Some(t) = text.strip_prefix("<stderr>:") {
+            errs[rank].push(t.to_string());
+        }
+    }
+    (outs, errs)
+}
+
+/// A fresh scratch directory under target/, removed when dropped unless the test panicked.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().join("scratch").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
