@@ -25,7 +25,7 @@ pub struct BadInput(pub String);
 pub(crate) fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<BadInput>() || err.is::<crate::ConfigError>() {
+        if err.is::<BadInput>() || err.is::<crate::ConfigError>() || err.is::<crate::DecompositionError>() {
             return true;
         }
         if let Some(Error::Config(_) | Error::BadInput(_)) = err.downcast_ref::<Error>() {

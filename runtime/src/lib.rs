@@ -8,13 +8,21 @@
 //! into a collective decision to checkpoint and stop.
 
 mod config;
+mod decomposition;
 mod error;
+mod field;
 mod gpu;
+mod halo;
 mod logging;
+pub mod reduce;
 mod runtime;
 mod timers;
 
 pub use config::{Config, ConfigError};
+pub use decomposition::{auto_grid, Decomposition, DecompositionError};
+pub use field::Field;
+pub use halo::{HaloExchange, Stencil};
+pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
 pub use runtime::{run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};

@@ -1,0 +1,181 @@
+//! A distributed field: one rank's block of a global array, with ghost layers.
+
+use std::sync::Arc;
+
+use mpi::datatype::{Equivalence, Partition, PartitionMut};
+use mpi::traits::*;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Slice};
+
+use crate::halo::{HaloExchange, Stencil};
+use crate::Decomposition;
+
+/// One rank's block of a global array over a [`Decomposition`], stored as an ndarray of the
+/// owned cells plus `ghost` layers on every side (row-major, the last dimension contiguous).
+///
+/// Ghost cells past a non-periodic edge of the domain belong to the program (boundary
+/// conditions): exchanges never touch them.
+pub struct Field<T> {
+    decomposition: Arc<Decomposition>,
+    ghost: usize,
+    pub(crate) data: ArrayD<T>,
+}
+
+impl<T: Equivalence + Copy + Default> Field<T> {
+    /// A field of `T::default()` (zero) over `d` with `ghost` layers.
+    pub fn new(d: &Arc<Decomposition>, ghost: usize) -> Field<T> {
+        let shape: Vec<usize> = d.local_shape().iter().map(|n| n + 2 * ghost).collect();
+        Field { decomposition: d.clone(), ghost, data: ArrayD::from_elem(IxDyn(&shape), T::default()) }
+    }
+
+    /// Set every owned cell to `f(global index)`.
+    pub fn fill_with(&mut self, f: impl Fn(&[usize]) -> T) {
+        let start: Vec<usize> = self.decomposition.owned().iter().map(|r| r.start).collect();
+        let mut global = start.clone();
+        for (idx, v) in self.interior_mut().indexed_iter_mut() {
+            for (k, g) in global.iter_mut().enumerate() {
+                *g = start[k] + idx[k];
+            }
+            *v = f(&global);
+        }
+    }
+
+    /// Collective. Fill the ghost cells from their owners (faces only for [`Stencil::Star`],
+    /// faces, edges and corners for [`Stencil::Box`]), periodic images included.
+    pub fn exchange(&mut self, stencil: Stencil) {
+        self.begin_exchange(stencil).finish(self);
+    }
+
+    /// Collective. Split phase: post the messages and return; compute on the interior meanwhile
+    /// (the owned cells may be read, not written), then call [`HaloExchange::finish`].
+    pub fn begin_exchange(&self, stencil: Stencil) -> HaloExchange<T> {
+        HaloExchange::begin(&[self], stencil)
+    }
+
+    /// Collective. Exchange the halos of several fields (same decomposition and ghost width) in
+    /// one round: one message per neighbour for all of them.
+    pub fn exchange_many(fields: &mut [&mut Field<T>], stencil: Stencil) {
+        let refs: Vec<&Field<T>> = fields.iter().map(|f| &**f).collect();
+        HaloExchange::begin(&refs, stencil).finish_many(fields);
+    }
+
+    /// Collective. Split-phase form of [`Field::exchange_many`]; finish with
+    /// [`HaloExchange::finish_many`] on the same fields in the same order.
+    pub fn begin_exchange_many(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
+        HaloExchange::begin(fields, stencil)
+    }
+
+    /// Collective. The whole global array (owned cells only) on rank `root`, None elsewhere.
+    pub fn gather(&self, root: usize) -> Option<ArrayD<T>> {
+        let d = &self.decomposition;
+        let mine: Vec<T> = self.interior().iter().copied().collect();
+        let proc = d.comm().process_at_rank(root as i32);
+        if d.rank() != root {
+            proc.gather_varcount_into(&mine[..]);
+            return None;
+        }
+        let (counts, displs) = self.partition();
+        let mut all = vec![T::default(); d.global_shape().iter().product()];
+        proc.gather_varcount_into_root(&mine[..], &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
+        let mut global = ArrayD::from_elem(IxDyn(d.global_shape()), T::default());
+        for r in 0..d.size() {
+            let owned = d.owned_by(r);
+            let shape: Vec<usize> = owned.iter().map(|x| x.len()).collect();
+            let part = &all[displs[r] as usize..][..counts[r] as usize];
+            let block = ArrayViewD::from_shape(IxDyn(&shape), part).expect("block matches its ranges");
+            global.slice_each_axis_mut(|ax| Slice::from(owned[ax.axis.index()].clone())).assign(&block);
+        }
+        Some(global)
+    }
+
+    /// Collective. Set the owned cells from `global`, given on rank `root` (ignored elsewhere);
+    /// the inverse of [`Field::gather`]. Ghost cells are left as they were.
+    pub fn scatter(&mut self, root: usize, global: Option<&ArrayD<T>>) {
+        let d = self.decomposition.clone();
+        let mut mine = vec![T::default(); d.local_len()];
+        let proc = d.comm().process_at_rank(root as i32);
+        if d.rank() == root {
+            let global = global.expect("scatter needs the global array on the root rank");
+            assert_eq!(global.shape(), d.global_shape(), "scatter: the global array has the wrong shape");
+            let (counts, displs) = self.partition();
+            let mut all = Vec::with_capacity(global.len());
+            for r in 0..d.size() {
+                let owned = d.owned_by(r);
+                all.extend(global.slice_each_axis(|ax| Slice::from(owned[ax.axis.index()].clone())).iter().copied());
+            }
+            proc.scatter_varcount_into_root(&Partition::new(&all[..], &counts[..], &displs[..]), &mut mine[..]);
+        } else {
+            proc.scatter_varcount_into(&mut mine[..]);
+        }
+        let shape = d.local_shape();
+        self.interior_mut().assign(&ArrayViewD::from_shape(IxDyn(&shape), &mine[..]).expect("local shape"));
+    }
+
+    /// Cells per rank and their offsets in rank order, for gather and scatter.
+    fn partition(&self) -> (Vec<i32>, Vec<i32>) {
+        let d = &self.decomposition;
+        let counts: Vec<i32> =
+            (0..d.size()).map(|r| d.owned_by(r).iter().map(|x| x.len()).product::<usize>() as i32).collect();
+        let displs = counts.iter().scan(0, |acc, &c| Some(std::mem::replace(acc, *acc + c))).collect();
+        (counts, displs)
+    }
+}
+
+impl<T> Field<T> {
+    pub fn decomposition(&self) -> &Arc<Decomposition> {
+        &self.decomposition
+    }
+    /// Ghost layers on each side.
+    pub fn ghost(&self) -> usize {
+        self.ghost
+    }
+    /// The local block, ghosts included.
+    pub fn data(&self) -> ArrayViewD<'_, T> {
+        self.data.view()
+    }
+    pub fn data_mut(&mut self) -> ArrayViewMutD<'_, T> {
+        self.data.view_mut()
+    }
+    /// The global index of `data()[0, 0, ..]` (the first ghost cell; negative past the low edge).
+    pub fn origin(&self) -> Vec<isize> {
+        self.decomposition.owned().iter().map(|r| r.start as isize - self.ghost as isize).collect()
+    }
+    /// The owned cells, without ghosts.
+    pub fn interior(&self) -> ArrayViewD<'_, T> {
+        self.region(&vec![0; self.data.ndim()])
+    }
+    pub fn interior_mut(&mut self) -> ArrayViewMutD<'_, T> {
+        self.region_mut(&vec![0; self.data.ndim()])
+    }
+
+    /// One part of the local block: per dimension, `-1` the low ghost layers, `0` the owned
+    /// range, `1` the high ghost layers. All zeros is the interior; one non-zero entry a face,
+    /// two an edge, three a corner.
+    pub fn region(&self, side: &[isize]) -> ArrayViewD<'_, T> {
+        let r = self.ranges(side);
+        self.data.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone()))
+    }
+    pub fn region_mut(&mut self, side: &[isize]) -> ArrayViewMutD<'_, T> {
+        let r = self.ranges(side);
+        self.data.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone()))
+    }
+
+    fn ranges(&self, side: &[isize]) -> Vec<std::ops::Range<usize>> {
+        assert_eq!(side.len(), self.data.ndim(), "a region names one side per dimension");
+        let g = self.ghost;
+        side.iter()
+            .zip(self.decomposition.local_shape())
+            .map(|(s, n)| match s {
+                -1 => 0..g,
+                0 => g..g + n,
+                1 => g + n..2 * g + n,
+                _ => panic!("region sides are -1, 0 or 1, not {s}"),
+            })
+            .collect()
+    }
+}
+
+impl<T: Clone> Clone for Field<T> {
+    fn clone(&self) -> Self {
+        Field { decomposition: self.decomposition.clone(), ghost: self.ghost, data: self.data.clone() }
+    }
+}

@@ -1,0 +1,294 @@
+//! Halo exchange: which ghost cells come from which rank, and the nonblocking messages that fill
+//! them.
+//!
+//! The plan is built from box intersections, as AMReX's `FillBoundary` does: every ghost cell is
+//! copied straight from the rank that owns it (or from the periodic image of that cell). So a
+//! ghost width wider than a neighbour's block, ranks that own no cells, and edges and corners of
+//! box stencils need no special cases and no second round of messages. All boxes a pair of ranks
+//! exchange (for all fields of one round) travel in one message.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_int, c_void};
+use std::ops::Range;
+use std::sync::Arc;
+
+use mpi::datatype::Equivalence;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use ndarray::{ArrayD, Slice};
+
+use crate::decomposition::{block, Decomposition};
+use crate::Field;
+
+/// Which ghost cells an exchange fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stencil {
+    /// Faces only: ghost cells beyond the owned block along exactly one dimension (5-point and
+    /// 7-point stencils).
+    Star,
+    /// Faces, edges and corners: every ghost cell (9-point and 27-point stencils).
+    Box,
+}
+
+/// A box of the local array (ghosts included), one index range per dimension.
+type Region = Vec<Range<usize>>;
+
+/// What one rank sends and receives in an exchange, in the order both sides agree on.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    ghost: usize,
+    /// Per peer rank (this rank included, for periodic images of its own cells): the regions of
+    /// its owned block it sends.
+    sends: Vec<(usize, Vec<Region>)>,
+    /// Per peer rank: the ghost regions it fills, in the order the peer packs them.
+    recvs: Vec<(usize, Vec<Region>)>,
+}
+
+/// A piece of a receiver's ghost layer: which rank owns it and under which periodic shift
+/// (in global-shape units per dimension), as a box of the receiver's global frame.
+struct Piece {
+    sender: usize,
+    shift: Vec<isize>,
+    cells: Vec<Range<isize>>,
+}
+
+impl Plan {
+    pub(crate) fn new(d: &Decomposition, ghost: usize, stencil: Stencil) -> Plan {
+        let me = d.coords().to_vec();
+        let mut recvs: BTreeMap<usize, Vec<Region>> = BTreeMap::new();
+        for p in pieces(d, &me, ghost, stencil) {
+            recvs.entry(p.sender).or_default().push(to_local(d, &p.cells, ghost));
+        }
+        // Whoever's ghost layer reaches into this rank's block: per dimension, the blocks whose
+        // grown range meets ours under some shift.
+        let candidates: Vec<Vec<usize>> = (0..d.ndim())
+            .map(|k| {
+                let (n, p, mine) = (d.global_shape()[k] as isize, d.grid()[k], &d.owned()[k]);
+                let (lo, hi) = (mine.start as isize, mine.end as isize);
+                (0..p)
+                    .filter(|&j| {
+                        let b = block(n as usize, p, j);
+                        let (glo, ghi) = (b.start as isize - ghost as isize, b.end as isize + ghost as isize);
+                        shifts(d, k, ghost).any(|s| glo.max(lo + s * n) < ghi.min(hi + s * n))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut sends = Vec::new();
+        for coords in product(&candidates) {
+            let mut regions = Vec::new();
+            for p in pieces(d, &coords, ghost, stencil).into_iter().filter(|p| p.sender == d.rank()) {
+                // The same cells in this rank's frame: undo the periodic shift.
+                let cells: Vec<Range<isize>> = (0..d.ndim())
+                    .map(|k| {
+                        let off = p.shift[k] * d.global_shape()[k] as isize;
+                        p.cells[k].start - off..p.cells[k].end - off
+                    })
+                    .collect();
+                regions.push(to_local(d, &cells, ghost));
+            }
+            if !regions.is_empty() {
+                sends.push((d.rank_at(&coords), regions));
+            }
+        }
+        Plan { ghost, sends, recvs: recvs.into_iter().collect() }
+    }
+}
+
+/// The ghost layer of the rank at `coords`, cut into pieces that each come from one block.
+fn pieces(d: &Decomposition, coords: &[usize], ghost: usize, stencil: Stencil) -> Vec<Piece> {
+    // Per dimension: (block, shift, overlap with the grown range, whether it is outside ours).
+    let per_dim: Vec<Vec<(usize, isize, Range<isize>, bool)>> = (0..d.ndim())
+        .map(|k| {
+            let (n, p) = (d.global_shape()[k], d.grid()[k]);
+            let own = block(n, p, coords[k]);
+            let (glo, ghi) = (own.start as isize - ghost as isize, own.end as isize + ghost as isize);
+            let mut v = Vec::new();
+            for s in shifts(d, k, ghost) {
+                for j in 0..p {
+                    let b = block(n, p, j);
+                    let off = s * n as isize;
+                    let (lo, hi) = (glo.max(b.start as isize + off), ghi.min(b.end as isize + off));
+                    if lo < hi {
+                        v.push((j, s, lo..hi, j != coords[k] || s != 0));
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let index: Vec<Vec<usize>> = per_dim.iter().map(|v| (0..v.len()).collect()).collect();
+    product(&index)
+        .into_iter()
+        .filter_map(|pick| {
+            let parts: Vec<_> = pick.iter().enumerate().map(|(k, &i)| &per_dim[k][i]).collect();
+            let outside = parts.iter().filter(|p| p.3).count();
+            let wanted = match stencil {
+                Stencil::Star => outside == 1,
+                Stencil::Box => outside >= 1,
+            };
+            wanted.then(|| Piece {
+                sender: d.rank_at(&parts.iter().map(|p| p.0).collect::<Vec<_>>()),
+                shift: parts.iter().map(|p| p.1).collect(),
+                cells: parts.iter().map(|p| p.2.clone()).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Periodic shifts that a ghost layer of width `ghost` can reach in dimension `k`.
+fn shifts(d: &Decomposition, k: usize, ghost: usize) -> impl Iterator<Item = isize> {
+    let reach = if d.periodic()[k] { ghost.div_ceil(d.global_shape()[k]) as isize } else { 0 };
+    -reach..=reach
+}
+
+/// Every combination of one entry from each list, the last list varying fastest.
+fn product(lists: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    lists.iter().fold(vec![vec![]], |acc, list| {
+        acc.iter().flat_map(|pre| list.iter().map(move |&x| [pre.as_slice(), &[x]].concat())).collect()
+    })
+}
+
+/// A box of this rank's global frame as indices of its local array (ghosts included).
+fn to_local(d: &Decomposition, cells: &[Range<isize>], ghost: usize) -> Region {
+    cells
+        .iter()
+        .zip(d.owned())
+        .map(|(c, own)| {
+            let base = own.start as isize - ghost as isize;
+            (c.start - base) as usize..(c.end - base) as usize
+        })
+        .collect()
+}
+
+fn volume(r: &Region) -> usize {
+    r.iter().map(|x| x.len()).product()
+}
+
+fn region_view<'a, T>(a: &'a ArrayD<T>, r: &Region) -> ndarray::ArrayViewD<'a, T> {
+    a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone()))
+}
+
+const TAG: c_int = 7301;
+
+/// An exchange in flight, from [`Field::begin_exchange`] (or [`Field::begin_exchange_many`]):
+/// it owns the message buffers; [`HaloExchange::finish`] waits and fills the ghost cells.
+/// Dropping it unfinished waits for the messages and leaves the ghosts as they were.
+#[must_use = "a halo exchange fills no ghost cell until it is finished"]
+pub struct HaloExchange<T> {
+    plan: Arc<Plan>,
+    decomposition: Arc<Decomposition>,
+    fields: usize,
+    requests: Vec<ffi::MPI_Request>,
+    /// One buffer per entry of `plan.recvs`; the loopback one is filled at the start.
+    recv_bufs: Vec<Vec<T>>,
+    /// Kept alive until the sends complete.
+    _send_bufs: Vec<Vec<T>>,
+}
+
+impl<T: Equivalence + Copy + Default> HaloExchange<T> {
+    /// Collective. Post the receives, pack and post the sends.
+    pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
+        let first = fields.first().expect("a halo exchange needs at least one field");
+        let (decomposition, ghost) = (first.decomposition().clone(), first.ghost());
+        for f in fields {
+            assert!(
+                Arc::ptr_eq(f.decomposition(), &decomposition) && f.ghost() == ghost,
+                "fields exchanged together must share one decomposition and ghost width"
+            );
+        }
+        let plan = decomposition.plan(ghost, stencil);
+        let me = decomposition.rank();
+        let comm = decomposition.comm().as_raw();
+        let datatype = T::equivalent_datatype().as_raw();
+        let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
+        let mut recv_bufs = Vec::with_capacity(plan.recvs.len());
+        for (peer, regions) in &plan.recvs {
+            let len = fields.len() * regions.iter().map(volume).sum::<usize>();
+            let mut buf = vec![T::default(); len];
+            if *peer != me {
+                let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+                // SAFETY: the buffer is heap memory owned by the returned handle, which neither
+                // grows it nor frees it before the request completes (finish or drop waits).
+                unsafe {
+                    ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(len), datatype, *peer as c_int, TAG, comm, &mut req)
+                };
+                requests.push(req);
+            }
+            recv_bufs.push(buf);
+        }
+        let mut send_bufs = Vec::with_capacity(plan.sends.len());
+        for (peer, regions) in &plan.sends {
+            let mut buf = Vec::with_capacity(fields.len() * regions.iter().map(volume).sum::<usize>());
+            for f in fields {
+                for r in regions {
+                    buf.extend(region_view(&f.data, r).iter().copied());
+                }
+            }
+            if *peer == me {
+                // Periodic images of this rank's own cells: no message, straight to the ghosts.
+                let i = plan.recvs.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric");
+                recv_bufs[i] = buf;
+                continue;
+            }
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: as above; the send buffer is only read.
+            unsafe {
+                ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, TAG, comm, &mut req)
+            };
+            requests.push(req);
+            send_bufs.push(buf);
+        }
+        HaloExchange { plan, decomposition, fields: fields.len(), requests, recv_bufs, _send_bufs: send_bufs }
+    }
+
+    /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
+    /// exchange began on.
+    pub fn finish(self, field: &mut Field<T>) {
+        self.finish_many(&mut [field]);
+    }
+
+    /// Collective. Wait for the messages and fill the ghost cells of `fields`, the fields the
+    /// exchange began on, in the same order.
+    pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) {
+        assert_eq!(fields.len(), self.fields, "finish needs the fields the exchange began on");
+        for f in fields.iter() {
+            assert!(
+                Arc::ptr_eq(f.decomposition(), &self.decomposition) && f.ghost() == self.plan.ghost,
+                "finish needs the fields the exchange began on"
+            );
+        }
+        self.wait();
+        for ((_, regions), buf) in self.plan.recvs.iter().zip(&self.recv_bufs) {
+            let mut it = buf.iter();
+            for f in fields.iter_mut() {
+                for r in regions {
+                    let mut dst = f.data.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone()));
+                    dst.iter_mut().zip(&mut it).for_each(|(d, s)| *d = *s);
+                }
+            }
+        }
+    }
+}
+
+impl<T> HaloExchange<T> {
+    fn wait(&mut self) {
+        if !self.requests.is_empty() {
+            // SAFETY: every request was posted by `begin` on buffers this handle still owns.
+            unsafe {
+                ffi::MPI_Waitall(count(self.requests.len()), self.requests.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE)
+            };
+            self.requests.clear();
+        }
+    }
+}
+
+impl<T> Drop for HaloExchange<T> {
+    fn drop(&mut self) {
+        self.wait();
+    }
+}
+
+fn count(n: usize) -> c_int {
+    c_int::try_from(n).expect("a halo message longer than 2^31 elements")
+}
