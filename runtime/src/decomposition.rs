@@ -25,7 +25,7 @@ pub enum DecompositionError {
     Length { what: &'static str, got: usize, global: Vec<usize>, ndim: usize },
     #[error("rank grid {grid:?} holds {product} ranks but the job has {size}")]
     GridSize { grid: Vec<usize>, product: usize, size: usize },
-    #[error("rank grid {grid:?} puts {ranks} ranks along dimension {dim}, which has only {cells} cells")]
+    #[error("rank grid {grid:?} puts more ranks ({ranks}) than cells ({cells}) along dimension {dim}")]
     TooManyRanks { grid: Vec<usize>, dim: usize, ranks: usize, cells: usize },
     #[error("rank {rank} is outside a job of {size} ranks")]
     Rank { rank: usize, size: usize },
@@ -367,7 +367,7 @@ mod tests {
         let e = |r: Result<Decomposition, DecompositionError>| r.unwrap_err().to_string();
         assert_eq!(
             e(Decomposition::for_rank(&[4, 2], &[1, 3], &[false, false], 0)),
-            "rank grid [1, 3] puts 3 ranks along dimension 1, which has only 2 cells"
+            "rank grid [1, 3] puts more ranks (3) than cells (2) along dimension 1"
         );
         assert_eq!(e(Decomposition::for_rank(&[4, 0], &[1, 1], &[false, false], 0)), "global shape [4, 0] has a zero-sized dimension");
         assert_eq!(e(Decomposition::for_rank(&[4; 4], &[1; 4], &[false; 4], 0)), "a decomposition has 1 to 3 dimensions, not 4");

@@ -1,0 +1,92 @@
+//! Decompositions, fields and reductions under real mpirun at 1-4 ranks (program:
+//! tests/programs/fields.rs).
+
+mod common;
+use common::Job;
+
+/// SHAPE:PERIODIC:GHOST:STENCIL. Uneven sizes, ghost layers wider than a block (`3:1:2`), ranks
+/// with no cells (`2:1:3` and `3:1:2` at 3-4 ranks), periodic images of a rank's own cells.
+const HALO_SPECS: &[&str] = &[
+    "13:0:1:star", "13:1:2:star", "3:1:2:box", "2:1:3:box",
+    "12x10:00:1:star", "11x7:10:2:box", "9x13:11:2:star", "6x5:01:1:box", "8x8:11:1:box",
+    "6x5x4:000:1:box", "7x6x5:101:2:star", "5x4x3:111:2:box", "4x4x4:111:1:star",
+];
+
+#[test]
+fn halo_exchange_fills_every_ghost_cell_for_every_rank_grid() {
+    for np in 1..=4 {
+        let o = Job::new(np, "fields").args(["halo"]).args(HALO_SPECS).run();
+        o.assert_success();
+        for r in 0..np {
+            // Each spec runs on the automatic grid and on every other grid that fits.
+            let l = o.line(r, "rank=");
+            assert!(l.ends_with(" bad=0"), "{l}\n{}", o.show());
+            let runs: usize = l.split("runs=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+            assert!(runs >= HALO_SPECS.len(), "{l}");
+        }
+    }
+}
+
+#[test]
+fn gather_scatter_round_trip_is_exact() {
+    for np in 1..=4 {
+        for shape in ["7x5x3", "10x3", "2"] {
+            let o = Job::new(np, "fields").args(["gather", shape]).run();
+            o.assert_success();
+            for r in 0..np {
+                assert_eq!(o.line(r, "rank="), format!("rank={r} roundtrip=exact"), "{}", o.show());
+            }
+        }
+    }
+}
+
+#[test]
+fn reproducible_sum_has_the_same_bits_at_any_rank_count() {
+    let field = |l: &str, k: &str| l.split(&format!("{k}=")).nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let mut lines = Vec::new();
+    for np in 1..=4 {
+        let o = Job::new(np, "fields").args(["sums", "37x29"]).run();
+        o.assert_success();
+        // Every rank gets the same result.
+        let l0 = o.line(0, "rank=0 ").to_string();
+        for r in 1..np {
+            assert_eq!(o.line(r, "rank=")[7..], l0[7..], "{}", o.show());
+        }
+        lines.push(l0);
+    }
+    for k in ["repro", "rdot", "min", "max", "sum_int", "dot_int", "f32sum", "f32min", "f32max", "f32repro"] {
+        let v: Vec<String> = lines.iter().map(|l| field(l, k)).collect();
+        assert!(v.iter().all(|x| *x == v[0]), "{k} differs with the rank count: {v:?}");
+    }
+    // Integers: exact in any order. Column index 0..37 + 1, 29 times: sum 29*37*38/2.
+    assert_eq!(field(&lines[0], "sum_int"), "20387");
+    // The data is awkward enough that the plain sum's bits do change with the rank count.
+    let plain: Vec<String> = lines.iter().map(|l| field(l, "plain")).collect();
+    assert!(plain.iter().any(|p| *p != field(&lines[0], "repro")), "{plain:?}");
+}
+
+#[test]
+fn heat_steps_give_the_same_bits_at_1_to_4_ranks() {
+    let mut hashes = Vec::new();
+    for np in 1..=4 {
+        let o = Job::new(np, "fields").args(["heat", "37x23", "300"]).run();
+        o.assert_success();
+        hashes.push(o.line(0, "heat hash=").to_string());
+    }
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:#?}");
+}
+
+#[test]
+fn an_impossible_rank_grid_is_one_clear_line_and_exit_2() {
+    let o = Job::new(3, "fields").args(["grid", "4x4", "2x2"]).run();
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errs: Vec<_> = o.rank_errs.iter().flatten().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errs, ["error: rank grid [2, 2] holds 4 ranks but the job has 3"], "{}", o.show());
+    let o = Job::new(2, "fields").args(["grid", "1x8", "2x1"]).run();
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    assert!(
+        o.rank_errs[0].iter().any(|l| l == "error: rank grid [2, 1] puts more ranks (2) than cells (1) along dimension 0"),
+        "{}",
+        o.show()
+    );
+}

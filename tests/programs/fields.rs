@@ -1,0 +1,230 @@
+//! Test program for decompositions, fields and reductions: `fields MODE [ARGS]`, launched by
+//! tests/fields.rs under mpirun.
+//!
+//! - `halo SPEC...`: for each SPEC `SHAPE:PERIODIC:GHOST:STENCIL` (e.g. `11x7:10:2:box`) and every
+//!   rank grid that fits, fill fields from a formula, exchange (one call, split phase, several
+//!   together) and check every cell of the local blocks.
+//! - `gather SHAPE`: gather/scatter round trip, f64 and f32.
+//! - `sums SHAPE`: reductions of awkward data, printed as bits.
+//! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints a hash of the final field's bits.
+//! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, Dimension, IxDyn};
+use rankwise::runtime::{self, reduce, BadInput, Decomposition, Exit, Field, InitOptions, Runtime, Stencil};
+
+type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R {
+        let arg = |i: usize| args.get(i).map(String::as_str).ok_or_else(|| BadInput(format!("missing argument {i}")));
+        match arg(0)? {
+            "halo" => halo(rt, &args[1..])?,
+            "gather" => gather(rt, &shape(arg(1)?)?)?,
+            "sums" => sums(rt, &shape(arg(1)?)?)?,
+            "heat" => heat(rt, &shape(arg(1)?)?, arg(2)?.parse()?)?,
+            "grid" => {
+                let (global, grid) = (shape(arg(1)?)?, shape(arg(2)?)?);
+                let d = Decomposition::with_grid(rt, &global, &grid, &vec![false; global.len()])?;
+                println!("rank={} owned={:?}", rt.rank(), d.owned());
+            }
+            other => return Err(BadInput(format!("unknown mode {other:?}")).into()),
+        }
+        Ok(Exit::Done)
+    })
+}
+
+fn shape(s: &str) -> Result<Vec<usize>, BadInput> {
+    s.split('x').map(|n| n.parse().map_err(|_| BadInput(format!("bad shape {s:?}")))).collect()
+}
+
+/// A distinct value for every global cell.
+fn formula(g: &[usize], salt: f64) -> f64 {
+    g.iter().rev().fold(0.0, |a, &i| a * 100.0 + i as f64) + salt
+}
+
+const SENTINEL: f64 = -1.0;
+
+fn halo(rt: &Runtime, specs: &[String]) -> Result<(), BadInput> {
+    let (mut runs, mut checked, mut bad) = (0, 0, 0);
+    for spec in specs {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}"))) };
+        let global = shape(sh)?;
+        let periodic: Vec<bool> = per.chars().map(|c| c == '1').collect();
+        let ghost: usize = ghost.parse().map_err(|_| BadInput(format!("bad ghost in {spec:?}")))?;
+        let stencil = if stencil == "box" { Stencil::Box } else { Stencil::Star };
+        // The automatic grid, then every other grid of the job's size that fits the shape.
+        let mut grids = vec![runtime::auto_grid(&global, &periodic, rt.size()).map_err(|e| BadInput(e.to_string()))?];
+        grids.extend(all_grids(rt.size(), global.len()).into_iter().filter(|g| g.iter().zip(&global).all(|(p, n)| p <= n)));
+        grids.dedup();
+        for grid in grids {
+            let d = Arc::new(if grid.iter().zip(&global).all(|(p, n)| p <= n) {
+                Decomposition::with_grid(rt, &global, &grid, &periodic).map_err(|e| BadInput(e.to_string()))?
+            } else {
+                Decomposition::new(rt, &global, &periodic).map_err(|e| BadInput(e.to_string()))?
+            });
+            let mut fs: Vec<Field<f64>> = (0..4).map(|_| Field::new(&d, ghost)).collect();
+            for (i, f) in fs.iter_mut().enumerate() {
+                f.data_mut().fill(SENTINEL);
+                f.fill_with(|g| formula(g, i as f64 * 0.25));
+            }
+            let [a, b, c, e] = &mut fs[..] else { unreachable!() };
+            a.exchange(stencil);
+            let h = b.begin_exchange(stencil);
+            h.finish(b);
+            Field::exchange_many(&mut [c, e], stencil);
+            for (i, f) in fs.iter().enumerate() {
+                let (n, errs) = check(f, stencil, i as f64 * 0.25);
+                checked += n;
+                for msg in errs.iter().take(3) {
+                    println!("bad {spec} grid={grid:?} field={i}: {msg}");
+                }
+                bad += errs.len();
+            }
+            runs += 1;
+        }
+    }
+    println!("rank={} runs={runs} checked={checked} bad={bad}", rt.rank());
+    Ok(())
+}
+
+/// Every cell of the local block: the owned ones and the ghosts an exchange fills hold the
+/// formula (at the periodic image), the others still the sentinel.
+fn check(f: &Field<f64>, stencil: Stencil, salt: f64) -> (usize, Vec<String>) {
+    let d = f.decomposition();
+    let origin = f.origin();
+    let mut errs = Vec::new();
+    let data = f.data();
+    for (idx, &v) in data.indexed_iter() {
+        let mut global = Vec::new();
+        let (mut outside, mut reachable) = (0, true);
+        for k in 0..d.ndim() {
+            let x = origin[k] + idx[k] as isize;
+            let n = d.global_shape()[k] as isize;
+            if !d.owned()[k].contains(&(x.max(0) as usize)) || x < 0 {
+                outside += 1;
+            }
+            if !(0..n).contains(&x) && !d.periodic()[k] {
+                reachable = false;
+            }
+            global.push(x.rem_euclid(n) as usize);
+        }
+        let filled = reachable && (outside <= 1 || stencil == Stencil::Box);
+        let want = if filled { formula(&global, salt) } else { SENTINEL };
+        if v != want {
+            errs.push(format!("local {:?} (global {global:?}) holds {v}, expected {want}", idx.slice()));
+        }
+    }
+    (data.len(), errs)
+}
+
+fn all_grids(size: usize, ndim: usize) -> Vec<Vec<usize>> {
+    if ndim == 1 {
+        return vec![vec![size]];
+    }
+    (1..=size)
+        .filter(|f| size % f == 0)
+        .flat_map(|f| all_grids(size / f, ndim - 1).into_iter().map(move |mut g| { g.insert(0, f); g }))
+        .collect()
+}
+
+fn gather(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
+    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()]).map_err(|e| BadInput(e.to_string()))?);
+    let mut a: Field<f64> = Field::new(&d, 1);
+    a.fill_with(|g| formula(g, 0.5) / 3.0);
+    let mut ok = true;
+    let whole = a.gather(0);
+    if let Some(w) = &whole {
+        ok &= w.indexed_iter().all(|(i, &v)| v == formula(i.slice(), 0.5) / 3.0);
+    }
+    // Scatter the gathered array into a fresh field: the owned cells come back bit for bit.
+    let mut b: Field<f64> = Field::new(&d, 2);
+    b.scatter(0, whole.as_ref());
+    ok &= b.interior() == a.interior();
+    // f32, rooted on the last rank.
+    let root = rt.size() - 1;
+    let mut c: Field<f32> = Field::new(&d, 0);
+    let src = (rt.rank() == root).then(|| ArrayD::from_shape_fn(IxDyn(global), |i| (formula(i.slice(), 0.0) as f32).sqrt()));
+    c.scatter(root, src.as_ref());
+    ok &= c.gather(root) == src;
+    println!("rank={} roundtrip={}", rt.rank(), if ok { "exact" } else { "WRONG" });
+    Ok(())
+}
+
+/// Awkward values: magnitudes over 40 decades, both signs, and pairs that cancel.
+fn awkward(g: &[usize]) -> f64 {
+    let mut h = g.iter().fold(0x9e3779b97f4a7c15u64, |h, &i| (h ^ i as u64).wrapping_mul(0x100000001b3));
+    h ^= h >> 29;
+    let m = (h % 100_000) as f64 / 977.0 - 50.0;
+    m * 10f64.powi(((h >> 17) % 41) as i32 - 20)
+}
+
+fn sums(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
+    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()]).map_err(|e| BadInput(e.to_string()))?);
+    let mut f: Field<f64> = Field::new(&d, 1);
+    f.fill_with(awkward);
+    let mut ones: Field<f64> = Field::new(&d, 1);
+    ones.fill_with(|g| g[0] as f64 + 1.0);
+    let mut small: Field<f32> = Field::new(&d, 1);
+    small.fill_with(|g| g.iter().sum::<usize>() as f32 - 3.0);
+    println!(
+        "rank={} repro={:016x} plain={:016x} rdot={:016x} min={} max={} sum_int={} dot_int={} norm2_int={} f32sum={} f32min={} f32max={} f32repro={}",
+        rt.rank(),
+        reduce::reproducible_sum(&f).to_bits(),
+        reduce::sum(&f).to_bits(),
+        reduce::reproducible_dot(&f, &ones).to_bits(),
+        reduce::min(&f),
+        reduce::max(&f),
+        reduce::sum(&ones),
+        reduce::dot(&ones, &ones),
+        reduce::norm2(&ones),
+        reduce::sum(&small),
+        reduce::min(&small),
+        reduce::max(&small),
+        reduce::reproducible_sum(&small),
+    );
+    Ok(())
+}
+
+/// Explicit 5-point heat steps with zero (Dirichlet) values past the edges, overlapping the halo
+/// exchange with the rows that need no ghost.
+fn heat(rt: &Runtime, global: &[usize], steps: usize) -> Result<(), BadInput> {
+    let d = Arc::new(Decomposition::new(rt, global, &[false, false]).map_err(|e| BadInput(e.to_string()))?);
+    let mut u: Field<f64> = Field::new(&d, 1);
+    let mut v: Field<f64> = Field::new(&d, 1);
+    u.fill_with(|g| ((g[0] * 7 + g[1] * 13) % 17) as f64 / 16.0);
+    let (nx, ny) = (d.local_shape()[0], d.local_shape()[1]);
+    for _ in 0..steps {
+        let h = u.begin_exchange(Stencil::Star);
+        // Cells that read no ghost first (local indices count the ghost layer: 1..=nx owned).
+        step(&u, &mut v, 2..nx, 2..ny);
+        h.finish(&mut u);
+        if nx > 0 && ny > 0 {
+            step(&u, &mut v, 1..2, 1..ny + 1);
+            step(&u, &mut v, nx.max(2)..nx + 1, 1..ny + 1);
+            step(&u, &mut v, 2..nx, 1..2);
+            step(&u, &mut v, 2..nx, ny.max(2)..ny + 1);
+        }
+        std::mem::swap(&mut u, &mut v);
+    }
+    let bits = u.gather(0).map(|w| w.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3)));
+    let total = reduce::reproducible_sum(&u);
+    if let Some(hash) = bits {
+        println!("heat hash={hash:016x} sum={total:e}");
+    }
+    Ok(())
+}
+
+/// Update the cells `rows` x `cols` (local indices, ghosts included) of `v` from `u`.
+fn step(u: &Field<f64>, v: &mut Field<f64>, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+    let (a, mut b) = (u.data(), v.data_mut());
+    for i in rows {
+        for j in cols.clone() {
+            let c = a[[i, j]];
+            b[[i, j]] = c + 0.2 * (a[[i - 1, j]] + a[[i + 1, j]] + a[[i, j - 1]] + a[[i, j + 1]] - 4.0 * c);
+        }
+    }
+}
