@@ -46,7 +46,7 @@ fn all_reduce<T: Real>(f: &Field<T>, local: f64, op: SystemOperation) -> T {
 /// Collective. Sum over the owned cells (accumulated in `f64`; the last bits depend on the
 /// rank count, see [`reproducible_sum`]).
 pub fn sum<T: Real>(f: &Field<T>) -> T {
-    all_reduce(f, f.interior().iter().map(|x| x.to_f64()).sum(), SystemOperation::sum())
+    all_reduce(f, local_dot(f, None), SystemOperation::sum())
 }
 
 /// Collective. Smallest owned value (+inf for a field with no cells).
@@ -62,8 +62,35 @@ pub fn max<T: Real>(f: &Field<T>) -> T {
 /// Collective. Sum of `a * b` over the owned cells.
 pub fn dot<T: Real>(a: &Field<T>, b: &Field<T>) -> T {
     check_same(a, b);
-    let local = a.interior().iter().zip(b.interior().iter()).map(|(x, y)| x.to_f64() * y.to_f64()).sum();
-    all_reduce(a, local, SystemOperation::sum())
+    all_reduce(a, local_dot(a, Some(b)), SystemOperation::sum())
+}
+
+/// `sum(a)` or `sum(a * b)` over this rank's owned cells, a contiguous row at a time.
+fn local_dot<T: Real>(a: &Field<T>, b: Option<&Field<T>>) -> f64 {
+    let (ia, ib) = (a.interior(), b.map(|b| b.interior()));
+    let last = ndarray::Axis(ia.ndim() - 1);
+    match ib {
+        None => ia.lanes(last).into_iter().map(|x| dot_rows(x.as_slice().expect("contiguous rows"), None)).sum(),
+        Some(ib) => ia
+            .lanes(last)
+            .into_iter()
+            .zip(ib.lanes(last))
+            .map(|(x, y)| dot_rows(x.as_slice().expect("contiguous rows"), y.as_slice()))
+            .sum(),
+    }
+}
+
+/// `sum(x)` or `sum(x * y)` in `f64`, with independent partial sums so it runs at memory speed.
+fn dot_rows<T: Real>(x: &[T], y: Option<&[T]>) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let term = |i: usize| x[i].to_f64() * y.map_or(1.0, |y| y[i].to_f64());
+    let n4 = x.len() / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        for k in 0..4 {
+            acc[k] += term(i + k);
+        }
+    }
+    (n4..x.len()).map(term).sum::<f64>() + (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// Collective. Euclidean norm over the owned cells.
