@@ -179,3 +179,30 @@ impl<T: Clone> Clone for Field<T> {
         Field { decomposition: self.decomposition.clone(), ghost: self.ghost, data: self.data.clone() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_origin_and_fill_follow_the_global_index() {
+        // Rank 1 of a 2 x 1 grid over 5 x 4 cells owns rows 3..5: a 2 x 4 block, 2 ghost layers.
+        let d = Arc::new(Decomposition::for_rank(&[5, 4], &[2, 1], &[false, false], 1).unwrap());
+        let mut f: Field<f64> = Field::new(&d, 2);
+        assert_eq!(f.data().shape(), [6, 8]);
+        assert_eq!(f.origin(), [1, -2]);
+        f.fill_with(|g| (g[0] * 10 + g[1]) as f64);
+        assert_eq!(f.interior().shape(), [2, 4]);
+        assert_eq!(f.interior()[[0, 0]], 30.0);
+        assert_eq!(f.interior()[[1, 3]], 43.0);
+        assert_eq!(f.data()[[2, 2]], 30.0);
+        assert_eq!(f.region(&[-1, 0]).shape(), [2, 4]);
+        assert_eq!(f.region(&[1, 1]).shape(), [2, 2]);
+        assert_eq!(f.region(&[0, -1]).shape(), [2, 2]);
+        // Only the owned cells were written.
+        assert_eq!(f.data().sum(), f.interior().sum());
+        f.region_mut(&[-1, -1]).fill(1.0);
+        assert_eq!(f.data()[[1, 1]], 1.0);
+        assert_eq!(f.data()[[1, 2]], 0.0);
+    }
+}

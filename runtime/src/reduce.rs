@@ -101,18 +101,55 @@ pub fn norm2<T: Real>(f: &Field<T>) -> T {
 /// Collective. The exact sum of the owned cells rounded once to `f64` (then to `T`): the same
 /// bits at any rank count and decomposition.
 pub fn reproducible_sum<T: Real>(f: &Field<T>) -> T {
-    let mut acc = ExactSum::new();
-    f.interior().iter().for_each(|x| acc.add(x.to_f64()));
-    T::from_f64(acc.all_reduce(f.decomposition().comm()))
+    T::from_f64(exact_local(f, None).all_reduce(f.decomposition().comm()))
 }
 
 /// Collective. `sum(a * b)` with each product rounded to `f64` and the products summed exactly:
 /// the same bits at any rank count and decomposition.
 pub fn reproducible_dot<T: Real>(a: &Field<T>, b: &Field<T>) -> T {
     check_same(a, b);
-    let mut acc = ExactSum::new();
-    a.interior().iter().zip(b.interior().iter()).for_each(|(x, y)| acc.add(x.to_f64() * y.to_f64()));
-    T::from_f64(acc.all_reduce(a.decomposition().comm()))
+    T::from_f64(exact_local(a, Some(b)).all_reduce(a.decomposition().comm()))
+}
+
+/// This rank's exact `sum(a)` or `sum(a * b)`.
+fn exact_local<T: Real>(a: &Field<T>, b: Option<&Field<T>>) -> ExactSum {
+    let mut acc: [ExactSum; 4] = Default::default();
+    let (ia, ib) = (a.interior(), b.map(|b| b.interior()));
+    let last = ndarray::Axis(ia.ndim() - 1);
+    let rows = ia.lanes(last).into_iter();
+    match ib {
+        None => rows.for_each(|x| {
+            let x = x.to_slice().expect("contiguous rows");
+            accumulate4(&mut acc, x.len(), |i| x[i].to_f64())
+        }),
+        Some(ib) => rows.zip(ib.lanes(last)).for_each(|(x, y)| {
+            let (x, y) = (x.to_slice().expect("contiguous rows"), y.to_slice().expect("contiguous rows"));
+            let y = &y[..x.len()];
+            accumulate4(&mut acc, x.len(), |i| x[i].to_f64() * y[i].to_f64())
+        }),
+    }
+    let [mut total, rest @ ..] = acc;
+    rest.iter().for_each(|r| total.merge(r));
+    total
+}
+
+/// Add `term(0..n)` into four accumulators taking turns: consecutive values of similar size hit
+/// the same limbs, and one accumulator would wait on its own last update.
+fn accumulate4(acc: &mut [ExactSum; 4], n: usize, term: impl Fn(usize) -> f64) {
+    for start in (0..n).step_by(1 << 20) {
+        let end = n.min(start + (1 << 20));
+        acc.iter_mut().for_each(|a| a.reserve(((end - start) / 4 + 1) as u32));
+        let [a0, a1, a2, a3] = acc;
+        let mut i = start;
+        while i + 4 <= end {
+            a0.accumulate(term(i));
+            a1.accumulate(term(i + 1));
+            a2.accumulate(term(i + 2));
+            a3.accumulate(term(i + 3));
+            i += 4;
+        }
+        (i..end).for_each(|i| a0.accumulate(term(i)));
+    }
 }
 
 fn check_same<T>(a: &Field<T>, b: &Field<T>) {
@@ -156,29 +193,40 @@ impl ExactSum {
     }
 
     /// Add `x` exactly.
-    #[inline]
     pub fn add(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.special += x;
-            return;
+        self.reserve(1);
+        self.accumulate(x);
+    }
+
+    /// Make room for `n` more additions with no carry in between.
+    fn reserve(&mut self, n: u32) {
+        if self.pending + n > ADDS_BEFORE_CARRY {
+            self.normalise();
         }
+        self.pending += n;
+    }
+
+    /// Add `x`, after [`ExactSum::reserve`] made room for it.
+    #[inline(always)]
+    fn accumulate(&mut self, x: f64) {
         let bits = x.to_bits();
         let exp = ((bits >> 52) & 0x7ff) as u32;
+        if exp == 0x7ff {
+            self.special += x; // an infinity or NaN
+            return;
+        }
         let frac = bits & ((1 << 52) - 1);
         // x = mantissa * 2^(pos - 1074), pos in 0..=2045 (subnormals share the exponent of 1).
         let (mantissa, pos) = if exp == 0 { (frac, 0) } else { (frac | 1 << 52, exp - 1) };
         let pos = pos + 2 * LIMB;
         let (k, shift) = ((pos / LIMB) as usize, pos % LIMB);
-        let wide = (mantissa as u128) << shift;
-        let parts = [(wide & 0xffff_ffff) as i64, ((wide >> 32) & 0xffff_ffff) as i64, (wide >> 64) as i64];
-        if x < 0.0 {
-            parts.iter().enumerate().for_each(|(i, p)| self.limbs[k + i] -= p);
-        } else {
-            parts.iter().enumerate().for_each(|(i, p)| self.limbs[k + i] += p);
-        }
-        self.pending += 1;
-        if self.pending == ADDS_BEFORE_CARRY {
-            self.normalise();
+        // The mantissa shifted into place spans three 32-bit limbs.
+        let w = mantissa << shift;
+        let parts = [w & 0xffff_ffff, w >> 32, (mantissa >> 32) >> (32 - shift)];
+        // Negate without a branch: sign is 0 or -1.
+        let sign = (bits as i64) >> 63;
+        for (l, p) in self.limbs[k..k + 3].iter_mut().zip(parts) {
+            *l += ((p as i64) ^ sign) - sign;
         }
     }
 
