@@ -23,6 +23,17 @@ pub fn program(name: &str) -> PathBuf {
         // there and fresh (a no-op when it is).
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Drop what `cargo test` set for this test process: build scripts (ring's) watch
+        // CARGO_MANIFEST_DIR and CARGO_PKG_*, and would rebuild half the tree on every run.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
+                cargo.env_remove(&*k);
+            }
+        }
         if dir.file_name().is_some_and(|d| d == "release") {
             cargo.arg("--release");
         }

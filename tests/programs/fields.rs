@@ -4,7 +4,7 @@
 //! - `halo SPEC...`: for each SPEC `SHAPE:PERIODIC:GHOST:STENCIL` (e.g. `11x7:10:2:box`) and every
 //!   rank grid that fits, fill fields from a formula, exchange (one call, split phase, several
 //!   together) and check every cell of the local blocks.
-//! - `gather SHAPE`: gather/scatter round trip, f64 and f32.
+//! - `gather SHAPE...`: gather/scatter round trip, f64 and f32.
 //! - `sums SHAPE`: reductions of awkward data, printed as bits.
 //! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints a hash of the final field's bits.
 //! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
@@ -22,7 +22,7 @@ fn main() {
         let arg = |i: usize| args.get(i).map(String::as_str).ok_or_else(|| BadInput(format!("missing argument {i}")));
         match arg(0)? {
             "halo" => halo(rt, &args[1..])?,
-            "gather" => gather(rt, &shape(arg(1)?)?)?,
+            "gather" => args[1..].iter().try_for_each(|s| gather(rt, &shape(s)?))?,
             "sums" => sums(rt, &shape(arg(1)?)?)?,
             "heat" => heat(rt, &shape(arg(1)?)?, arg(2)?.parse()?)?,
             "grid" => {
@@ -150,7 +150,7 @@ fn gather(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
     let src = (rt.rank() == root).then(|| ArrayD::from_shape_fn(IxDyn(global), |i| (formula(i.slice(), 0.0) as f32).sqrt()));
     c.scatter(root, src.as_ref());
     ok &= c.gather(root) == src;
-    println!("rank={} roundtrip={}", rt.rank(), if ok { "exact" } else { "WRONG" });
+    println!("rank={} shape={global:?} roundtrip={}", rt.rank(), if ok { "exact" } else { "WRONG" });
     Ok(())
 }
 
