@@ -45,8 +45,8 @@ impl<T: Equivalence + Copy + Default> Field<T> {
         self.begin_exchange(stencil).finish(self);
     }
 
-    /// Collective. Split phase: post the messages and return; compute on the interior meanwhile
-    /// (the owned cells may be read, not written), then call [`HaloExchange::finish`].
+    /// Collective. Split phase: pack and post the messages and return; compute on the interior
+    /// meanwhile, then call [`HaloExchange::finish`], which writes the ghost cells.
     pub fn begin_exchange(&self, stencil: Stencil) -> HaloExchange<T> {
         HaloExchange::begin(&[self], stencil)
     }
