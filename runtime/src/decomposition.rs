@@ -69,7 +69,7 @@ impl Decomposition {
     }
 
     /// The decomposition as rank `rank` of a job of `grid`'s product ranks sees it, without MPI
-    /// (for tests and tools). It has no communicator: fields cannot be made on it.
+    /// (for tests and tools). It has no communicator: fields on it cannot communicate.
     pub fn for_rank(
         global: &[usize],
         grid: &[usize],

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use ndarray::{ArrayD, Dimension, IxDyn};
 use rankwise::runtime::{self, reduce, BadInput, Decomposition, Exit, Field, InitOptions, Runtime, Stencil};
 
-type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
+type E = Box<dyn std::error::Error + Send + Sync>;
+type R = Result<Exit, E>;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,24 +48,24 @@ fn formula(g: &[usize], salt: f64) -> f64 {
 
 const SENTINEL: f64 = -1.0;
 
-fn halo(rt: &Runtime, specs: &[String]) -> Result<(), BadInput> {
+fn halo(rt: &Runtime, specs: &[String]) -> Result<(), E> {
     let (mut runs, mut checked, mut bad) = (0, 0, 0);
     for spec in specs {
         let parts: Vec<&str> = spec.split(':').collect();
-        let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}"))) };
+        let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}")).into()) };
         let global = shape(sh)?;
         let periodic: Vec<bool> = per.chars().map(|c| c == '1').collect();
         let ghost: usize = ghost.parse().map_err(|_| BadInput(format!("bad ghost in {spec:?}")))?;
         let stencil = if stencil == "box" { Stencil::Box } else { Stencil::Star };
         // The automatic grid, then every other grid of the job's size that fits the shape.
-        let mut grids = vec![runtime::auto_grid(&global, &periodic, rt.size()).map_err(|e| BadInput(e.to_string()))?];
+        let mut grids = vec![runtime::auto_grid(&global, &periodic, rt.size())?];
         grids.extend(all_grids(rt.size(), global.len()).into_iter().filter(|g| g.iter().zip(&global).all(|(p, n)| p <= n)));
         grids.dedup();
         for grid in grids {
             let d = Arc::new(if grid.iter().zip(&global).all(|(p, n)| p <= n) {
-                Decomposition::with_grid(rt, &global, &grid, &periodic).map_err(|e| BadInput(e.to_string()))?
+                Decomposition::with_grid(rt, &global, &grid, &periodic)?
             } else {
-                Decomposition::new(rt, &global, &periodic).map_err(|e| BadInput(e.to_string()))?
+                Decomposition::new(rt, &global, &periodic)?
             });
             let mut fs: Vec<Field<f64>> = (0..4).map(|_| Field::new(&d, ghost)).collect();
             for (i, f) in fs.iter_mut().enumerate() {
@@ -104,7 +105,7 @@ fn check(f: &Field<f64>, stencil: Stencil, salt: f64) -> (usize, Vec<String>) {
         for k in 0..d.ndim() {
             let x = origin[k] + idx[k] as isize;
             let n = d.global_shape()[k] as isize;
-            if !d.owned()[k].contains(&(x.max(0) as usize)) || x < 0 {
+            if x < 0 || !d.owned()[k].contains(&(x as usize)) {
                 outside += 1;
             }
             if !(0..n).contains(&x) && !d.periodic()[k] {
@@ -131,8 +132,8 @@ fn all_grids(size: usize, ndim: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn gather(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
-    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()]).map_err(|e| BadInput(e.to_string()))?);
+fn gather(rt: &Runtime, global: &[usize]) -> Result<(), E> {
+    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()])?);
     let mut a: Field<f64> = Field::new(&d, 1);
     a.fill_with(|g| formula(g, 0.5) / 3.0);
     let mut ok = true;
@@ -162,8 +163,8 @@ fn awkward(g: &[usize]) -> f64 {
     m * 10f64.powi(((h >> 17) % 41) as i32 - 20)
 }
 
-fn sums(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
-    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()]).map_err(|e| BadInput(e.to_string()))?);
+fn sums(rt: &Runtime, global: &[usize]) -> Result<(), E> {
+    let d = Arc::new(Decomposition::new(rt, global, &vec![false; global.len()])?);
     let mut f: Field<f64> = Field::new(&d, 1);
     f.fill_with(awkward);
     let mut ones: Field<f64> = Field::new(&d, 1);
@@ -191,8 +192,8 @@ fn sums(rt: &Runtime, global: &[usize]) -> Result<(), BadInput> {
 
 /// Explicit 5-point heat steps with zero (Dirichlet) values past the edges, overlapping the halo
 /// exchange with the rows that need no ghost.
-fn heat(rt: &Runtime, global: &[usize], steps: usize) -> Result<(), BadInput> {
-    let d = Arc::new(Decomposition::new(rt, global, &[false, false]).map_err(|e| BadInput(e.to_string()))?);
+fn heat(rt: &Runtime, global: &[usize], steps: usize) -> Result<(), E> {
+    let d = Arc::new(Decomposition::new(rt, global, &[false, false])?);
     let mut u: Field<f64> = Field::new(&d, 1);
     let mut v: Field<f64> = Field::new(&d, 1);
     u.fill_with(|g| ((g[0] * 7 + g[1] * 13) % 17) as f64 / 16.0);
