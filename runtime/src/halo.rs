@@ -204,17 +204,19 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
         let mut recv_bufs = Vec::with_capacity(plan.recvs.len());
         for (peer, regions) in &plan.recvs {
+            if *peer == me {
+                recv_bufs.push(Vec::new()); // filled by the loopback "send" below
+                continue;
+            }
             let len = fields.len() * regions.iter().map(volume).sum::<usize>();
             let mut buf = vec![T::default(); len];
-            if *peer != me {
-                let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-                // SAFETY: the buffer is heap memory owned by the returned handle, which neither
-                // grows it nor frees it before the request completes (finish or drop waits).
-                unsafe {
-                    ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(len), datatype, *peer as c_int, TAG, comm, &mut req)
-                };
-                requests.push(req);
-            }
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: the buffer is heap memory owned by the returned handle, which neither grows
+            // it nor frees it before the request completes (finish or drop waits).
+            unsafe {
+                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(len), datatype, *peer as c_int, TAG, comm, &mut req)
+            };
+            requests.push(req);
             recv_bufs.push(buf);
         }
         let mut send_bufs = Vec::with_capacity(plan.sends.len());
