@@ -14,6 +14,9 @@ use ndarray::{Array, ArrayView, Dimension, Ix1, Ix2, Ix3};
 
 use crate::{cpu::check_block, Csr, Error, Result};
 
+mod block;
+pub use block::{DeviceBlock, Side};
+
 /// Why the CUDA back end is not available, or what went wrong in it.
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
@@ -54,14 +57,26 @@ pub fn device_count() -> Result<usize, CudaError> {
     }
 }
 
-const SOURCES: [&str; 4] = [
+const SOURCES: [&str; 5] = [
     include_str!("cuda/stencil.cu"),
+    include_str!("cuda/halo.cu"),
     include_str!("cuda/vector.cu"),
     include_str!("cuda/spmv.cu"),
     include_str!("cuda/gemm.cu"),
 ];
-const FUNCTIONS: [&str; 9] =
-    ["stencil_2d", "stencil_3d", "axpby", "scale", "fill", "dot_partial", "sum_partials", "csr_spmv", "gemm_tiled"];
+const FUNCTIONS: [&str; 11] = [
+    "stencil_2d",
+    "stencil_3d",
+    "pack_slab",
+    "unpack_slab",
+    "axpby",
+    "scale",
+    "fill",
+    "dot_partial",
+    "sum_partials",
+    "csr_spmv",
+    "gemm_tiled",
+];
 /// Must match `REDUCE_THREADS` in vector.cu.
 const REDUCE_THREADS: u32 = 256;
 /// Blocks of the first reduction pass (and elementwise grids): enough to fill any current GPU.
@@ -187,7 +202,7 @@ impl CudaBackend {
         Ok(self.stream.context().name()?)
     }
 
-    fn function(&self, name: &str) -> &CudaFunction {
+    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
         &self.functions[name]
     }
 
@@ -403,7 +418,7 @@ fn same_shape(x: &[usize], y: &[usize]) -> Result<()> {
 }
 
 /// A size as the `int` the kernels take.
-fn int(n: usize) -> Result<i32> {
+pub(crate) fn int(n: usize) -> Result<i32> {
     i32::try_from(n).map_err(|_| Error::Shape(format!("extent {n} too large for the CUDA kernels")))
 }
 
@@ -413,7 +428,7 @@ fn blocks(n: usize, per_block: u32) -> u32 {
 }
 
 /// A grid-stride launch: enough blocks to keep every SM busy, no more.
-fn elementwise(n: usize) -> LaunchConfig {
+pub(crate) fn elementwise(n: usize) -> LaunchConfig {
     let nblocks = blocks(n, 256).min(64 * MAX_BLOCKS);
     LaunchConfig { grid_dim: (nblocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
