@@ -1,8 +1,8 @@
 //! Kernel bandwidth and throughput, each next to a reference measured by this same program on
 //! this same machine, in alternation with the kernel so that both see the same load: a
 //! STREAM-style triad for the CPU kernels, a device-to-device copy for the GPU ones (target:
-//! >= 0.85 of the reference). `cargo bench -p rankwise-kernels`; the GPU part runs when a CUDA
-//! device is usable and says why not otherwise.
+//! 0.85 of the reference or better). `cargo bench -p rankwise-kernels`; the GPU part runs when a
+//! CUDA device is usable and says why not otherwise.
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};

@@ -226,7 +226,10 @@ impl Backend {
     /// `x = a x`.
     pub fn scale<D: Dimension>(&self, a: f64, x: &mut Buffer<D>) -> Result<()> {
         match self {
-            Backend::Cpu => Ok(cpu::scale(a, host_mut(self, x)?)),
+            Backend::Cpu => {
+                cpu::scale(a, host_mut(self, x)?);
+                Ok(())
+            }
             Backend::Cuda(c) => c.scale(a, dev_mut(self, x)?),
         }
     }
@@ -234,7 +237,10 @@ impl Backend {
     /// `x = a` everywhere.
     pub fn fill<D: Dimension>(&self, a: f64, x: &mut Buffer<D>) -> Result<()> {
         match self {
-            Backend::Cpu => Ok(cpu::fill(a, host_mut(self, x)?)),
+            Backend::Cpu => {
+                cpu::fill(a, host_mut(self, x)?);
+                Ok(())
+            }
             Backend::Cuda(c) => c.fill(a, dev_mut(self, x)?),
         }
     }

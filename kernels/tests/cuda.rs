@@ -52,7 +52,10 @@ impl Inputs {
 }
 
 /// Runs every kernel through the one API and returns the named results (and dot products).
-fn run_all(be: &Backend, inp: &Inputs) -> Result<(Vec<(&'static str, ArrayD<f64>)>, Vec<(&'static str, f64)>), Error> {
+/// Named arrays and named scalars that a back end computed.
+type Results = (Vec<(&'static str, ArrayD<f64>)>, Vec<(&'static str, f64)>);
+
+fn run_all(be: &Backend, inp: &Inputs) -> Result<Results, Error> {
     let mut out = vec![];
     let h2 = [0.3, 0.7];
     let h3 = [0.3, 0.5, 0.9];

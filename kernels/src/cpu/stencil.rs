@@ -91,7 +91,7 @@ pub(crate) fn stencil_2d<T: NdFloat>(
     let (nx, ny) = u.dim();
     let [cx, cy] = h.map(|h| (h * h).recip());
     fn row<'a, T>(v: &ArrayView2<'a, T>, i: usize) -> &'a [T] {
-        slice_of(v.clone().index_axis_move(Axis(0), i))
+        slice_of((*v).index_axis_move(Axis(0), i))
     }
     let mut rows = out.slice_mut(s![g..nx - g, ..]);
     let body = |(r, mut o): (usize, ndarray::ArrayViewMut1<T>)| {
@@ -129,10 +129,10 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     let (nx, ny, nz) = u.dim();
     let [cx, cy, cz] = h.map(|h| (h * h).recip());
     fn plane<'a, T>(v: &ArrayView3<'a, T>, i: usize) -> ArrayView2<'a, T> {
-        v.clone().index_axis_move(Axis(0), i)
+        (*v).index_axis_move(Axis(0), i)
     }
     fn row<'a, T>(v: &ArrayView2<'a, T>, j: usize) -> &'a [T] {
-        slice_of(v.clone().index_axis_move(Axis(0), j))
+        slice_of((*v).index_axis_move(Axis(0), j))
     }
     // Tiles of rows across every plane: a tile's planes i-1, i, i+1 stay in the L2 cache while
     // the sweep moves along i, so each value comes from memory once (2.5-D blocking).
