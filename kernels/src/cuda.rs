@@ -229,9 +229,7 @@ impl CudaBackend {
     /// `out = a*u + b*(lap(u) + f)` on the interior, see `cpu/stencil.rs`.
     #[allow(clippy::too_many_arguments)]
     fn stencil_2d(&self, u: &DeviceArray<Ix2>, f: Option<&DeviceArray<Ix2>>, out: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], a: f64, b: f64) -> Result<()> {
-        let mut others = vec![out.shape()];
-        others.extend(f.map(|f| f.shape()));
-        check_block(u.shape(), &[], &others, g)?;
+        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
         let (nx, ny, g) = (int(u.dim[0])?, int(u.dim[1])?, g as i32);
         let [cx, cy] = h.map(|h| 1.0 / (h * h));
         let has_f = f.is_some() as i32;
@@ -252,9 +250,7 @@ impl CudaBackend {
 
     #[allow(clippy::too_many_arguments)]
     fn stencil_3d(&self, u: &DeviceArray<Ix3>, f: Option<&DeviceArray<Ix3>>, out: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], a: f64, b: f64) -> Result<()> {
-        let mut others = vec![out.shape()];
-        others.extend(f.map(|f| f.shape()));
-        check_block(u.shape(), &[], &others, g)?;
+        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
         let (nx, ny, nz, g) = (int(u.dim[0])?, int(u.dim[1])?, int(u.dim[2])?, g as i32);
         let [cx, cy, cz] = h.map(|h| 1.0 / (h * h));
         let has_f = f.is_some() as i32;

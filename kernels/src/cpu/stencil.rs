@@ -2,7 +2,7 @@
 //!
 //! All of them are one update, `out = a*u + b*(lap(u) + f)` on the interior, so the CPU and the
 //! CUDA back end share one formula (and round alike).
-use ndarray::{s, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, NdFloat};
+use ndarray::{s, ArrayView, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Dimension, NdFloat};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
@@ -71,6 +71,12 @@ pub(crate) fn check_block(u: &[usize], strides: &[&[isize]], others: &[&[usize]]
     Ok(())
 }
 
+fn check_views<T, D: Dimension>(u: &ArrayView<T, D>, f: Option<&ArrayView<T, D>>, out: &ArrayViewMut<T, D>, g: usize) -> Result<()> {
+    // Without f, u stands in for it: no allocation per call.
+    let f = f.unwrap_or(u);
+    check_block(u.shape(), &[u.strides(), out.strides(), f.strides()], &[out.shape(), f.shape()], g)
+}
+
 /// `out = a*u + b*(lap(u) + f)` on the interior (`f` = 0 when absent).
 pub(crate) fn stencil_2d<T: NdFloat>(
     u: ArrayView2<T>,
@@ -81,13 +87,7 @@ pub(crate) fn stencil_2d<T: NdFloat>(
     a: T,
     b: T,
 ) -> Result<()> {
-    let mut strides = vec![u.strides(), out.strides()];
-    let mut others = vec![out.shape()];
-    if let Some(f) = &f {
-        strides.push(f.strides());
-        others.push(f.shape());
-    }
-    check_block(u.shape(), &strides, &others, g)?;
+    check_views(&u, f.as_ref(), &out, g)?;
     let (nx, ny) = u.dim();
     let [cx, cy] = h.map(|h| (h * h).recip());
     fn row<'a, T>(v: &ArrayView2<'a, T>, i: usize) -> &'a [T] {
@@ -119,13 +119,7 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     a: T,
     b: T,
 ) -> Result<()> {
-    let mut strides = vec![u.strides(), out.strides()];
-    let mut others = vec![out.shape()];
-    if let Some(f) = &f {
-        strides.push(f.strides());
-        others.push(f.shape());
-    }
-    check_block(u.shape(), &strides, &others, g)?;
+    check_views(&u, f.as_ref(), &out, g)?;
     let (nx, ny, nz) = u.dim();
     let [cx, cy, cz] = h.map(|h| (h * h).recip());
     fn plane<'a, T>(v: &ArrayView3<'a, T>, i: usize) -> ArrayView2<'a, T> {
