@@ -363,6 +363,7 @@ impl CudaBackend {
         let narrow = |v: &[usize]| -> Result<Vec<u32>> {
             v.iter().map(|&i| u32::try_from(i).map_err(|_| Error::Shape(format!("CSR index {i} does not fit in 32 bits")))).collect()
         };
+        narrow(&[a.nrows(), a.ncols()])?; // the kernel indexes rows and columns in 32 bits too
         Ok(DeviceCsr {
             nrows: a.nrows(),
             ncols: a.ncols(),
@@ -377,7 +378,7 @@ impl CudaBackend {
         if x.len() != a.ncols || y.len() != a.nrows {
             return Err(Error::Shape(format!("{}x{} matrix times a vector of {} into a vector of {}", a.nrows, a.ncols, x.len(), y.len())));
         }
-        let nrows = a.nrows as u32; // indptr fitting in u32 bounds nrows too
+        let nrows = a.nrows as u32; // checked in upload_csr
         let cfg = LaunchConfig { grid_dim: (blocks(a.nrows, 256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let mut l = self.stream.launch_builder(self.function("csr_spmv"));
         l.arg(&nrows).arg(&a.indptr).arg(&a.indices).arg(&a.values).arg(&x.data).arg(&mut y.data);
