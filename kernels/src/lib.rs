@@ -2,8 +2,11 @@
 //!
 //! - [`cpu`]: plain functions on ndarray views (rayon-parallel), callable directly from a
 //!   simulation code: `kernels::cpu::laplacian_2d(src.view(), dst.view_mut(), 1, [h, h])`.
-//! - [`cuda`]: the same kernels on device memory, compiled once per process by NVRTC.
-//! - [`Backend`] and [`Buffer`]: pick the back end at run time and write the code once.
+//! - [`cuda`]: the same kernels on device memory, compiled once per process by NVRTC; streams
+//!   that overlap ([`CudaBackend::fork`]); [`DeviceBlock`], a field block with ghost layers in
+//!   device memory whose faces pack into contiguous buffers for a halo exchange.
+//! - [`Backend`] and [`Buffer`]: pick the back end at run time and write the code once; the
+//!   same call gives the same answer on both, to rounding.
 //!
 //! Stencils take a block with `g` ghost layers on every side and write only its interior;
 //! boundary conditions are whatever the caller put in the ghosts.
@@ -14,7 +17,7 @@ pub mod cuda;
 
 pub use backend::{Backend, Buffer, Sparse};
 pub use csr::Csr;
-pub use cuda::{CudaBackend, CudaError, DeviceArray};
+pub use cuda::{CudaBackend, CudaError, DeviceArray, DeviceBlock};
 
 /// What a kernel call can fail with.
 #[derive(Debug, thiserror::Error)]
