@@ -24,18 +24,14 @@ impl<D: Dimension> DeviceBlock<D> {
     /// A zeroed block whose interior has shape `interior`.
     pub fn zeros(gpu: &CudaBackend, interior: D, ghosts: usize) -> Result<Self> {
         let mut dim = interior;
-        if dim.ndim() > 3 {
-            return Err(Error::Shape(format!("a device block has at most 3 axes, not {}", dim.ndim())));
-        }
         dim.slice_mut().iter_mut().for_each(|n| *n += 2 * ghosts);
+        check(dim.slice(), ghosts)?;
         Ok(DeviceBlock { array: gpu.zeros(dim)?, ghosts })
     }
 
     /// A block holding `a` (ghosts included).
     pub fn upload(gpu: &CudaBackend, a: ArrayView<f64, D>, ghosts: usize) -> Result<Self> {
-        if a.ndim() > 3 || a.shape().iter().any(|&n| n < 2 * ghosts) {
-            return Err(Error::Shape(format!("block {:?} cannot hold {ghosts} ghost layers (or has over 3 axes)", a.shape())));
-        }
+        check(a.shape(), ghosts)?;
         Ok(DeviceBlock { array: gpu.upload(a)?, ghosts })
     }
 
@@ -128,6 +124,15 @@ impl Slab {
         unsafe { l.launch(elementwise(self.len)) }?;
         Ok(())
     }
+}
+
+/// At most 3 axes, at least one ghost layer, a non-empty interior.
+fn check(shape: &[usize], ghosts: usize) -> Result<()> {
+    if shape.len() > 3 || ghosts == 0 || shape.iter().any(|&n| n <= 2 * ghosts) {
+        let what = format!("block {shape:?} with {ghosts} ghost layers");
+        return Err(Error::Shape(format!("{what}: a device block needs 1 to 3 axes, g >= 1 and every side > 2g")));
+    }
+    Ok(())
 }
 
 /// A kernel argument read or written (cudarc records the two differently for stream ordering).
