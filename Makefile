@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 NP ?= 4
 
-.PHONY: demo test setup build bench
+.PHONY: demo test setup build bench gpu-check
 
 setup:
 	@scripts/setup.sh
@@ -19,3 +19,7 @@ test: setup
 
 bench: build
 	$(ENV) scripts/bench.sh
+
+# On a machine with a GPU: the CUDA kernel tests and benchmarks, results into kernels/GPU-RESULTS.md.
+gpu-check: setup
+	$(ENV) scripts/gpu-check.sh

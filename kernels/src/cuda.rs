@@ -1,12 +1,47 @@
 //! The CUDA back end (cudarc with dynamic loading: builds and runs without CUDA installed).
+//!
+//! The kernels are CUDA C in `src/cuda/*.cu`, compiled by NVRTC once per process (per compute
+//! capability) and loaded into each context. A [`CudaBackend`] issues work on one stream;
+//! [`CudaBackend::fork`] gives a second one (a halo copy beside an interior kernel) and
+//! [`CudaBackend::join`] orders them again. cudarc records which stream last used each buffer,
+//! so a buffer handed from one stream to the other is waited for correctly.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// Why the CUDA back end is not available.
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use ndarray::{Array, ArrayView, Dimension, Ix1, Ix2, Ix3};
+
+use crate::{cpu::check_block, Csr, Error, Result};
+
+mod block;
+pub use block::{DeviceBlock, Side};
+
+/// Why the CUDA back end is not available, or what went wrong in it.
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     #[error("no CUDA driver (libcuda) found")]
     NoDriver,
+    #[error("no CUDA device {ordinal}: the driver sees {count}")]
+    NoDevice { ordinal: usize, count: usize },
+    #[error("no NVRTC library (libnvrtc) found: the CUDA back end compiles its kernels at run time")]
+    NoNvrtc,
     #[error("CUDA driver error: {0}")]
     Driver(String),
+    #[error("NVRTC could not compile the kernels: {0}")]
+    Compile(String),
+}
+
+impl From<DriverError> for CudaError {
+    fn from(e: DriverError) -> Self {
+        CudaError::Driver(format!("{e:?}"))
+    }
+}
+
+impl From<DriverError> for Error {
+    fn from(e: DriverError) -> Self {
+        Error::Cuda(e.into())
+    }
 }
 
 /// Number of visible CUDA devices. Never panics: without a driver it says so.
@@ -15,9 +50,382 @@ pub fn device_count() -> Result<usize, CudaError> {
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err(CudaError::NoDriver);
     }
-    match cudarc::driver::CudaContext::device_count() {
+    match CudaContext::device_count() {
         Ok(n) => Ok(n as usize),
         Err(e) if format!("{e:?}").contains("NO_DEVICE") => Ok(0),
         Err(e) => Err(CudaError::Driver(format!("{e:?}"))),
     }
+}
+
+const SOURCES: [&str; 5] = [
+    include_str!("cuda/stencil.cu"),
+    include_str!("cuda/halo.cu"),
+    include_str!("cuda/vector.cu"),
+    include_str!("cuda/spmv.cu"),
+    include_str!("cuda/gemm.cu"),
+];
+const FUNCTIONS: [&str; 11] = [
+    "stencil_2d",
+    "stencil_3d",
+    "pack_slab",
+    "unpack_slab",
+    "axpby",
+    "scale",
+    "fill",
+    "dot_partial",
+    "sum_partials",
+    "csr_spmv",
+    "gemm_tiled",
+];
+/// Must match `REDUCE_THREADS` in vector.cu.
+const REDUCE_THREADS: u32 = 256;
+/// Blocks of the first reduction pass (and elementwise grids): enough to fill any current GPU.
+const MAX_BLOCKS: u32 = 1024;
+/// Must match `GEMM_TILE` and `GEMM_ROWS` in gemm.cu.
+const GEMM_TILE: u32 = 32;
+const GEMM_ROWS: u32 = 8;
+
+/// The PTX for one compute capability, compiled on first use and kept for the process.
+fn ptx(cc: (i32, i32)) -> Result<Ptx, CudaError> {
+    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Ptx>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.get(&cc) {
+        return Ok(p.clone());
+    }
+    // NVRTC wants a 'static arch name; one leaked string per capability seen.
+    let arch: &'static str = Box::leak(format!("compute_{}{}", cc.0, cc.1).into_boxed_str());
+    let opts = CompileOptions { arch: Some(arch), name: Some("rankwise_kernels.cu".into()), ..Default::default() };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCES.concat(), opts).map_err(|e| {
+        CudaError::Compile(match e {
+            CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+            e => e.to_string(),
+        })
+    })?;
+    log::debug!("compiled the CUDA kernels for {arch}");
+    cache.insert(cc, ptx.clone());
+    Ok(ptx)
+}
+
+/// An `f64` array in device memory, row-major, with its shape.
+pub struct DeviceArray<D: Dimension> {
+    data: CudaSlice<f64>,
+    dim: D,
+}
+
+impl<D: Dimension> DeviceArray<D> {
+    pub fn dim(&self) -> &D {
+        &self.dim
+    }
+    pub fn shape(&self) -> &[usize] {
+        self.dim.slice()
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// The device memory, for a code's own kernels.
+    pub fn data(&self) -> &CudaSlice<f64> {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut CudaSlice<f64> {
+        &mut self.data
+    }
+}
+
+/// A CSR matrix in device memory (32-bit indices).
+pub struct DeviceCsr {
+    nrows: usize,
+    ncols: usize,
+    indptr: CudaSlice<u32>,
+    indices: CudaSlice<u32>,
+    values: CudaSlice<f64>,
+}
+
+/// The CUDA back end on one device and one stream.
+#[derive(Clone)]
+pub struct CudaBackend {
+    stream: Arc<CudaStream>,
+    functions: Arc<HashMap<&'static str, CudaFunction>>,
+    /// Per-block partial sums of a reduction, then the total; one per stream.
+    scratch: Arc<Mutex<CudaSlice<f64>>>,
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal` (among the visible ones) and loads the kernels, compiling them
+    /// first if this process has not yet. Without a driver, a device or NVRTC: a clear error.
+    pub fn new(ordinal: usize) -> Result<Self, CudaError> {
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(CudaError::NoDevice { ordinal, count });
+        }
+        // cudarc panics when libnvrtc is missing, so ask first.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(CudaError::NoNvrtc);
+        }
+        let ctx = CudaContext::new(ordinal)?;
+        let module = ctx.load_module(ptx(ctx.compute_capability()?)?)?;
+        let functions = FUNCTIONS
+            .iter()
+            .map(|&name| Ok((name, module.load_function(name)?)))
+            .collect::<Result<HashMap<_, _>, DriverError>>()?;
+        Self::on_stream(ctx.new_stream()?, Arc::new(functions))
+    }
+
+    fn on_stream(stream: Arc<CudaStream>, functions: Arc<HashMap<&'static str, CudaFunction>>) -> Result<Self, CudaError> {
+        let scratch = stream.alloc_zeros::<f64>(MAX_BLOCKS as usize + 1)?;
+        Ok(CudaBackend { stream, functions, scratch: Arc::new(Mutex::new(scratch)) })
+    }
+
+    /// The same device on a new stream: work issued there may overlap this one's.
+    pub fn fork(&self) -> Result<Self, CudaError> {
+        Self::on_stream(self.stream.context().new_stream()?, self.functions.clone())
+    }
+
+    /// Work issued here from now on waits for what `other` has issued so far.
+    pub fn join(&self, other: &CudaBackend) -> Result<(), CudaError> {
+        Ok(self.stream.join(&other.stream)?)
+    }
+
+    /// Waits until everything issued on this stream is done.
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        Ok(self.stream.synchronize()?)
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn device_name(&self) -> Result<String, CudaError> {
+        Ok(self.stream.context().name()?)
+    }
+
+    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
+        &self.functions[name]
+    }
+
+    /// Copies a host array to the device.
+    pub fn upload<D: Dimension>(&self, a: ArrayView<f64, D>) -> Result<DeviceArray<D>> {
+        let a = a.as_standard_layout();
+        let data = self.stream.clone_htod(a.as_slice().expect("standard layout"))?;
+        Ok(DeviceArray { data, dim: a.raw_dim() })
+    }
+
+    /// A zeroed device array of the given shape.
+    pub fn zeros<D: Dimension>(&self, dim: D) -> Result<DeviceArray<D>> {
+        let data = self.stream.alloc_zeros::<f64>(dim.size())?;
+        Ok(DeviceArray { data, dim })
+    }
+
+    /// Copies a device array back to the host (waits for the work on it).
+    pub fn download<D: Dimension>(&self, a: &DeviceArray<D>) -> Result<Array<f64, D>> {
+        let v = self.stream.clone_dtoh(&a.data)?;
+        self.stream.synchronize()?;
+        Ok(Array::from_shape_vec(a.dim.clone(), v).expect("length matches shape"))
+    }
+
+    /// `out = a*u + b*(lap(u) + f)` on the interior, see `cpu/stencil.rs`.
+    #[allow(clippy::too_many_arguments)]
+    fn stencil_2d(&self, u: &DeviceArray<Ix2>, f: Option<&DeviceArray<Ix2>>, out: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], a: f64, b: f64) -> Result<()> {
+        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
+        let (nx, ny, g) = (int(u.dim[0])?, int(u.dim[1])?, g as i32);
+        let [cx, cy] = h.map(|h| 1.0 / (h * h));
+        let has_f = f.is_some() as i32;
+        let f = f.unwrap_or(u);
+        let (bx, by) = (32, 8);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks((ny - 2 * g) as usize, bx), blocks((nx - 2 * g) as usize, by), 1),
+            block_dim: (bx, by, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(self.function("stencil_2d"));
+        l.arg(&u.data).arg(&f.data).arg(&has_f).arg(&mut out.data);
+        l.arg(&nx).arg(&ny).arg(&g).arg(&cx).arg(&cy).arg(&a).arg(&b);
+        // Safety: the argument list matches stencil.cu's signature and the grid stays inside the block.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stencil_3d(&self, u: &DeviceArray<Ix3>, f: Option<&DeviceArray<Ix3>>, out: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], a: f64, b: f64) -> Result<()> {
+        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
+        let (nx, ny, nz, g) = (int(u.dim[0])?, int(u.dim[1])?, int(u.dim[2])?, g as i32);
+        let [cx, cy, cz] = h.map(|h| 1.0 / (h * h));
+        let has_f = f.is_some() as i32;
+        let f = f.unwrap_or(u);
+        let (bx, by, bz) = (32, 4, 2);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks((nz - 2 * g) as usize, bx), blocks((ny - 2 * g) as usize, by), blocks((nx - 2 * g) as usize, bz)),
+            block_dim: (bx, by, bz),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(self.function("stencil_3d"));
+        l.arg(&u.data).arg(&f.data).arg(&has_f).arg(&mut out.data);
+        l.arg(&nx).arg(&ny).arg(&nz).arg(&g).arg(&cx).arg(&cy).arg(&cz).arg(&a).arg(&b);
+        // Safety: as in stencil_2d.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// `dst = lap(src)` on the interior, see [`crate::cpu::laplacian_2d`].
+    pub fn laplacian_2d(&self, src: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2]) -> Result<()> {
+        self.stencil_2d(src, None, dst, g, h, 0.0, 1.0)
+    }
+    /// `dst = lap(src)` on the interior, see [`crate::cpu::laplacian_3d`].
+    pub fn laplacian_3d(&self, src: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3]) -> Result<()> {
+        self.stencil_3d(src, None, dst, g, h, 0.0, 1.0)
+    }
+    /// See [`crate::cpu::heat_step_2d`].
+    pub fn heat_step_2d(&self, src: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], nu_dt: f64) -> Result<()> {
+        self.stencil_2d(src, None, dst, g, h, 1.0, nu_dt)
+    }
+    /// See [`crate::cpu::heat_step_3d`].
+    pub fn heat_step_3d(&self, src: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], nu_dt: f64) -> Result<()> {
+        self.stencil_3d(src, None, dst, g, h, 1.0, nu_dt)
+    }
+    /// See [`crate::cpu::jacobi_2d`].
+    pub fn jacobi_2d(&self, u: &DeviceArray<Ix2>, f: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], omega: f64) -> Result<()> {
+        let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
+        self.stencil_2d(u, Some(f), dst, g, h, 1.0, omega / diag)
+    }
+    /// See [`crate::cpu::jacobi_3d`].
+    pub fn jacobi_3d(&self, u: &DeviceArray<Ix3>, f: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], omega: f64) -> Result<()> {
+        let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
+        self.stencil_3d(u, Some(f), dst, g, h, 1.0, omega / diag)
+    }
+
+    /// `y = a x + b y`.
+    pub fn axpby<D: Dimension>(&self, a: f64, x: &DeviceArray<D>, b: f64, y: &mut DeviceArray<D>) -> Result<()> {
+        same_shape(x.shape(), y.shape())?;
+        let n = x.len() as u64;
+        let mut l = self.stream.launch_builder(self.function("axpby"));
+        l.arg(&n).arg(&a).arg(&x.data).arg(&b).arg(&mut y.data);
+        // Safety: matches vector.cu; grid-stride loop bounded by n.
+        unsafe { l.launch(elementwise(x.len())) }?;
+        Ok(())
+    }
+    /// `y = a x + y`.
+    pub fn axpy<D: Dimension>(&self, a: f64, x: &DeviceArray<D>, y: &mut DeviceArray<D>) -> Result<()> {
+        self.axpby(a, x, 1.0, y)
+    }
+    /// `x = a x`.
+    pub fn scale<D: Dimension>(&self, a: f64, x: &mut DeviceArray<D>) -> Result<()> {
+        self.in_place("scale", a, x)
+    }
+    /// `x = a` everywhere.
+    pub fn fill<D: Dimension>(&self, a: f64, x: &mut DeviceArray<D>) -> Result<()> {
+        self.in_place("fill", a, x)
+    }
+    fn in_place<D: Dimension>(&self, name: &str, a: f64, x: &mut DeviceArray<D>) -> Result<()> {
+        let (n, cfg) = (x.len() as u64, elementwise(x.len()));
+        let mut l = self.stream.launch_builder(self.function(name));
+        l.arg(&n).arg(&a).arg(&mut x.data);
+        // Safety: matches vector.cu; grid-stride loop bounded by n.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+    /// `y = x` (a device-to-device copy).
+    pub fn copy<D: Dimension>(&self, x: &DeviceArray<D>, y: &mut DeviceArray<D>) -> Result<()> {
+        same_shape(x.shape(), y.shape())?;
+        Ok(self.stream.memcpy_dtod(&x.data, &mut y.data)?)
+    }
+
+    /// `x . y`, summed in a fixed order (the same result every call).
+    pub fn dot<D: Dimension>(&self, x: &DeviceArray<D>, y: &DeviceArray<D>) -> Result<f64> {
+        same_shape(x.shape(), y.shape())?;
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let n = x.len() as u64;
+        let nblocks = MAX_BLOCKS.min(blocks(x.len(), REDUCE_THREADS));
+        let cfg = LaunchConfig { grid_dim: (nblocks, 1, 1), block_dim: (REDUCE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let mut l = self.stream.launch_builder(self.function("dot_partial"));
+        l.arg(&n).arg(&x.data).arg(&y.data).arg(&mut *scratch);
+        // Safety: matches vector.cu; scratch holds MAX_BLOCKS + 1 >= nblocks + 1 values.
+        unsafe { l.launch(cfg) }?;
+        let mut l = self.stream.launch_builder(self.function("sum_partials"));
+        l.arg(&nblocks).arg(&mut *scratch);
+        let one = LaunchConfig { grid_dim: (1, 1, 1), ..cfg };
+        // Safety: as above; one block of REDUCE_THREADS.
+        unsafe { l.launch(one) }?;
+        let mut total = [0.0];
+        self.stream.memcpy_dtoh(&scratch.slice(nblocks as usize..nblocks as usize + 1), &mut total)?;
+        self.stream.synchronize()?;
+        Ok(total[0])
+    }
+    /// `sqrt(x . x)`.
+    pub fn norm2<D: Dimension>(&self, x: &DeviceArray<D>) -> Result<f64> {
+        Ok(self.dot(x, x)?.sqrt())
+    }
+
+    /// Copies a CSR matrix to the device (its indices must fit in 32 bits).
+    pub fn upload_csr(&self, a: &Csr<f64>) -> Result<DeviceCsr> {
+        let narrow = |v: &[usize]| -> Result<Vec<u32>> {
+            v.iter().map(|&i| u32::try_from(i).map_err(|_| Error::Shape(format!("CSR index {i} does not fit in 32 bits")))).collect()
+        };
+        narrow(&[a.nrows(), a.ncols()])?; // the kernel indexes rows and columns in 32 bits too
+        Ok(DeviceCsr {
+            nrows: a.nrows(),
+            ncols: a.ncols(),
+            indptr: self.stream.clone_htod(&narrow(a.indptr())?)?,
+            indices: self.stream.clone_htod(&narrow(a.indices())?)?,
+            values: self.stream.clone_htod(a.values())?,
+        })
+    }
+
+    /// `y = A x`.
+    pub fn spmv(&self, a: &DeviceCsr, x: &DeviceArray<Ix1>, y: &mut DeviceArray<Ix1>) -> Result<()> {
+        if x.len() != a.ncols || y.len() != a.nrows {
+            return Err(Error::Shape(format!("{}x{} matrix times a vector of {} into a vector of {}", a.nrows, a.ncols, x.len(), y.len())));
+        }
+        let nrows = a.nrows as u32; // checked in upload_csr
+        let cfg = LaunchConfig { grid_dim: (blocks(a.nrows, 256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let mut l = self.stream.launch_builder(self.function("csr_spmv"));
+        l.arg(&nrows).arg(&a.indptr).arg(&a.indices).arg(&a.values).arg(&x.data).arg(&mut y.data);
+        // Safety: matches spmv.cu; indices were checked against ncols when the Csr was built.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// `c = a b` (a tiled kernel in double precision).
+    pub fn matmul(&self, a: &DeviceArray<Ix2>, b: &DeviceArray<Ix2>, c: &mut DeviceArray<Ix2>) -> Result<()> {
+        let (m, k, n) = (a.dim[0], a.dim[1], b.dim[1]);
+        if b.dim[0] != k || c.dim[0] != m || c.dim[1] != n {
+            return Err(Error::Shape(format!("{:?} times {:?} into {:?}", a.shape(), b.shape(), c.shape())));
+        }
+        let (m, n, k) = (int(m)?, int(n)?, int(k)?);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks(n as usize, GEMM_TILE), blocks(m as usize, GEMM_TILE), 1),
+            block_dim: (GEMM_TILE, GEMM_ROWS, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(self.function("gemm_tiled"));
+        l.arg(&a.data).arg(&b.data).arg(&mut c.data).arg(&m).arg(&n).arg(&k);
+        // Safety: matches gemm.cu; every access is bounds-checked against m, n, k.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+}
+
+fn same_shape(x: &[usize], y: &[usize]) -> Result<()> {
+    if x != y {
+        return Err(Error::Shape(format!("arrays of shape {x:?} and {y:?}")));
+    }
+    Ok(())
+}
+
+/// A size as the `int` the kernels take.
+pub(crate) fn int(n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| Error::Shape(format!("extent {n} too large for the CUDA kernels")))
+}
+
+/// Blocks to cover `n` items (at least one, so that a launch is never empty).
+fn blocks(n: usize, per_block: u32) -> u32 {
+    u32::try_from(n.div_ceil(per_block as usize)).unwrap_or(u32::MAX).max(1)
+}
+
+/// A grid-stride launch: enough blocks to keep every SM busy, no more.
+pub(crate) fn elementwise(n: usize) -> LaunchConfig {
+    let nblocks = blocks(n, 256).min(64 * MAX_BLOCKS);
+    LaunchConfig { grid_dim: (nblocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }

@@ -1,0 +1,130 @@
+//! Kernel bandwidth and throughput, each next to a reference measured by this same program on
+//! this same machine, in alternation with the kernel so that both see the same load: a
+//! STREAM-style triad for the CPU kernels, a device-to-device copy for the GPU ones (target:
+//! 0.85 of the reference or better). `cargo bench -p rankwise-kernels`; the GPU part runs when a
+//! CUDA device is usable and says why not otherwise.
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};
+use rankwise_kernels::{cpu, CudaBackend, Result};
+use rayon::prelude::*;
+
+const REPS: usize = 10;
+
+fn time(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// Best times (as STREAM reports) of `reference` and `kernel`, run alternately after a warm-up.
+fn best_pair(reference: &mut dyn FnMut(), kernel: &mut dyn FnMut()) -> (f64, f64) {
+    reference();
+    kernel();
+    (0..REPS).fold((f64::INFINITY, f64::INFINITY), |(r, k), _| (r.min(time(reference)), k.min(time(kernel))))
+}
+
+/// Prints the kernel's GB/s for `bytes` moved per call, beside the reference's.
+fn compare(what: &str, bytes: f64, reference: (&str, f64), pair: (f64, f64)) {
+    let (r, k) = (reference.1 / pair.0 / 1e9, bytes / pair.1 / 1e9);
+    println!("{what:<26} {k:7.1} GB/s   {} {r:7.1} GB/s   ratio {:.2}", reference.0, k / r);
+}
+
+fn gflops(what: &str, n: usize, secs: f64) {
+    println!("{what:<26} {:7.1} GFLOP/s", 2.0 * (n as f64).powi(3) / secs / 1e9);
+}
+
+fn cpu_benchmarks() {
+    let blas = std::env::var("OPENBLAS_NUM_THREADS").unwrap_or_else(|_| "unset".into());
+    println!("== CPU: {} rayon threads, OPENBLAS_NUM_THREADS {blas}", rayon::current_num_threads());
+    let n = 1 << 23; // 64 MiB per array: far beyond the caches
+    let w = 8.0 * n as f64;
+    let (b, c) = (Array1::from_elem(n, 1.0), Array1::from_elem(n, 2.0));
+    let mut ta = Array1::<f64>::zeros(n);
+    // The reference: STREAM's triad a = b + s c (24 bytes per element), written plainly.
+    let mut triad = || {
+        let (bs, cs) = (b.as_slice().unwrap(), c.as_slice().unwrap());
+        ta.as_slice_mut().unwrap().par_chunks_mut(1 << 16).enumerate().for_each(|(k, a)| {
+            let (b, c) = (&bs[k << 16..][..a.len()], &cs[k << 16..][..a.len()]);
+            for i in 0..a.len() {
+                a[i] = b[i] + 3.0 * c[i];
+            }
+        })
+    };
+    let t = ("triad", 3.0 * w);
+    let mut y = Array1::<f64>::from_elem(n, 0.5);
+    compare("axpy   y = a x + y", 3.0 * w, t, best_pair(&mut triad, &mut || cpu::axpy(1e-3, b.view(), y.view_mut()).unwrap()));
+    compare("axpby  y = a x + b y", 3.0 * w, t, best_pair(&mut triad, &mut || cpu::axpby(3.0, b.view(), 0.5, y.view_mut()).unwrap()));
+    compare("dot", 2.0 * w, t, best_pair(&mut triad, &mut || assert!(cpu::dot(b.view(), c.view()).unwrap() > 0.0)));
+    compare("copy", 2.0 * w, t, best_pair(&mut triad, &mut || cpu::copy(b.view(), y.view_mut()).unwrap()));
+
+    // Stencils move 16 bytes a point (read u, write v), Jacobi 24 (and f).
+    let u2 = Array2::from_shape_fn((4096, 2048), |(i, j)| (i * j) as f64);
+    let mut v2 = u2.clone();
+    let p2 = 8.0 * u2.len() as f64;
+    compare("laplacian_2d 4096x2048", 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::laplacian_2d(u2.view(), v2.view_mut(), 1, [1.0; 2]).unwrap()));
+    compare("heat_step_2d 4096x2048", 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::heat_step_2d(u2.view(), v2.view_mut(), 1, [1.0; 2], 0.1).unwrap()));
+    let (u3, f3) = (Array3::from_shape_fn((200, 200, 200), |(i, j, k)| (i + j * k) as f64), Array3::from_elem((200, 200, 200), 1.0));
+    let mut v3 = u3.clone();
+    let p3 = 8.0 * u3.len() as f64;
+    compare("laplacian_3d 200^3", 2.0 * p3, t, best_pair(&mut triad, &mut || cpu::laplacian_3d(u3.view(), v3.view_mut(), 1, [1.0; 3]).unwrap()));
+    compare("jacobi_3d 200^3", 3.0 * p3, t, best_pair(&mut triad, &mut || cpu::jacobi_3d(u3.view(), f3.view(), v3.view_mut(), 1, [1.0; 3], 1.0).unwrap()));
+
+    let m = 1024;
+    let (x, y) = (Array2::from_elem((m, m), 0.5), Array2::from_elem((m, m), 2.0));
+    let mut z = Array2::zeros((m, m));
+    let (_, secs) = best_pair(&mut || (), &mut || cpu::matmul(x.view(), y.view(), z.view_mut()).unwrap());
+    gflops("matmul 1024 (OpenBLAS)", m, secs);
+}
+
+fn gpu_benchmarks(gpu: &CudaBackend) -> Result<()> {
+    println!("== GPU: {}", gpu.device_name()?);
+    // Host timers around whole calls, each ending with a synchronize; sizes make launch costs small.
+    let run = |r: Result<()>| {
+        if let Err(e) = r.and_then(|_| Ok(gpu.synchronize()?)) {
+            fail(e)
+        }
+    };
+    let n = 1 << 27; // 1 GiB per array
+    let w = 8.0 * n as f64;
+    let (cx, mut cy) = (gpu.upload(Array1::from_elem(n, 1.0).view())?, gpu.zeros(Ix1(n))?);
+    let (x, mut y) = (gpu.upload(Array1::from_elem(n, 1.0).view())?, gpu.zeros(Ix1(n))?);
+    let mut copy = || run(gpu.copy(&cx, &mut cy));
+    let c = ("copy", 2.0 * w);
+    compare("axpy   y = a x + y", 3.0 * w, c, best_pair(&mut copy, &mut || run(gpu.axpy(1e-3, &x, &mut y))));
+    compare("axpby  y = a x + b y", 3.0 * w, c, best_pair(&mut copy, &mut || run(gpu.axpby(3.0, &x, 0.5, &mut y))));
+    compare("dot", 2.0 * w, c, best_pair(&mut copy, &mut || run(gpu.dot(&x, &y).map(|_| ()))));
+    drop((x, y));
+
+    let (u2, mut v2) = (gpu.zeros(Ix2(16384, 8192))?, gpu.zeros(Ix2(16384, 8192))?);
+    let p2 = 8.0 * u2.len() as f64;
+    compare("laplacian_2d 16384x8192", 2.0 * p2, c, best_pair(&mut copy, &mut || run(gpu.laplacian_2d(&u2, &mut v2, 1, [1.0; 2]))));
+    compare("heat_step_2d 16384x8192", 2.0 * p2, c, best_pair(&mut copy, &mut || run(gpu.heat_step_2d(&u2, &mut v2, 1, [1.0; 2], 0.1))));
+    drop((u2, v2));
+    let (u3, f3, mut v3) = (gpu.zeros(Ix3(512, 512, 512))?, gpu.zeros(Ix3(512, 512, 512))?, gpu.zeros(Ix3(512, 512, 512))?);
+    let p3 = 8.0 * u3.len() as f64;
+    compare("laplacian_3d 512^3", 2.0 * p3, c, best_pair(&mut copy, &mut || run(gpu.laplacian_3d(&u3, &mut v3, 1, [1.0; 3]))));
+    compare("jacobi_3d 512^3", 3.0 * p3, c, best_pair(&mut copy, &mut || run(gpu.jacobi_3d(&u3, &f3, &mut v3, 1, [1.0; 3], 1.0))));
+    drop((u3, f3, v3));
+
+    let m = 4096;
+    let a = gpu.upload(Array2::from_elem((m, m), 0.5).view())?;
+    let b = gpu.upload(Array2::from_elem((m, m), 2.0).view())?;
+    let mut c = gpu.zeros(Ix2(m, m))?;
+    let (_, secs) = best_pair(&mut || (), &mut || run(gpu.matmul(&a, &b, &mut c)));
+    gflops("matmul 4096 (tiled, f64)", m, secs);
+    Ok(())
+}
+
+fn fail(e: rankwise_kernels::Error) -> ! {
+    eprintln!("error: GPU benchmark failed: {e}");
+    std::process::exit(1);
+}
+
+fn main() {
+    cpu_benchmarks();
+    match CudaBackend::new(0) {
+        Ok(gpu) => gpu_benchmarks(&gpu).unwrap_or_else(|e| fail(e)),
+        Err(e) => println!("== GPU: skipped, no usable CUDA back end ({e})"),
+    }
+}

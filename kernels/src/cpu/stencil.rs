@@ -1,0 +1,248 @@
+//! Second-order finite-difference stencils on blocks with ghost cells.
+//!
+//! All of them are one update, `out = a*u + b*(lap(u) + f)` on the interior, so the CPU and the
+//! CUDA back end share one formula (and round alike).
+use ndarray::{s, ArrayView, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Dimension, NdFloat};
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// `dst = lap(src)` on the interior of a 2-D block with `g` ghost layers; `h` is the grid
+/// spacing along each axis. `dst`'s ghosts are left alone.
+pub fn laplacian_2d<T: NdFloat>(src: ArrayView2<T>, dst: ArrayViewMut2<T>, g: usize, h: [T; 2]) -> Result<()> {
+    stencil_2d(src, None, dst, g, h, T::zero(), T::one())
+}
+
+/// `dst = lap(src)` on the interior of a 3-D block with `g` ghost layers.
+pub fn laplacian_3d<T: NdFloat>(src: ArrayView3<T>, dst: ArrayViewMut3<T>, g: usize, h: [T; 3]) -> Result<()> {
+    stencil_3d(src, None, dst, g, h, T::zero(), T::one())
+}
+
+/// One explicit (forward Euler) step of `du/dt = nu lap(u)`: `dst = src + nu_dt * lap(src)`,
+/// where `nu_dt` is the diffusivity times the time step.
+pub fn heat_step_2d<T: NdFloat>(src: ArrayView2<T>, dst: ArrayViewMut2<T>, g: usize, h: [T; 2], nu_dt: T) -> Result<()> {
+    stencil_2d(src, None, dst, g, h, T::one(), nu_dt)
+}
+
+/// One explicit step of the heat equation on a 3-D block, see [`heat_step_2d`].
+pub fn heat_step_3d<T: NdFloat>(src: ArrayView3<T>, dst: ArrayViewMut3<T>, g: usize, h: [T; 3], nu_dt: T) -> Result<()> {
+    stencil_3d(src, None, dst, g, h, T::one(), nu_dt)
+}
+
+/// One weighted Jacobi sweep for the Poisson problem `-lap(u) = f`:
+/// `dst = (1 - omega) u + omega (f + sum of neighbours / h^2) / diag`, with `omega = 1` the plain
+/// Jacobi method and `2/3` the usual smoother for multigrid.
+pub fn jacobi_2d<T: NdFloat>(
+    u: ArrayView2<T>,
+    f: ArrayView2<T>,
+    dst: ArrayViewMut2<T>,
+    g: usize,
+    h: [T; 2],
+    omega: T,
+) -> Result<()> {
+    let diag = h.iter().map(|&h| (h * h).recip()).fold(T::zero(), |s, c| s + c + c);
+    stencil_2d(u, Some(f), dst, g, h, T::one(), omega / diag)
+}
+
+/// One weighted Jacobi sweep for `-lap(u) = f` on a 3-D block, see [`jacobi_2d`].
+pub fn jacobi_3d<T: NdFloat>(
+    u: ArrayView3<T>,
+    f: ArrayView3<T>,
+    dst: ArrayViewMut3<T>,
+    g: usize,
+    h: [T; 3],
+    omega: T,
+) -> Result<()> {
+    let diag = h.iter().map(|&h| (h * h).recip()).fold(T::zero(), |s, c| s + c + c);
+    stencil_3d(u, Some(f), dst, g, h, T::one(), omega / diag)
+}
+
+/// Shapes equal, at least one ghost layer, a non-empty interior, contiguous last axis.
+pub(crate) fn check_block(u: &[usize], strides: &[&[isize]], others: &[&[usize]], g: usize) -> Result<()> {
+    if let Some(o) = others.iter().find(|o| **o != u) {
+        return Err(Error::Shape(format!("block {u:?} and block {o:?} differ")));
+    }
+    if g == 0 || u.iter().any(|&n| n <= 2 * g) {
+        return Err(Error::Shape(format!("block {u:?} with {g} ghost layers has no interior (need g >= 1, every side > 2g)")));
+    }
+    if strides.iter().any(|s| s[s.len() - 1] != 1) {
+        return Err(Error::Layout("the last axis of a block must be contiguous (stride 1)".into()));
+    }
+    Ok(())
+}
+
+fn check_views<T, D: Dimension>(u: &ArrayView<T, D>, f: Option<&ArrayView<T, D>>, out: &ArrayViewMut<T, D>, g: usize) -> Result<()> {
+    // Without f, u stands in for it: no allocation per call.
+    let f = f.unwrap_or(u);
+    check_block(u.shape(), &[u.strides(), out.strides(), f.strides()], &[out.shape(), f.shape()], g)
+}
+
+/// `out = a*u + b*(lap(u) + f)` on the interior (`f` = 0 when absent).
+pub(crate) fn stencil_2d<T: NdFloat>(
+    u: ArrayView2<T>,
+    f: Option<ArrayView2<T>>,
+    mut out: ArrayViewMut2<T>,
+    g: usize,
+    h: [T; 2],
+    a: T,
+    b: T,
+) -> Result<()> {
+    check_views(&u, f.as_ref(), &out, g)?;
+    let (nx, ny) = u.dim();
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    fn row<'a, T>(v: &ArrayView2<'a, T>, i: usize) -> &'a [T] {
+        slice_of((*v).index_axis_move(Axis(0), i))
+    }
+    let mut rows = out.slice_mut(s![g..nx - g, ..]);
+    let body = |(r, mut o): (usize, ndarray::ArrayViewMut1<T>)| {
+        let i = r + g;
+        let o = o.as_slice_mut().expect("checked contiguous");
+        let fr = f.as_ref().map(|f| &row(f, i)[g..ny - g]);
+        let (c, n, s) = (row(&u, i), row(&u, i - 1), row(&u, i + 1));
+        row_kernel(&mut o[g..ny - g], &c[g - 1..], &[(&n[g..], &s[g..], cx)], cy, fr, a, b);
+    };
+    if u.len() < super::PAR_MIN {
+        rows.axis_iter_mut(Axis(0)).enumerate().for_each(body);
+    } else {
+        rows.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(body);
+    }
+    Ok(())
+}
+
+/// `out = a*u + b*(lap(u) + f)` on the interior of a 3-D block.
+pub(crate) fn stencil_3d<T: NdFloat>(
+    u: ArrayView3<T>,
+    f: Option<ArrayView3<T>>,
+    mut out: ArrayViewMut3<T>,
+    g: usize,
+    h: [T; 3],
+    a: T,
+    b: T,
+) -> Result<()> {
+    check_views(&u, f.as_ref(), &out, g)?;
+    let (nx, ny, nz) = u.dim();
+    let [cx, cy, cz] = h.map(|h| (h * h).recip());
+    fn plane<'a, T>(v: &ArrayView3<'a, T>, i: usize) -> ArrayView2<'a, T> {
+        (*v).index_axis_move(Axis(0), i)
+    }
+    fn row<'a, T>(v: &ArrayView2<'a, T>, j: usize) -> &'a [T] {
+        slice_of((*v).index_axis_move(Axis(0), j))
+    }
+    // Tiles of rows across every plane: a tile's planes i-1, i, i+1 stay in the L2 cache while
+    // the sweep moves along i, so each value comes from memory once (2.5-D blocking).
+    let rows = ny - 2 * g;
+    let tile = (TILE_BYTES / (3 * nz * std::mem::size_of::<T>()))
+        .clamp(1, rows.div_ceil(rayon::current_num_threads()));
+    let mut interior = out.slice_mut(s![g..nx - g, g..ny - g, ..]);
+    let body = |(t, mut block): (usize, ArrayViewMut3<T>)| {
+        for (p, mut out_plane) in block.axis_iter_mut(Axis(0)).enumerate() {
+            let i = p + g;
+            let (down, here, up) = (plane(&u, i - 1), plane(&u, i), plane(&u, i + 1));
+            let f_here = f.as_ref().map(|f| plane(f, i));
+            for (q, mut o) in out_plane.axis_iter_mut(Axis(0)).enumerate() {
+                let j = g + t * tile + q;
+                let o = o.as_slice_mut().expect("checked contiguous");
+                let fr = f_here.as_ref().map(|f| &row(f, j)[g..nz - g]);
+                let nbrs = [(&row(&down, j)[g..], &row(&up, j)[g..], cx), (&row(&here, j - 1)[g..], &row(&here, j + 1)[g..], cy)];
+                row_kernel(&mut o[g..nz - g], &row(&here, j)[g - 1..], &nbrs, cz, fr, a, b);
+            }
+        }
+    };
+    let tiles = interior.axis_chunks_iter_mut(Axis(1), tile);
+    if u.len() < super::PAR_MIN {
+        tiles.enumerate().for_each(body);
+    } else {
+        tiles.into_par_iter().enumerate().for_each(body);
+    }
+    Ok(())
+}
+
+/// What the three planes of a 3-D tile may take: a part of a core's L2 cache.
+const TILE_BYTES: usize = 256 << 10;
+
+fn slice_of<T>(v: ndarray::ArrayView1<'_, T>) -> &[T] {
+    v.to_slice().expect("checked contiguous")
+}
+
+/// One row of the stencil: `c` starts one cell before `o` (the west neighbour), `nbrs` are the
+/// pairs of rows beside it across the other axes with their `1/h^2`, `cw` is the along-row
+/// `1/h^2`. The terms are summed in the order the CUDA kernels use, so both round alike.
+fn row_kernel<T: NdFloat, const K: usize>(
+    o: &mut [T],
+    c: &[T],
+    nbrs: &[(&[T], &[T], T); K],
+    cw: T,
+    f: Option<&[T]>,
+    a: T,
+    b: T,
+) {
+    // The default x86-64 target has only 2-wide SSE2, and the stencil is then limited by
+    // arithmetic, not memory: use 4-wide AVX2 where the CPU has it (same operations, same
+    // rounding: Rust never contracts to FMA on its own).
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return unsafe { row_avx2(o, c, nbrs, cw, f, a, b) };
+    }
+    row_any(o, c, nbrs, cw, f, a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_avx2<T: NdFloat, const K: usize>(
+    o: &mut [T],
+    c: &[T],
+    nbrs: &[(&[T], &[T], T); K],
+    cw: T,
+    f: Option<&[T]>,
+    a: T,
+    b: T,
+) {
+    row_any(o, c, nbrs, cw, f, a, b)
+}
+
+#[inline(always)]
+fn row_any<T: NdFloat, const K: usize>(
+    o: &mut [T],
+    c: &[T],
+    nbrs: &[(&[T], &[T], T); K],
+    cw: T,
+    f: Option<&[T]>,
+    a: T,
+    b: T,
+) {
+    match f {
+        Some(f) => row_loop::<T, K, true>(o, c, nbrs, cw, f, a, b),
+        None => row_loop::<T, K, false>(o, c, nbrs, cw, &[], a, b),
+    }
+}
+
+/// The loop itself, with `f` known at compile time so that nothing but arithmetic is left in
+/// it. Slices are cut to the row's length first so that it vectorises without bounds checks.
+#[inline(always)]
+fn row_loop<T: NdFloat, const K: usize, const HAS_F: bool>(
+    o: &mut [T],
+    c: &[T],
+    nbrs: &[(&[T], &[T], T); K],
+    cw: T,
+    f: &[T],
+    a: T,
+    b: T,
+) {
+    let n = o.len();
+    let (w, c, e) = (&c[..n], &c[1..n + 1], &c[2..n + 2]);
+    let nb: [(&[T], &[T], T); K] = nbrs.map(|(m, p, k)| (&m[..n], &p[..n], k));
+    let f = if HAS_F { &f[..n] } else { f };
+    let two = T::one() + T::one();
+    for j in 0..n {
+        let cc = c[j];
+        let mut lap = cw * (w[j] + e[j] - two * cc);
+        for (m, p, k) in &nb {
+            lap += *k * (m[j] + p[j] - two * cc);
+        }
+        if HAS_F {
+            lap += f[j];
+        }
+        o[j] = a * cc + b * lap;
+    }
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU check of the kernels: the CUDA tests (the CUDA back end against the CPU one) and the
+# kernel benchmarks, run on a machine with a GPU; the results (date, device, figures) are
+# appended to kernels/GPU-RESULTS.md, to be committed.
+#
+#   scripts/gpu-check.sh              build and run here (a GPU machine with Rust and setup.sh done)
+#   scripts/gpu-check.sh build [DIR]  only build, into DIR (default target/gpu-check): the two
+#                                     binaries, the shared libraries they need beyond glibc, and
+#                                     this script; carry DIR to a GPU machine with no toolchain
+#   DIR/gpu-check.sh run [DIR] [FILE] run what `build` left in DIR, appending to FILE
+# A GPU machine where the tests skip (no driver, no device, no NVRTC) fails the check.
+set -euo pipefail
+
+build() {
+  local dir=$1
+  . scripts/env.sh
+  rm -rf "$dir" && mkdir -p "$dir/lib"
+  # cargo names the executables it built in its JSON messages.
+  exe() { grep -o '"executable":"[^"]*"' | cut -d'"' -f4; }
+  cp "$(cargo test --release -p rankwise-kernels --test cuda --no-run --message-format=json | exe)" "$dir/cuda-tests"
+  cp "$(cargo bench -p rankwise-kernels --bench kernels --no-run --message-format=json | exe)" "$dir/kernels-bench"
+  # OpenBLAS and its Fortran runtime may be missing there; glibc and libgcc are always present.
+  ldd "$dir/cuda-tests" "$dir/kernels-bench" | awk '/=> \// {print $3}' | sort -u |
+    grep -vE '/(libc|libm|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
+    while read -r lib; do cp -L "$lib" "$dir/lib/"; done
+  # Without debug info the folder fits what a device run can carry (64 MiB).
+  strip --strip-debug "$dir/cuda-tests" "$dir/kernels-bench"
+  cp "$0" "$dir/gpu-check.sh"
+  echo "gpu-check: built into $dir ($(du -sh "$dir" | cut -f1))" >&2
+}
+
+run() {
+  local dir=$1 results=$2
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local device tests bench report rc=0
+  device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)
+  tests=$("$dir/cuda-tests" --test-threads=1 --nocapture 2>&1) || rc=$?
+  bench=$("$dir/kernels-bench" 2>&1) || rc=$?
+  report=$(
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), ${device:-no nvidia-smi}"
+    echo '```'
+    echo "$tests" | grep -E '^test |^test result|skipping|panicked|relative error' || true
+    echo "$bench"
+    echo '```'
+  )
+  echo "$report"
+  if grep -q 'skipping CUDA test' <<<"$tests"; then
+    echo "gpu-check: FAILED: the CUDA tests skipped on this machine (see above); nothing recorded" >&2
+    exit 1
+  fi
+  [ "$rc" -eq 0 ] || { echo "gpu-check: FAILED (exit code $rc); nothing recorded" >&2; exit "$rc"; }
+  printf '%s\n\n' "$report" >>"$results"
+  echo "gpu-check: passed; results appended to $results" >&2
+}
+
+here=$(cd "$(dirname "$0")" && pwd)
+case "${1:-all}" in
+  build) build "${2:-target/gpu-check}" ;;
+  run) run "${2:-$here}" "${3:-kernels/GPU-RESULTS.md}" ;;
+  all) build target/gpu-check && run target/gpu-check kernels/GPU-RESULTS.md ;;
+  *) echo "usage: $0 [build [DIR] | run [DIR] [RESULTS]]" >&2; exit 2 ;;
+esac
