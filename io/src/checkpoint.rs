@@ -7,7 +7,7 @@ use mpi::collective::SystemOperation;
 use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::catalogue::CheckpointDir;
 use crate::checksum::{self, Element};
@@ -183,12 +183,20 @@ impl<'c> Checkpoint<'c> {
     /// once, as the owned blocks of a decomposition do, at any rank count. `global` is the shape
     /// the caller expects.
     pub fn read_block<T: Element>(&self, name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        let mut block = ArrayD::<T>::default(IxDyn(shape));
+        self.read_block_into(name, global, start, block.view_mut())?;
+        Ok(block)
+    }
+
+    /// Collective. [`Checkpoint::read_block`] into memory the caller has, e.g. a field's interior
+    /// (read in place when it is a corner of a C-order array, as ghosted blocks are).
+    pub fn read_block_into<T: Element>(&self, name: &str, global: &[usize], start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
         let f = self.info.field(name)?;
         if f.shape != global {
             return Err(IoError::Shape { name: name.into(), expected: global.to_vec(), found: f.shape.clone() });
         }
-        let block = self.read_slab::<T>(name, start, shape)?;
-        let sum = checksum::block_sum(global, start, &block.view());
+        self.read_slab_into(name, start, out.view_mut())?;
+        let sum = checksum::block_sum(global, start, &out.view());
         let sum = match self.comm {
             Some(c) => global_sum(c, sum),
             None => sum,
@@ -199,25 +207,32 @@ impl<'c> Checkpoint<'c> {
                 reason: format!("field `{name}` has checksum {sum:016x}, the file says {:016x}", f.checksum),
             });
         }
-        Ok(block)
+        Ok(())
     }
 
     /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
     pub fn read_slab<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        let mut slab = ArrayD::<T>::default(IxDyn(shape));
+        self.read_slab_into(name, start, slab.view_mut())?;
+        Ok(slab)
+    }
+
+    /// Collective (when opened collectively). [`Checkpoint::read_slab`] into `out`.
+    pub fn read_slab_into<T: Element>(&self, name: &str, start: &[usize], out: ArrayViewMutD<T>) -> Result<()> {
         let f = self.info.field(name)?;
         if f.dtype != T::DTYPE {
             return Err(IoError::Dtype { name: name.into(), expected: T::DTYPE.into(), found: f.dtype.clone() });
         }
-        let fits = check_block(name, &f.shape, start, shape);
+        let fits = check_block(name, &f.shape, start, out.shape());
         let read = fits.and_then(|()| {
             let ds = self.file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
-            hyperslab::read::<T>(&ds, start, shape, self.comm.is_some()).map_err(|e| unreadable(&self.info.path, e))
+            hyperslab::read_into(&ds, start, out, self.comm.is_some()).map_err(|e| unreadable(&self.info.path, e))
         });
         match self.comm {
             Some(c) => agree(c, "reading a field", read),
             None => read,
         }
-        .map(|(block, _)| block)
+        .map(drop)
     }
 }
 

@@ -12,7 +12,7 @@ use hdf5_sys::h5p::H5FD_mpio_xfer_t::H5FD_MPIO_COLLECTIVE;
 use hdf5_sys::h5i::H5I_INVALID_HID;
 use hdf5_sys::h5p::{H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER};
 use hdf5_sys::h5s::{H5S_seloper_t::H5S_SELECT_SET, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5Sselect_none};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
 
 use crate::Element;
 
@@ -65,10 +65,33 @@ impl Drop for Id {
 
 /// File and memory dataspaces selecting `shape` at `start` (nothing when the block is empty) and a
 /// collective transfer list: everything an `H5Dwrite`/`H5Dread` of one rank's block needs.
-fn prepare(ds: &Dataset, start: &[usize], shape: &[usize], collective: bool) -> hdf5::Result<(Id, Id, Id)> {
+/// The dimensions of a C-order array of which a view with these `strides` (in elements) is the
+/// corner at index 0, e.g. a field's interior inside its ghost layers: HDF5 then reads or writes
+/// the view in place, without a copy. `None` for other layouts.
+fn enclosing_dims(shape: &[usize], strides: &[isize]) -> Option<Vec<usize>> {
+    let n = shape.len();
+    if n == 0 || strides[n - 1] != 1 {
+        return None;
+    }
+    let mut dims = shape.to_vec();
+    for d in 0..n - 1 {
+        let (outer, inner) = (strides[d], strides[d + 1]);
+        if inner <= 0 || outer % inner != 0 || ((outer / inner) as usize) < shape[d + 1] {
+            return None;
+        }
+        dims[d + 1] = (outer / inner) as usize;
+    }
+    Some(dims)
+}
+
+fn prepare(ds: &Dataset, start: &[usize], shape: &[usize], strides: &[isize], collective: bool) -> hdf5::Result<(Id, Id, Id)> {
     let file = Id::new(unsafe { H5Dget_space(ds.id()) }, H5Sclose)?;
     let empty = shape.iter().any(|&n| n == 0);
-    let dims: Vec<hsize_t> = shape.iter().map(|&n| n.max(1) as hsize_t).collect();
+    let count: Vec<hsize_t> = shape.iter().map(|&n| n.max(1) as hsize_t).collect();
+    let dims: Vec<hsize_t> = match enclosing_dims(shape, strides) {
+        Some(d) if !empty => d.iter().map(|&n| n as hsize_t).collect(),
+        _ => count.clone(),
+    };
     let mem = Id::new(unsafe { H5Screate_simple(dims.len() as i32, dims.as_ptr(), ptr::null()) }, H5Sclose)?;
     if empty {
         // A rank that owns nothing still takes part in the collective call, with empty selections.
@@ -76,8 +99,12 @@ fn prepare(ds: &Dataset, start: &[usize], shape: &[usize], collective: bool) -> 
         hdf5::h5check(unsafe { H5Sselect_none(mem.0) })?;
     } else {
         let off: Vec<hsize_t> = start.iter().map(|&s| s as hsize_t).collect();
+        let zero = vec![0 as hsize_t; shape.len()];
         hdf5::h5check(unsafe {
-            H5Sselect_hyperslab(file.0, H5S_SELECT_SET, off.as_ptr(), ptr::null(), dims.as_ptr(), ptr::null())
+            H5Sselect_hyperslab(file.0, H5S_SELECT_SET, off.as_ptr(), ptr::null(), count.as_ptr(), ptr::null())
+        })?;
+        hdf5::h5check(unsafe {
+            H5Sselect_hyperslab(mem.0, H5S_SELECT_SET, zero.as_ptr(), ptr::null(), count.as_ptr(), ptr::null())
         })?;
     }
     let dxpl = Id::new(unsafe { H5Pcreate(*H5P_CLS_DATASET_XFER) }, H5Pclose)?;
@@ -95,28 +122,39 @@ fn actual_mode(dxpl: &Id) -> hdf5::Result<IoMode> {
 
 /// Collective. Write `block` into `ds` at `start` (in the dataset's index space).
 pub(crate) fn write<T: Element>(ds: &Dataset, start: &[usize], block: &ArrayViewD<T>) -> hdf5::Result<IoMode> {
-    let block = block.as_standard_layout();
+    let copy;
+    let block = if block.is_empty() || enclosing_dims(block.shape(), block.strides()).is_some() {
+        block.view()
+    } else {
+        copy = block.as_standard_layout();
+        copy.view()
+    };
     let dummy = T::default();
     let buf = if block.is_empty() { &dummy as *const T } else { block.as_ptr() };
     hdf5::sync::sync(|| {
-        let (file, mem, dxpl) = prepare(ds, start, block.shape(), true)?;
+        let (file, mem, dxpl) = prepare(ds, start, block.shape(), block.strides(), true)?;
         let ty = hdf5::Datatype::from_type::<T>()?;
         hdf5::h5check(unsafe { H5Dwrite(ds.id(), ty.id(), mem.0, file.0, dxpl.0, buf.cast()) })?;
         actual_mode(&dxpl)
     })
 }
 
-/// Read the block of `shape` at `start` of `ds`: a collective transfer when `collective` (then
-/// every rank must call it), else one by this process alone.
-pub(crate) fn read<T: Element>(ds: &Dataset, start: &[usize], shape: &[usize], collective: bool) -> hdf5::Result<(ArrayD<T>, Option<IoMode>)> {
-    let mut out = ArrayD::<T>::default(IxDyn(shape));
+/// Read the block at `start` of `ds` into `out`, in place when its layout allows (see
+/// [`enclosing_dims`]): a collective transfer when `collective` (then every rank must call it),
+/// else one by this process alone.
+pub(crate) fn read_into<T: Element>(ds: &Dataset, start: &[usize], mut out: ArrayViewMutD<T>, collective: bool) -> hdf5::Result<Option<IoMode>> {
+    if !out.is_empty() && enclosing_dims(out.shape(), out.strides()).is_none() {
+        let mut tmp = ArrayD::<T>::default(out.raw_dim());
+        let mode = read_into(ds, start, tmp.view_mut(), collective)?;
+        out.assign(&tmp);
+        return Ok(mode);
+    }
     let mut dummy = T::default();
     let buf = if out.is_empty() { &mut dummy as *mut T } else { out.as_mut_ptr() };
-    let mode = hdf5::sync::sync(|| {
-        let (file, mem, dxpl) = prepare(ds, start, shape, collective)?;
+    hdf5::sync::sync(|| {
+        let (file, mem, dxpl) = prepare(ds, start, out.shape(), out.strides(), collective)?;
         let ty = hdf5::Datatype::from_type::<T>()?;
         hdf5::h5check(unsafe { H5Dread(ds.id(), ty.id(), mem.0, file.0, dxpl.0, buf.cast()) })?;
         collective.then(|| actual_mode(&dxpl)).transpose()
-    })?;
-    Ok((out, mode))
+    })
 }

@@ -54,3 +54,19 @@ pub fn document(file: &str, step: u64, time: f64, fields: &[FieldInfo]) -> Strin
 fn join(v: &[usize]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_grid_per_shape_and_one_attribute_per_field() {
+        let f = |name: &str, shape: &[usize], dtype: &str| FieldInfo { name: name.into(), shape: shape.to_vec(), dtype: dtype.into(), checksum: 0, grid: None };
+        let x = document("ckpt-0000000007.h5", 7, 0.5, &[f("u", &[4, 5, 6], "f64"), f("v", &[4, 5, 6], "f32"), f("h", &[9], "f64")]);
+        assert_eq!(x.matches("<Grid ").count(), 2, "{x}");
+        assert!(x.contains("TopologyType=\"3DCoRectMesh\" Dimensions=\"4 5 6\""), "{x}");
+        assert!(x.contains("TopologyType=\"2DCoRectMesh\" Dimensions=\"1 9\""), "{x}");
+        assert!(x.contains("Precision=\"4\" Format=\"HDF\">ckpt-0000000007.h5:/v</DataItem>"), "{x}");
+        assert!(x.contains("<Time Value=\"0.5\"/>"), "{x}");
+    }
+}

@@ -6,7 +6,7 @@
 
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 use rankwise::io::{Checkpoint, CheckpointDir, Element, IoError, Layout};
 use rankwise::runtime::{self, BadInput, Exit, InitOptions, Runtime};
 
@@ -112,7 +112,9 @@ fn write(w: &SimpleCommunicator, dir: &CheckpointDir, step: u64, args: &[String]
         let mode = if single {
             ck.write_block(name, global, &start, expected(global, &start, &shape, salt, |x| x as f32).view())?
         } else {
-            ck.write_block(name, global, &start, expected(global, &start, &shape, salt, |x| x).view())?
+            // As a field's interior inside ghost layers: written in place, not copied.
+            let padded = ghosted(expected(global, &start, &shape, salt, |x| x), f64::NAN);
+            ck.write_block(name, global, &start, interior(&padded))?
         };
         modes.push(mode.to_string());
     }
@@ -137,7 +139,10 @@ fn read(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
         for (name, global, single, salt) in FIELDS {
             let (start, shape) = owned(global, size, rank);
             wrong += if single {
-                mismatches(ck.read_block::<f32>(name, global, &start, &shape)?, expected(global, &start, &shape, salt, |x| x as f32))
+                // Into a field's interior, in place.
+                let mut padded = ghosted(ArrayD::<f32>::zeros(IxDyn(&shape)), f32::NAN);
+                ck.read_block_into(name, global, &start, padded.slice_each_axis_mut(|a| Slice::from(1..a.len as isize - 1)))?;
+                mismatches(interior(&padded).to_owned(), expected(global, &start, &shape, salt, |x| x as f32))
             } else {
                 mismatches(ck.read_block::<f64>(name, global, &start, &shape)?, expected(global, &start, &shape, salt, |x| x))
             };
@@ -159,6 +164,17 @@ fn read(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
         i.step, i.time, i.ranks, params.join(","), r.value, sums.join(",")
     );
     Ok(())
+}
+
+/// `a` inside one ghost layer on every side (filled with NaN).
+fn ghosted<T: Element>(a: ArrayD<T>, nan: T) -> ArrayD<T> {
+    let mut p = ArrayD::from_elem(IxDyn(&a.shape().iter().map(|n| n + 2).collect::<Vec<_>>()), nan);
+    p.slice_each_axis_mut(|ax| Slice::from(1..ax.len as isize - 1)).assign(&a);
+    p
+}
+
+fn interior<T>(p: &ArrayD<T>) -> ArrayViewD<'_, T> {
+    p.slice_each_axis(|ax| Slice::from(1..ax.len as isize - 1))
 }
 
 fn mismatches<T: Element>(got: ArrayD<T>, want: ArrayD<T>) -> usize {
