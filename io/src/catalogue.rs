@@ -84,7 +84,7 @@ impl CheckpointDir {
     /// Collective. Restart from the newest checkpoint that `load` reads without finding damage.
     ///
     /// `load` reads what the program needs (fields with [`Checkpoint::read_block`] or
-    /// `read_field`, which verify checksums). When the file turns out damaged (truncated,
+    /// [`Checkpoint::read_block_into`], which verify checksums). When the file turns out damaged (truncated,
     /// unreadable, a checksum mismatch, missing metadata), it is reported and the previous
     /// checkpoint is tried, so `load` must read everything again. Any other error (a missing field,
     /// a wrong shape) is returned: the program and the file disagree. `None`: no usable checkpoint.

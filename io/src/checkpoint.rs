@@ -105,8 +105,7 @@ impl<'c> CheckpointWriter<'c> {
         }
         let ds = b.create(name).context(|| format!("creating field `{name}`"))?;
         let mode = hyperslab::write(&ds, start, &block).context(|| format!("writing field `{name}`"));
-        let mode = agree(self.comm, "writing a field", mode)?;
-        let mode = agree(self.comm, "writing a field", collective(name, mode))?;
+        let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)))?;
         let sum = global_sum(self.comm, checksum::block_sum(global, start, &block));
         meta::put(&ds, "checksum", &sum)?;
         meta::put_str(&ds, "dtype", T::DTYPE)?;
@@ -296,7 +295,7 @@ pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> R
     match (worst, r) {
         (0, r) => r,
         (1, Err(e)) => Err(e),
-        (1, Ok(_)) => Err(IoError::Corrupt { path: PathBuf::from("(shared file)"), reason: format!("another rank failed in {what}") }),
+        (1, Ok(_)) => Err(IoError::Corrupt { path: PathBuf::from("(see another rank)"), reason: format!("another rank found damage in {what}") }),
         (_, Err(e)) if !e.is_corrupt() => Err(e),
         _ => Err(IoError::OtherRank(what.into())),
     }

@@ -10,13 +10,14 @@
 //! from the newest one that verifies, on any number of ranks.
 //!
 //! ```ignore
+//! // Every call is collective: every rank makes it, with its own block.
 //! let dir = CheckpointDir::new("ckpt").keep(3);
 //! let mut w = dir.create(rt.world(), step, t)?;
 //! w.param("alpha", 0.25)?;
-//! w.write_field("u", &u)?;
+//! w.write_block("u", &global, &start, u.view())?; // this rank's block at `start`
 //! w.commit()?;
 //! // later, on any number of ranks:
-//! let r = dir.restore(rt.world(), |ck| ck.read_field("u", &mut u))?;
+//! let r = dir.restore(rt.world(), |ck| ck.read_block_into("u", &global, &start, u.view_mut()))?;
 //! ```
 
 pub mod checksum;
