@@ -44,6 +44,9 @@ with h5py.File(path, "r") as f:
         got = d[...]
         assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (name, got, want)
         assert int(d.attrs["checksum"]) == checksum(got), (name, hex(int(d.attrs["checksum"])), hex(checksum(got)))
+        # The decomposition it was written with: each rank's (start, shape), covering the array.
+        b = d.attrs["blocks"].reshape(ranks, 2, len(shape))
+        assert sum(int(np.prod(s)) for s in b[:, 1]) == np.prod(shape), (name, b)
         print(f"{name} ok {d.compression}")
 # The XDMF beside it names every field with its shape.
 x = ET.parse(path[:-3] + ".xmf")

@@ -84,17 +84,6 @@ impl<'c> CheckpointWriter<'c> {
     /// which sits at `start` (possibly empty: the rank still takes part). The blocks of all ranks
     /// must cover the array exactly once, as a decomposition's owned blocks do.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> Result<IoMode> {
-        self.write(name, global, start, block, None)
-    }
-
-    pub(crate) fn write<T: Element>(
-        &mut self,
-        name: &str,
-        global: &[usize],
-        start: &[usize],
-        block: ArrayViewD<T>,
-        grid: Option<&[usize]>,
-    ) -> Result<IoMode> {
         agree(self.comm, "checking the blocks", check_block(name, global, start, block.shape()))?;
         let mut b = self.file().new_dataset::<T>().shape(global).fill_time(FillTime::Never);
         if let Some(chunk) = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global))) {
@@ -109,10 +98,14 @@ impl<'c> CheckpointWriter<'c> {
         let sum = global_sum(self.comm, checksum::block_sum(global, start, &block));
         meta::put(&ds, "checksum", &sum)?;
         meta::put_str(&ds, "dtype", T::DTYPE)?;
-        if let Some(g) = grid {
-            meta::put_vec(&ds, "grid", g)?;
-        }
-        self.fields.push(FieldInfo { name: name.into(), shape: global.to_vec(), dtype: T::DTYPE.into(), checksum: sum, grid: grid.map(<[usize]>::to_vec) });
+        // The decomposition it was written with: every rank's block, as (start, shape) pairs.
+        let mine: Vec<u64> = start.iter().chain(block.shape()).map(|&x| x as u64).collect();
+        let mut all = vec![0u64; mine.len() * self.comm.size() as usize];
+        self.comm.all_gather_into(&mine[..], &mut all[..]);
+        let all: Vec<usize> = all.into_iter().map(|x| x as usize).collect();
+        meta::put_vec(&ds, "blocks", &all)?;
+        let blocks = meta::pairs(&all, global.len());
+        self.fields.push(FieldInfo { name: name.into(), shape: global.to_vec(), dtype: T::DTYPE.into(), checksum: sum, blocks });
         Ok(mode)
     }
 

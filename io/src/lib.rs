@@ -4,7 +4,7 @@
 //! dataset of its global shape and each rank writes its block as a hyperslab with a collective
 //! transfer (checked with `H5Pget_mpio_actual_io_mode`). Metadata are attributes: step, time,
 //! format and Rankwise versions, the rank count, user parameters (group `parameters`), and per
-//! field its element type, the rank grid and a checksum that does not depend on the rank count
+//! field its element type, every writing rank's block and a checksum that does not depend on the rank count
 //! ([`checksum`]). A checkpoint is written as `NAME.partial`, closed, fsynced and renamed, so a
 //! crash never leaves a file that looks complete. [`CheckpointDir`] keeps the last K and restarts
 //! from the newest one that verifies, on any number of ranks.

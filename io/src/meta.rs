@@ -72,8 +72,8 @@ pub struct FieldInfo {
     pub dtype: String,
     /// See [`crate::checksum`].
     pub checksum: u64,
-    /// The rank grid it was written with, when written from a `Field`.
-    pub grid: Option<Vec<usize>>,
+    /// The decomposition it was written with: each writing rank's block as (start, shape).
+    pub blocks: Vec<(Vec<usize>, Vec<usize>)>,
 }
 
 /// Everything a checkpoint says about itself.
@@ -116,8 +116,7 @@ impl fmt::Display for CheckpointInfo {
             writeln!(f, "param {k} = {v}")?;
         }
         for fi in &self.fields {
-            let grid = fi.grid.as_ref().map(|g| format!(" grid={g:?}")).unwrap_or_default();
-            writeln!(f, "field {} {} {:?} checksum={:016x}{grid}", fi.name, fi.dtype, fi.shape, fi.checksum)?;
+            writeln!(f, "field {} {} {:?} checksum={:016x} written as {} blocks", fi.name, fi.dtype, fi.shape, fi.checksum, fi.blocks.len())?;
         }
         Ok(())
     }
@@ -207,8 +206,9 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
         if !matches!((dtype.as_str(), size), ("f64", 8) | ("f32", 4)) {
             return Err(r.corrupt(format!("field `{name}`: stored as {size}-byte elements but labelled {dtype}")));
         }
-        let grid = if ds.attr_names().is_ok_and(|a| a.iter().any(|n| n == "grid")) { Some(r.get_vec(&ds, "grid")?) } else { None };
-        fields.push(FieldInfo { shape: ds.shape(), checksum: r.get::<u64>(&ds, "checksum")?, dtype, grid, name });
+        let shape = ds.shape();
+        let blocks = pairs(&r.get_vec(&ds, "blocks")?, shape.len());
+        fields.push(FieldInfo { shape, checksum: r.get::<u64>(&ds, "checksum")?, dtype, blocks, name });
     }
     Ok(CheckpointInfo {
         path: path.into(),
@@ -220,4 +220,9 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
         params,
         fields,
     })
+}
+
+/// `[start.., shape.., start.., shape.., ...]` as (start, shape) pairs of `ndim` each.
+pub(crate) fn pairs(flat: &[usize], ndim: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    flat.chunks(2 * ndim.max(1)).map(|c| (c[..ndim].to_vec(), c[ndim..].to_vec())).collect()
 }
