@@ -1,0 +1,141 @@
+//! Checkpoint bandwidth against the disk's own: `ckpt-bench [--set gib=G] [--set dir=D]
+//! [--set reps=R]` under mpirun (see scripts/bench-ckpt.sh).
+//!
+//! The field is 2-D `[rows, 16384]` f64, split into row slabs. Rank 0 first writes the same
+//! number of bytes sequentially to one plain file (write + fsync) and reads them back cold; then
+//! all ranks write a checkpoint (create, collective write, checksum, commit with fsync and rename)
+//! and restore it (collective read and checksum verification), cold too: page-cache copies are
+//! dropped with posix_fadvise after each fsync. The best of R repetitions of each is printed as GB/s
+//! and as a ratio to the raw figure measured in the same run.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mpi::traits::*;
+use ndarray::{ArrayD, IxDyn};
+use rankwise::io::{Checkpoint, CheckpointDir};
+use rankwise::runtime::{self, BadInput, Config, Exit, InitOptions, Runtime};
+
+const COLS: usize = 16384;
+
+type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() {
+    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R {
+        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let gib: f64 = cfg.get_or("gib", 1.0)?;
+        let dir = PathBuf::from(cfg.get_or("dir", "target/bench-ckpt".to_string())?);
+        let reps: usize = cfg.get_or("reps", 2)?;
+        cfg.finish()?;
+        if gib <= 0.0 {
+            return Err(BadInput(format!("gib must be positive, got {gib}")).into());
+        }
+        let w = rt.world();
+        let (rank, size) = (w.rank() as usize, w.size() as usize);
+        let rows = ((gib * (1u64 << 30) as f64) as usize / (COLS * 8)).max(size);
+        let bytes = rows * COLS * 8;
+        let (r0, r1) = (rank * rows / size, (rank + 1) * rows / size);
+        let block = ArrayD::from_shape_fn(IxDyn(&[r1 - r0, COLS]), |i| ((r0 + i[0]) * COLS + i[1]) as f64 * 1e-3);
+        let mut back = ArrayD::<f64>::from_elem(IxDyn(&[r1 - r0, COLS]), -1.0);
+        let ckdir = CheckpointDir::new(dir.join("ckpt")).keep(1);
+        if rank == 0 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let (mut raw_w, mut raw_r, mut ck_w, mut ck_r, mut slab_r) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+        for rep in 0..reps {
+            if rank == 0 {
+                let raw = dir.join("raw.bin");
+                let data = block.as_slice().unwrap();
+                let chunk = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 8) };
+                raw_w = raw_w.min(timed(|| raw_write(&raw, chunk, bytes))?);
+                raw_r = raw_r.min(timed(|| raw_read(&raw, bytes))?);
+                std::fs::remove_file(&raw)?;
+            }
+            w.barrier();
+            let t = Instant::now();
+            let mut ck = ckdir.create(w, rep as u64, 0.0)?;
+            ck.write_block("u", &[rows, COLS], &[r0, 0], block.view())?;
+            let path = ck.commit()?;
+            w.barrier();
+            ck_w = ck_w.min(t.elapsed().as_secs_f64());
+            if rank == 0 {
+                drop_cache(&std::fs::File::open(&path)?);
+            }
+            w.barrier();
+            let t = Instant::now();
+            // Into memory the program has (a field), as a restart does.
+            let got = ckdir.restore(w, |c| c.read_block_into("u", &[rows, COLS], &[r0, 0], back.view_mut()))?;
+            w.barrier();
+            ck_r = ck_r.min(t.elapsed().as_secs_f64());
+            got.ok_or("no checkpoint to restore")?;
+            assert!(back == block, "restored data differ");
+            // The same read without the checksum, to show what verification costs.
+            if rank == 0 {
+                drop_cache(&std::fs::File::open(&path)?);
+            }
+            w.barrier();
+            let t = Instant::now();
+            let ck = Checkpoint::open(w, &path)?;
+            ck.read_slab_into("u", &[r0, 0], back.view_mut())?;
+            w.barrier();
+            slab_r = slab_r.min(t.elapsed().as_secs_f64());
+            drop(ck);
+        }
+        if rank == 0 {
+            let gbs = |t: f64| bytes as f64 / t / 1e9;
+            println!(
+                "ranks={size} bytes={bytes} raw_write={:.2}GB/s ckpt_write={:.2}GB/s write_ratio={:.2} raw_read={:.2}GB/s ckpt_read={:.2}GB/s read_ratio={:.2} (unverified {:.2}GB/s ratio {:.2})",
+                gbs(raw_w), gbs(ck_w), raw_w / ck_w, gbs(raw_r), gbs(ck_r), raw_r / ck_r, gbs(slab_r), raw_r / slab_r
+            );
+            std::fs::remove_dir_all(dir.join("ckpt"))?;
+        }
+        Ok(Exit::Done)
+    })
+}
+
+fn timed(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `bytes` to a fresh file from `chunk` over and over, in 8 MiB writes, then fsync.
+fn raw_write(path: &Path, chunk: &[u8], bytes: usize) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    let mut left = bytes;
+    while left > 0 {
+        for piece in chunk.chunks(8 << 20) {
+            let n = piece.len().min(left);
+            f.write_all(&piece[..n])?;
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    f.sync_all()?;
+    drop_cache(&f);
+    Ok(())
+}
+
+fn raw_read(path: &Path, bytes: usize) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut total = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, bytes);
+    Ok(())
+}
+
+/// Forget the file's (clean) pages so the next read comes from the disk.
+fn drop_cache(f: &std::fs::File) {
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}

@@ -1,0 +1,211 @@
+//! A directory of checkpoints: naming, the newest valid one, keeping the last K, and the serial
+//! calls behind `rankwise ckpt list|verify|inspect` (plain processes, no MPI).
+
+use std::path::{Path, PathBuf};
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use crate::checkpoint::{agree, Checkpoint, CheckpointWriter};
+use crate::checksum::{self, Element};
+use crate::error::{IoError, Result};
+use crate::meta::CheckpointInfo;
+
+const PREFIX: &str = "ckpt-";
+const SUFFIX: &str = ".h5";
+
+/// Where a run keeps its checkpoints, as `ckpt-<step>.h5` (with `ckpt-<step>.xmf` beside each).
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    root: PathBuf,
+    keep: usize,
+}
+
+/// What [`CheckpointDir::restore`] found.
+#[derive(Debug)]
+pub struct Restored<T> {
+    pub info: CheckpointInfo,
+    /// What the restore closure returned.
+    pub value: T,
+    /// Newer checkpoints that were damaged and skipped, one message each.
+    pub skipped: Vec<String>,
+}
+
+impl CheckpointDir {
+    /// A catalogue in `root` that keeps every checkpoint.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        CheckpointDir { root: root.into(), keep: 0 }
+    }
+
+    /// Keep only the newest `k` checkpoints (0: keep all); older ones go when a new one commits.
+    pub fn keep(mut self, k: usize) -> Self {
+        self.keep = k;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file name of the checkpoint of `step`.
+    pub fn path_for(&self, step: u64) -> PathBuf {
+        self.root.join(format!("{PREFIX}{step:010}{SUFFIX}"))
+    }
+
+    /// The committed checkpoints, oldest first (none if the directory does not exist).
+    pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(source) => return Err(IoError::File { path: self.root.clone(), source }),
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let step = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// The newest committed checkpoint, valid or not.
+    pub fn newest(&self) -> Result<Option<PathBuf>> {
+        Ok(self.checkpoints()?.pop().map(|(_, p)| p))
+    }
+
+    /// Collective. Start writing the checkpoint of `step` at simulation `time`.
+    pub fn create<'c>(&self, comm: &'c SimpleCommunicator, step: u64, time: f64) -> Result<CheckpointWriter<'c>> {
+        CheckpointWriter::create(comm, self, step, time)
+    }
+
+    /// Collective. Restart from the newest checkpoint that `load` reads without finding damage.
+    ///
+    /// `load` reads what the program needs (fields with [`Checkpoint::read_block`] or
+    /// [`Checkpoint::read_block_into`], which verify checksums). When the file turns out damaged (truncated,
+    /// unreadable, a checksum mismatch, missing metadata), it is reported and the previous
+    /// checkpoint is tried, so `load` must read everything again. Any other error (a missing field,
+    /// a wrong shape) is returned: the program and the file disagree. `None`: no usable checkpoint.
+    pub fn restore<'c, T>(
+        &self,
+        comm: &'c SimpleCommunicator,
+        mut load: impl FnMut(&Checkpoint<'c>) -> Result<T>,
+    ) -> Result<Option<Restored<T>>> {
+        // Rank 0's listing for everyone: the ranks must try the same files in the same order.
+        let listed = if comm.rank() == 0 { self.checkpoints().map(|c| c.into_iter().map(|(s, _)| s).collect()) } else { Ok(vec![]) };
+        let mut steps: Vec<u64> = agree(comm, "listing checkpoints", listed)?;
+        let mut n = steps.len() as u64;
+        comm.process_at_rank(0).broadcast_into(&mut n);
+        steps.resize(n as usize, 0);
+        comm.process_at_rank(0).broadcast_into(&mut steps[..]);
+
+        let mut skipped = Vec::new();
+        for &step in steps.iter().rev() {
+            let outcome = Checkpoint::open(comm, &self.path_for(step)).and_then(|ck| Ok((ck.info().clone(), load(&ck)?)));
+            match outcome {
+                Ok((info, value)) => return Ok(Some(Restored { info, value, skipped })),
+                Err(e) if e.is_corrupt() => {
+                    if comm.rank() == 0 {
+                        log::warn!("{e}; trying the previous checkpoint");
+                    }
+                    skipped.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The metadata of every committed checkpoint, oldest first, each read in this process alone
+    /// (for `rankwise ckpt list`); a damaged one comes with its error.
+    pub fn list(&self) -> Result<Vec<(PathBuf, Result<CheckpointInfo>)>> {
+        Ok(self.checkpoints()?.into_iter().map(|(_, p)| (p.clone(), inspect(&p))).collect())
+    }
+
+    /// The newest checkpoint whose data match their checksums, read in this process alone; the
+    /// damaged newer ones come back as errors beside it.
+    pub fn newest_valid(&self) -> Result<(Option<CheckpointInfo>, Vec<IoError>)> {
+        let mut bad = Vec::new();
+        for (_, p) in self.checkpoints()?.into_iter().rev() {
+            match verify(&p) {
+                Ok(info) => return Ok((Some(info), bad)),
+                Err(e) if e.is_corrupt() => bad.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((None, bad))
+    }
+
+    /// Make the directory and clear what crashed writers left behind.
+    pub(crate) fn prepare(&self) -> Result<()> {
+        let io = |source| IoError::File { path: self.root.clone(), source };
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        for e in std::fs::read_dir(&self.root).map_err(io)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PREFIX) && name.ends_with(".partial") {
+                std::fs::remove_file(e.path()).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete all but the newest `keep` checkpoints.
+    pub(crate) fn prune(&self) -> Result<()> {
+        let all = self.checkpoints()?;
+        if self.keep == 0 || all.len() <= self.keep {
+            return Ok(());
+        }
+        for (_, p) in &all[..all.len() - self.keep] {
+            std::fs::remove_file(p).map_err(|source| IoError::File { path: p.clone(), source })?;
+            let _ = std::fs::remove_file(p.with_extension("xmf"));
+        }
+        Ok(())
+    }
+}
+
+/// A checkpoint's metadata, read in this process alone (for `rankwise ckpt inspect`).
+pub fn inspect(path: &Path) -> Result<CheckpointInfo> {
+    Checkpoint::open_serial(path).map(|c| c.info().clone())
+}
+
+/// Read every field of a checkpoint in this process alone and check it against its checksum (for
+/// `rankwise ckpt verify`). Any damage is an [`IoError::Corrupt`].
+pub fn verify(path: &Path) -> Result<CheckpointInfo> {
+    let ck = Checkpoint::open_serial(path)?;
+    for f in &ck.info().fields {
+        let sum = match f.dtype.as_str() {
+            "f32" => field_sum::<f32>(&ck, &f.name, &f.shape)?,
+            _ => field_sum::<f64>(&ck, &f.name, &f.shape)?,
+        };
+        if sum != f.checksum {
+            return Err(IoError::Corrupt {
+                path: path.into(),
+                reason: format!("field `{}` has checksum {sum:016x}, the file says {:016x}", f.name, f.checksum),
+            });
+        }
+    }
+    Ok(ck.info().clone())
+}
+
+/// The checksum of a whole field, read in slabs of whole rows along the first axis (C order).
+fn field_sum<T: Element>(ck: &Checkpoint<'_>, name: &str, shape: &[usize]) -> Result<u64> {
+    let row: usize = shape[1..].iter().product();
+    let rows_per_slab = ((64 << 20) / (row * std::mem::size_of::<T>()).max(1)).max(1);
+    let mut sum = 0u64;
+    let mut r0 = 0;
+    while r0 < shape[0] {
+        let r1 = (r0 + rows_per_slab).min(shape[0]);
+        let mut start = vec![0; shape.len()];
+        start[0] = r0;
+        let mut count = shape.to_vec();
+        count[0] = r1 - r0;
+        let slab = ck.read_slab::<T>(name, &start, &count)?;
+        let data = slab.as_slice().expect("a fresh array is contiguous");
+        sum = sum.wrapping_add(checksum::run_sum((r0 * row) as u64, data));
+        r0 = r1;
+    }
+    Ok(sum)
+}
+

@@ -1,0 +1,295 @@
+//! Writing a checkpoint (collective, atomic) and reading one back on any number of ranks.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::dataset::FillTime;
+use mpi::collective::SystemOperation;
+use mpi::raw::AsRaw;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::catalogue::CheckpointDir;
+use crate::checksum::{self, Element};
+use crate::error::{Context, IoError, Result};
+use crate::hyperslab::{self, IoMode};
+use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
+
+/// How fields are laid out in the file.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// Chunk shape (same rank as the field); `None` stores fields contiguously, which is fastest.
+    pub chunk: Option<Vec<usize>>,
+    /// Deflate level 1-9; needs chunks (a default of about 1 MiB slabs is chosen when unset).
+    pub deflate: Option<u8>,
+}
+
+/// One checkpoint being written. Every rank holds one; every call is collective.
+///
+/// Nothing is visible under the checkpoint's name until [`CheckpointWriter::commit`]: the data go
+/// to `NAME.partial`, which a crash leaves behind and the catalogue ignores.
+pub struct CheckpointWriter<'c> {
+    comm: &'c SimpleCommunicator,
+    dir: CheckpointDir,
+    file: Option<hdf5::File>,
+    partial: PathBuf,
+    path: PathBuf,
+    step: u64,
+    time: f64,
+    layout: Layout,
+    fields: Vec<FieldInfo>,
+}
+
+impl<'c> CheckpointWriter<'c> {
+    /// Collective. Start the checkpoint of `step` at simulation `time` in `dir`.
+    pub(crate) fn create(comm: &'c SimpleCommunicator, dir: &CheckpointDir, step: u64, time: f64) -> Result<Self> {
+        let path = dir.path_for(step);
+        let partial = partial_name(&path);
+        let prep = if comm.rank() == 0 { dir.prepare() } else { Ok(()) };
+        agree(comm, "preparing the checkpoint directory", prep)?;
+        let file = hdf5::File::with_options()
+            .with_fapl(|p| p.mpio(comm.as_raw(), None))
+            .create(&partial)
+            .context(|| format!("creating {}", partial.display()));
+        let file = agree(comm, "creating the checkpoint file", file)?;
+        meta::put_str(&file, "format", meta::FORMAT)?;
+        meta::put(&file, "format_version", &meta::FORMAT_VERSION)?;
+        meta::put_str(&file, "rankwise_version", env!("CARGO_PKG_VERSION"))?;
+        meta::put_str(&file, "checksum_algorithm", checksum::ALGORITHM)?;
+        meta::put(&file, "step", &step)?;
+        meta::put(&file, "time", &time)?;
+        meta::put(&file, "ranks", &(comm.size() as u64))?;
+        file.create_group(meta::PARAMS).context(|| "creating the parameters group".into())?;
+        Ok(CheckpointWriter { comm, dir: dir.clone(), file: Some(file), partial, path, step, time, layout: Layout::default(), fields: vec![] })
+    }
+
+    fn file(&self) -> &hdf5::File {
+        self.file.as_ref().expect("open until commit")
+    }
+
+    /// Chunking and compression for the fields written after this call.
+    pub fn layout(&mut self, layout: Layout) -> &mut Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Collective. Store a scalar parameter (the same value on every rank).
+    pub fn param(&mut self, name: &str, value: impl Into<Param>) -> Result<&mut Self> {
+        let g = self.file().group(meta::PARAMS).context(|| "opening the parameters group".into())?;
+        meta::put_param(&g, name, &value.into())?;
+        Ok(self)
+    }
+
+    /// Collective. Write the field `name` of global shape `global`; this rank supplies `block`,
+    /// which sits at `start` (possibly empty: the rank still takes part). The blocks of all ranks
+    /// must cover the array exactly once, as a decomposition's owned blocks do.
+    pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> Result<IoMode> {
+        agree(self.comm, "checking the blocks", check_block(name, global, start, block.shape()))?;
+        let mut b = self.file().new_dataset::<T>().shape(global).fill_time(FillTime::Never);
+        if let Some(chunk) = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global))) {
+            b = b.chunk(chunk);
+        }
+        if let Some(level) = self.layout.deflate {
+            b = b.deflate(level);
+        }
+        let ds = b.create(name).context(|| format!("creating field `{name}`"))?;
+        let mode = hyperslab::write(&ds, start, &block).context(|| format!("writing field `{name}`"));
+        let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)))?;
+        let sum = global_sum(self.comm, checksum::block_sum(global, start, &block));
+        meta::put(&ds, "checksum", &sum)?;
+        meta::put_str(&ds, "dtype", T::DTYPE)?;
+        // The decomposition it was written with: every rank's block, as (start, shape) pairs.
+        let mine: Vec<u64> = start.iter().chain(block.shape()).map(|&x| x as u64).collect();
+        let mut all = vec![0u64; mine.len() * self.comm.size() as usize];
+        self.comm.all_gather_into(&mine[..], &mut all[..]);
+        let all: Vec<usize> = all.into_iter().map(|x| x as usize).collect();
+        meta::put_vec(&ds, "blocks", &all)?;
+        let blocks = meta::pairs(&all, global.len());
+        self.fields.push(FieldInfo { name: name.into(), shape: global.to_vec(), dtype: T::DTYPE.into(), checksum: sum, blocks });
+        Ok(mode)
+    }
+
+    /// Collective. Close the file, make it durable (fsync), give it its final name (atomic rename),
+    /// write the XDMF description beside it and drop checkpoints beyond the directory's `keep`.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let file = self.file.take().expect("open until commit");
+        let closed = file.close().context(|| format!("closing {}", self.partial.display()));
+        agree(self.comm, "closing the checkpoint file", closed)?;
+        let publish = if self.comm.rank() == 0 { self.publish() } else { Ok(()) };
+        agree(self.comm, "publishing the checkpoint", publish)?;
+        Ok(self.path.clone())
+    }
+
+    fn publish(&self) -> Result<()> {
+        fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
+            move |source| IoError::File { path: path.to_path_buf(), source }
+        }
+        std::fs::File::open(&self.partial).and_then(|f| f.sync_all()).map_err(io(&self.partial))?;
+        std::fs::rename(&self.partial, &self.path).map_err(io(&self.path))?;
+        // The rename itself must reach the disk before older checkpoints are deleted.
+        std::fs::File::open(self.dir.root()).and_then(|d| d.sync_all()).map_err(io(self.dir.root()))?;
+        crate::xdmf::write(&self.path, self.step, self.time, &self.fields)?;
+        self.dir.prune()
+    }
+}
+
+/// A checkpoint opened for reading: collectively (every rank reads its own block) or, for serial
+/// tools, by one process without MPI.
+pub struct Checkpoint<'c> {
+    comm: Option<&'c SimpleCommunicator>,
+    file: hdf5::File,
+    info: CheckpointInfo,
+}
+
+impl<'c> Checkpoint<'c> {
+    /// Collective. Open a checkpoint with the MPI-IO driver and check its metadata.
+    pub fn open(comm: &'c SimpleCommunicator, path: &Path) -> Result<Self> {
+        let file = hdf5::File::with_options().with_fapl(|p| p.mpio(comm.as_raw(), None)).open(path).map_err(|e| unreadable(path, e));
+        let file = agree(comm, "opening the checkpoint", file)?;
+        let info = agree(comm, "reading checkpoint metadata", meta::read_info(&file, path))?;
+        Ok(Checkpoint { comm: Some(comm), file, info })
+    }
+
+    /// Open a checkpoint in this process alone, with HDF5's default driver (no MPI needed).
+    pub fn open_serial(path: &Path) -> Result<Checkpoint<'static>> {
+        let file = hdf5::File::open(path).map_err(|e| unreadable(path, e))?;
+        let info = meta::read_info(&file, path)?;
+        Ok(Checkpoint { comm: None, file, info })
+    }
+
+    pub fn info(&self) -> &CheckpointInfo {
+        &self.info
+    }
+    pub fn step(&self) -> u64 {
+        self.info.step
+    }
+    pub fn time(&self) -> f64 {
+        self.info.time
+    }
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.info.param(name)
+    }
+
+    /// Collective. Read this rank's block of field `name` (of shape `shape` at `start`; empty is
+    /// fine) and verify the field's checksum. The blocks of all ranks must cover the array exactly
+    /// once, as the owned blocks of a decomposition do, at any rank count. `global` is the shape
+    /// the caller expects.
+    pub fn read_block<T: Element>(&self, name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        let mut block = ArrayD::<T>::default(IxDyn(shape));
+        self.read_block_into(name, global, start, block.view_mut())?;
+        Ok(block)
+    }
+
+    /// Collective. [`Checkpoint::read_block`] into memory the caller has, e.g. a field's interior
+    /// (read in place when it is a corner of a C-order array, as ghosted blocks are).
+    pub fn read_block_into<T: Element>(&self, name: &str, global: &[usize], start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
+        let f = self.info.field(name)?;
+        if f.shape != global {
+            return Err(IoError::Shape { name: name.into(), expected: global.to_vec(), found: f.shape.clone() });
+        }
+        self.read_slab_into(name, start, out.view_mut())?;
+        let sum = checksum::block_sum(global, start, &out.view());
+        let sum = match self.comm {
+            Some(c) => global_sum(c, sum),
+            None => sum,
+        };
+        if sum != f.checksum {
+            return Err(IoError::Corrupt {
+                path: self.info.path.clone(),
+                reason: format!("field `{name}` has checksum {sum:016x}, the file says {:016x}", f.checksum),
+            });
+        }
+        Ok(())
+    }
+
+    /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
+    pub fn read_slab<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        let mut slab = ArrayD::<T>::default(IxDyn(shape));
+        self.read_slab_into(name, start, slab.view_mut())?;
+        Ok(slab)
+    }
+
+    /// Collective (when opened collectively). [`Checkpoint::read_slab`] into `out`.
+    pub fn read_slab_into<T: Element>(&self, name: &str, start: &[usize], out: ArrayViewMutD<T>) -> Result<()> {
+        let f = self.info.field(name)?;
+        if f.dtype != T::DTYPE {
+            return Err(IoError::Dtype { name: name.into(), expected: T::DTYPE.into(), found: f.dtype.clone() });
+        }
+        let fits = check_block(name, &f.shape, start, out.shape());
+        let read = fits.and_then(|()| {
+            let ds = self.file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
+            hyperslab::read_into(&ds, start, out, self.comm.is_some()).map_err(|e| unreadable(&self.info.path, e))
+        });
+        match self.comm {
+            Some(c) => agree(c, "reading a field", read),
+            None => read,
+        }
+        .map(drop)
+    }
+}
+
+fn unreadable(path: &Path, e: hdf5::Error) -> IoError {
+    IoError::Corrupt { path: path.into(), reason: format!("unreadable: {e}") }
+}
+
+pub(crate) fn partial_name(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".partial");
+    s.into()
+}
+
+fn check_block(name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<()> {
+    let empty = shape.iter().any(|&n| n == 0);
+    let fits = global.len() == start.len()
+        && global.len() == shape.len()
+        && !global.is_empty()
+        && (empty || (0..global.len()).all(|d| start[d] + shape[d] <= global[d]));
+    if fits {
+        Ok(())
+    } else {
+        Err(IoError::Block { name: name.into(), start: start.to_vec(), shape: shape.to_vec(), global: global.to_vec() })
+    }
+}
+
+fn collective(name: &str, mode: IoMode) -> Result<IoMode> {
+    if mode.is_collective() {
+        Ok(mode)
+    } else {
+        Err(IoError::NotCollective { name: name.into(), mode: mode.to_string() })
+    }
+}
+
+/// Chunks of whole trailing dimensions, about 1 MiB each.
+fn default_chunk<T>(global: &[usize]) -> Vec<usize> {
+    let row: usize = global[1..].iter().product::<usize>().max(1) * std::mem::size_of::<T>();
+    let mut c = global.to_vec();
+    c[0] = (1usize << 20).div_ceil(row).clamp(1, global[0].max(1));
+    c
+}
+
+/// Collective. The wrapping sum of the ranks' checksum contributions.
+fn global_sum(comm: &SimpleCommunicator, local: u64) -> u64 {
+    let mut total = 0u64;
+    comm.all_reduce_into(&local, &mut total, SystemOperation::sum());
+    total
+}
+
+/// Collective. Give every rank the same outcome of a step that may fail on some ranks only, so that
+/// none goes on into a collective call that another has left. A damaged file anywhere is damage
+/// everywhere (so every rank skips it alike); other failures are reported by the ranks that hit them.
+pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> Result<T> {
+    let class = |r: &Result<T>| match r {
+        Ok(_) => 0u8,
+        Err(e) if e.is_corrupt() => 1,
+        Err(_) => 2,
+    };
+    let mut worst = 0u8;
+    comm.all_reduce_into(&class(&r), &mut worst, SystemOperation::max());
+    match (worst, r) {
+        (0, r) => r,
+        (1, Err(e)) => Err(e),
+        (1, Ok(_)) => Err(IoError::Corrupt { path: PathBuf::from("(see another rank)"), reason: format!("another rank found damage in {what}") }),
+        (_, Err(e)) if !e.is_corrupt() => Err(e),
+        _ => Err(IoError::OtherRank(what.into())),
+    }
+}

@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors of checkpoint/restart and output.
+#[derive(Debug, Error)]
+pub enum IoError {
+    #[error("{context}: {source}")]
+    Hdf5 { context: String, source: hdf5::Error },
+    #[error("{}: {source}", path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    /// The file cannot be trusted: truncated, unreadable, a checksum that does not match, missing
+    /// metadata. A restart skips it for the previous checkpoint.
+    #[error("{}: corrupt checkpoint: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{}: written by a newer Rankwise (format version {found}, this one reads up to {known})", path.display())]
+    Version { path: PathBuf, found: u32, known: u32 },
+    #[error("{}: no field `{name}` (it has: {have})", path.display())]
+    MissingField { path: PathBuf, name: String, have: String },
+    #[error("field `{name}`: global shape {found:?} in the file, {expected:?} expected")]
+    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("field `{name}`: element type {found} in the file, {expected} expected")]
+    Dtype { name: String, expected: String, found: String },
+    #[error("field `{name}`: block at {start:?} of shape {shape:?} does not fit in the global shape {global:?}")]
+    Block { name: String, start: Vec<usize>, shape: Vec<usize>, global: Vec<usize> },
+    #[error("field `{name}`: the transfer was not collective (HDF5 reports {mode})")]
+    NotCollective { name: String, mode: String },
+    #[error("another rank failed in {0}")]
+    OtherRank(String),
+}
+
+impl IoError {
+    /// Whether the checkpoint itself is damaged (so an older one may be used instead).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, IoError::Corrupt { .. })
+    }
+}
+
+pub type Result<T, E = IoError> = std::result::Result<T, E>;
+
+/// Attach what was being done to an HDF5 error.
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for hdf5::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| IoError::Hdf5 { context: what(), source })
+    }
+}

@@ -1,0 +1,198 @@
+//! Test program for checkpoint/restart: `ckpt MODE DIR [STEP] [key=value...]`, launched by
+//! tests/checkpoint.rs under mpirun.
+//!
+//! Every field holds `v(k) = k/2 + 1/(k+1) + 1000·salt` at global C-order index `k` (as f32 for
+//! f32 fields), so any reader, at any rank count or in Python, knows what each element must be.
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
+use rankwise::io::{Checkpoint, CheckpointDir, Element, IoError, Layout};
+use rankwise::runtime::{self, BadInput, Exit, InitOptions, Runtime};
+
+type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
+
+/// name, global shape, f32?, salt
+const FIELDS: [(&str, &[usize], bool, f64); 5] = [
+    ("a1", &[37], false, 0.0),
+    ("b2", &[13, 11], true, 1.0),
+    ("c3", &[7, 5, 6], false, 2.0),
+    ("d3", &[4, 3, 5], true, 3.0),
+    ("tiny", &[2], false, 4.0),
+];
+
+fn value(k: usize, salt: f64) -> f64 {
+    k as f64 * 0.5 + 1.0 / (k as f64 + 1.0) + 1000.0 * salt
+}
+
+/// This rank's block of `global`: a near-cubic grid of ranks (like MPI_Dims_create), balanced
+/// splits; with more ranks than elements along an axis some blocks are empty.
+fn owned(global: &[usize], size: usize, rank: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut grid = vec![1usize; global.len()];
+    let (mut n, mut p) = (size, 2);
+    let mut factors = vec![];
+    while n > 1 {
+        while n % p == 0 {
+            factors.push(p);
+            n /= p;
+        }
+        p += 1;
+    }
+    for f in factors.into_iter().rev() {
+        let d = (0..grid.len()).min_by_key(|&d| grid[d]).unwrap();
+        grid[d] *= f;
+    }
+    let (mut start, mut shape, mut r) = (vec![0; global.len()], vec![0; global.len()], rank);
+    for d in (0..global.len()).rev() {
+        let c = r % grid[d];
+        r /= grid[d];
+        start[d] = c * global[d] / grid[d];
+        shape[d] = (c + 1) * global[d] / grid[d] - start[d];
+    }
+    (start, shape)
+}
+
+fn linear(global: &[usize], idx: &[usize]) -> usize {
+    idx.iter().zip(global).fold(0, |acc, (&i, &n)| acc * n + i)
+}
+
+fn expected<T: Element>(global: &[usize], start: &[usize], shape: &[usize], salt: f64, cast: fn(f64) -> T) -> ArrayD<T> {
+    ArrayD::from_shape_fn(IxDyn(shape), |i| {
+        let g: Vec<usize> = (0..shape.len()).map(|d| start[d] + i[d]).collect();
+        cast(value(linear(global, &g), salt))
+    })
+}
+
+fn opt(args: &[String], key: &str) -> Option<usize> {
+    args.iter().find_map(|a| a.strip_prefix(&format!("{key}=")).and_then(|v| v.parse().ok()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R {
+        let (Some(mode), Some(dir)) = (args.first(), args.get(1)) else {
+            return Err(BadInput("usage: ckpt MODE DIR [STEP] [keep=K] [deflate=L] [kill=RANK]".into()).into());
+        };
+        let step: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let dir = CheckpointDir::new(dir).keep(opt(&args, "keep").unwrap_or(0));
+        let w = rt.world();
+        match mode.as_str() {
+            "write" => write(w, &dir, step, &args)?,
+            "read" => read(w, &dir)?,
+            "errors" => errors(w, &dir),
+            "verify" => {
+                for (path, info) in dir.list()? {
+                    match info {
+                        Ok(i) => println!("list {} step={} fields={}", path.display(), i.step, i.fields.len()),
+                        Err(e) => println!("list {} damaged: {e}", path.display()),
+                    }
+                }
+                let (good, bad) = dir.newest_valid()?;
+                for e in bad {
+                    println!("invalid: {e}");
+                }
+                println!("newest valid: {}", good.map_or("none".into(), |i| i.step.to_string()));
+            }
+            other => return Err(BadInput(format!("unknown mode {other:?}")).into()),
+        }
+        Ok(Exit::Done)
+    })
+}
+
+fn write(w: &SimpleCommunicator, dir: &CheckpointDir, step: u64, args: &[String]) -> Result<(), IoError> {
+    let (rank, size) = (w.rank() as usize, w.size() as usize);
+    let mut ck = dir.create(w, step, step as f64 * 0.1)?;
+    ck.param("alpha", 0.25)?.param("n", 64i64)?.param("name", "heat")?.param("implicit", true)?;
+    if let Some(level) = opt(args, "deflate") {
+        ck.layout(Layout { chunk: None, deflate: Some(level as u8) });
+    }
+    let mut modes = vec![];
+    for (name, global, single, salt) in FIELDS {
+        let (start, shape) = owned(global, size, rank);
+        let mode = if single {
+            ck.write_block(name, global, &start, expected(global, &start, &shape, salt, |x| x as f32).view())?
+        } else {
+            // As a field's interior inside ghost layers: written in place, not copied.
+            let padded = ghosted(expected(global, &start, &shape, salt, |x| x), f64::NAN);
+            ck.write_block(name, global, &start, interior(&padded))?
+        };
+        modes.push(mode.to_string());
+    }
+    println!("rank={rank} modes={}", modes.join(","));
+    if opt(args, "kill") == Some(rank) {
+        // Data written, checkpoint not committed: die the hardest way there is.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    let path = ck.commit()?;
+    if rank == 0 {
+        let info = rankwise::io::inspect(&path)?;
+        let sums: Vec<String> = info.fields.iter().map(|f| format!("{}:{:016x}", f.name, f.checksum)).collect();
+        println!("wrote {} checksums={}", path.display(), sums.join(","));
+    }
+    Ok(())
+}
+
+fn read(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
+    let (rank, size) = (w.rank() as usize, w.size() as usize);
+    let restored = dir.restore(w, |ck| {
+        let mut wrong = 0usize;
+        for (name, global, single, salt) in FIELDS {
+            let (start, shape) = owned(global, size, rank);
+            wrong += if single {
+                // Into a field's interior, in place.
+                let mut padded = ghosted(ArrayD::<f32>::zeros(IxDyn(&shape)), f32::NAN);
+                ck.read_block_into(name, global, &start, padded.slice_each_axis_mut(|a| Slice::from(1..a.len as isize - 1)))?;
+                mismatches(interior(&padded).to_owned(), expected(global, &start, &shape, salt, |x| x as f32))
+            } else {
+                mismatches(ck.read_block::<f64>(name, global, &start, &shape)?, expected(global, &start, &shape, salt, |x| x))
+            };
+        }
+        Ok(wrong)
+    })?;
+    let Some(r) = restored else {
+        println!("rank={rank} no checkpoint");
+        return Ok(());
+    };
+    for s in &r.skipped {
+        println!("rank={rank} skipped: {s}");
+    }
+    let i = &r.info;
+    let params: Vec<String> = i.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sums: Vec<String> = i.fields.iter().map(|f| format!("{}:{:016x}", f.name, f.checksum)).collect();
+    println!(
+        "rank={rank} restored step={} time={:?} ranks={} params={} wrong={} checksums={}",
+        i.step, i.time, i.ranks, params.join(","), r.value, sums.join(",")
+    );
+    Ok(())
+}
+
+/// `a` inside one ghost layer on every side (filled with NaN).
+fn ghosted<T: Element>(a: ArrayD<T>, nan: T) -> ArrayD<T> {
+    let mut p = ArrayD::from_elem(IxDyn(&a.shape().iter().map(|n| n + 2).collect::<Vec<_>>()), nan);
+    p.slice_each_axis_mut(|ax| Slice::from(1..ax.len as isize - 1)).assign(&a);
+    p
+}
+
+fn interior<T>(p: &ArrayD<T>) -> ArrayViewD<'_, T> {
+    p.slice_each_axis(|ax| Slice::from(1..ax.len as isize - 1))
+}
+
+fn mismatches<T: Element>(got: ArrayD<T>, want: ArrayD<T>) -> usize {
+    assert_eq!(got.shape(), want.shape());
+    got.iter().zip(want.iter()).filter(|(a, b)| a.bits() != b.bits()).count()
+}
+
+/// User errors are reported clearly and identically on every rank.
+fn errors(w: &SimpleCommunicator, dir: &CheckpointDir) {
+    let path = dir.newest().unwrap().expect("a checkpoint to read");
+    let ck = match Checkpoint::open(w, &path) {
+        Ok(ck) => ck,
+        Err(e) => return println!("error: {e}"),
+    };
+    let (start, shape) = owned(&[37], w.size() as usize, w.rank() as usize);
+    let show = |r: Result<ArrayD<f64>, IoError>| println!("error: {}", r.map(|_| "none".to_string()).unwrap_or_else(|e| e.to_string()));
+    show(ck.read_block::<f64>("nope", &[37], &start, &shape));
+    show(ck.read_block::<f64>("a1", &[38], &start, &shape));
+    show(ck.read_block::<f64>("b2", &[13, 11], &[0, 0], &[0, 0]));
+    show(ck.read_block::<f64>("a1", &[37], &[30], &[10]));
+}
