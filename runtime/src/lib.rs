@@ -5,13 +5,15 @@
 //! holds one rank's block with ghost layers and exchanges halos; [`reduce`] gives global
 //! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
 //! [`Config`] reads an inputs file with `--set` overrides; [`stop`] turns signals and time limits
-//! into a collective decision to checkpoint and stop.
+//! into a collective decision to checkpoint and stop; [`status`] tells a supervising launcher how
+//! far the run got.
 
 mod config;
 mod error;
 mod gpu;
 mod logging;
 mod runtime;
+pub mod status;
 mod timers;
 
 pub use config::{Config, ConfigError};
