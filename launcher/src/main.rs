@@ -12,6 +12,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use launch::{Choice, Host, Request};
+use rankwise_runtime::status::STATUS_FILE_ENV;
 
 #[derive(Parser)]
 #[command(name = "rankwise", version, about = "Run, supervise and inspect Rankwise programs", after_help = "\
@@ -145,6 +146,16 @@ fn run(a: RunArgs) -> Result<i32> {
     if a.gpus_per_rank.is_some() && !matches!(via, launch::Via::Srun { .. }) {
         anyhow::bail!("--gpus-per-rank needs srun; under mpirun the runtime gives each rank a GPU round robin");
     }
+    if !(0.0..=3600.0).contains(&a.backoff) {
+        anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
+    }
+    let status_file = a.status_file.unwrap_or_else(|| {
+        let name = format!(".rankwise-status-{}", std::process::id());
+        match std::env::var_os("SLURM_JOB_ID") {
+            Some(_) => PathBuf::from(name), // the working directory, which every node sees
+            None => std::env::temp_dir().join(name),
+        }
+    });
     let mut args = Vec::new();
     if let Some(f) = &a.inputs {
         args.extend(["--inputs".to_string(), f.to_string_lossy().into_owned()]);
@@ -160,23 +171,13 @@ fn run(a: RunArgs) -> Result<i32> {
         gpus_per_rank: a.gpus_per_rank,
         program,
         args,
-        env: Vec::new(),
+        env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],
     };
     let host = Host::here();
     if a.dry_run {
         println!("{}", launch::plan(&req, &via, host));
         return Ok(0);
     }
-    if !(a.backoff >= 0.0 && a.backoff < 3600.0) {
-        anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
-    }
-    let status_file = a.status_file.unwrap_or_else(|| {
-        let name = format!(".rankwise-status-{}", std::process::id());
-        match std::env::var_os("SLURM_JOB_ID") {
-            Some(_) => PathBuf::from(name),
-            None => std::env::temp_dir().join(name),
-        }
-    });
     supervise::forward_signals()?;
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
     supervise::run(req, &via, host, &policy)

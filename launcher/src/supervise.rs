@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rankwise_runtime::status::{Status, RESTART_ENV, STATUS_FILE_ENV};
+use rankwise_runtime::status::{Status, RESTART_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -46,8 +46,8 @@ pub struct Policy {
 }
 
 /// Launch `req` through `via` and supervise it; the exit code to leave with.
+/// `req.env` already names `policy.status_file` for the program.
 pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i32> {
-    req.env.push((STATUS_FILE_ENV.into(), policy.status_file.to_string_lossy().into_owned()));
     let _cleanup = RemoveOnDrop(policy.status_file.clone());
     let mut failed_at: Option<u64> = None;
     let mut restart = 0;
