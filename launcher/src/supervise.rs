@@ -72,7 +72,7 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         }
         failed_at = Some(step);
         restart += 1;
-        let wait = policy.backoff * 2u32.pow(restart - 1).min(64);
+        let wait = policy.backoff * (1 << (restart - 1).min(6));
         req.env.retain(|(k, _)| k != RESTART_ENV && k != "RANKWISE_RESTART_COUNT");
         req.env.push(("RANKWISE_RESTART_COUNT".into(), restart.to_string()));
         match status.and_then(|s| s.checkpoint).filter(|c| c.exists()) {
@@ -86,9 +86,12 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
             }
             None => eprintln!("rankwise: restart {restart} of {} in {wait:.1?} from the beginning (no checkpoint yet)", policy.restarts),
         }
-        std::thread::sleep(wait);
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Ok(code.value);
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Ok(code.value);
+            }
+            std::thread::sleep(Duration::from_millis(20).min(wait));
         }
     }
 }

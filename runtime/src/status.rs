@@ -59,9 +59,11 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The reporter for this rank; every rank may make one and call it alike.
     pub fn new(rt: &Runtime) -> Progress {
         let file = std::env::var_os(STATUS_FILE_ENV).filter(|_| rt.is_root()).map(PathBuf::from);
-        Progress { file, status: Status::default() }
+        // Until this run writes its own, the checkpoint it resumed from is the newest.
+        Progress { file, status: Status { checkpoint: restart_from(), ..Status::default() } }
     }
 
     /// Report that `step` is done at simulated `time`. Cheap enough for every step: one small
