@@ -14,41 +14,18 @@ use common::{mpi_env, program, run_with_timeout, Outcome, Scratch};
 /// One job at a time (2 cores).
 static ONE: Mutex<()> = Mutex::new(());
 
-/// The `rankwise` binary of this profile, built if any source it is made of is newer.
-///
-/// `cargo build -p rankwise-launcher` resolves features differently from `cargo test` of the
-/// root package (openblas-build's ureq), so calling it when nothing changed would rebuild the
-/// whole chain back and forth; a freshness check by modification times avoids that.
+/// The `rankwise` binary of this profile, built if needed.
 fn rankwise_bin() -> PathBuf {
-    static CHECKED: Mutex<bool> = Mutex::new(false);
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("rankwise");
-    let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
-    if !*checked && !fresh(&bin) {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "rankwise-launcher"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.file_name().is_some_and(|d| d == "release") {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().unwrap().success(), "cannot build rankwise");
+        cargo.args(["build", "-p", "rankwise-launcher"]).args(common::build_profile());
+        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        *built = true;
     }
-    *checked = true;
-    bin
-}
-
-/// Whether `bin` is newer than every source of the crates it is built from.
-fn fresh(bin: &std::path::Path) -> bool {
-    fn newest(p: &std::path::Path) -> std::time::SystemTime {
-        let own = p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-        match std::fs::read_dir(p) {
-            Ok(entries) => entries.flatten().map(|e| newest(&e.path())).fold(own, std::cmp::max),
-            Err(_) => own,
-        }
-    }
-    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else { return false };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["launcher", "runtime", "io", "slurm", "kernels", "Cargo.toml", "Cargo.lock"].iter().all(|p| newest(&root.join(p)) < built)
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("rankwise")
 }
 
 /// `rankwise ARGS` with the single-host MPI settings, but without the root and oversubscribe
