@@ -89,7 +89,12 @@ fn exit_codes_pass_through() {
     assert_eq!(o.code, Some(75), "{}", o.show());
     let o = run(rankwise(&["run", "-n", "3", "rt-basics", "--", "error", "2"]));
     assert_eq!(o.code, Some(1), "{}", o.show());
-    assert!(o.stderr.contains("rankwise: the job failed at step 0 with exit code 1: rank 2: MPI_Abort"), "{}", o.show());
+    assert!(o.stderr.contains("rankwise: the job failed at step 0 with exit code 1"), "{}", o.show());
+    // mpirun's own message sometimes fails to print ("ORTE_ERROR_LOG: Out of resource in
+    // show_help.c"); when it does print, the failed rank is named.
+    if o.stderr.contains("MPI_ABORT was invoked on rank 2") {
+        assert!(o.stderr.contains("rankwise: the job failed at step 0 with exit code 1: rank 2: MPI_Abort"), "{}", o.show());
+    }
     // --set reaches the program, which rejects the unknown key.
     let o = run(rankwise(&["run", "-n", "2", "hello", "--set", "nonsense=1"]));
     assert_eq!(o.code, Some(2), "{}", o.show());
