@@ -50,6 +50,7 @@ Examples:
     #[command(after_help = "Example:\n  rankwise completions bash > ~/.local/share/bash-completion/completions/rankwise")]
     Completions { shell: clap_complete::Shell },
     // Slurm jobs (`sbatch`, `status`, `cancel`, `sweep`, from rankwise-slurm) go here.
+    // Checkpoint tools (`ckpt list|verify|inspect`, from rankwise-io) go here.
 }
 
 #[derive(clap::Args)]
