@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rankwise_runtime::status::{Status, RESTART_ENV};
+use rankwise_runtime::status::{Status, RESTART_COUNT_ENV, RESTART_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -73,8 +73,8 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         failed_at = Some(step);
         restart += 1;
         let wait = policy.backoff * (1 << (restart - 1).min(6));
-        req.env.retain(|(k, _)| k != RESTART_ENV && k != "RANKWISE_RESTART_COUNT");
-        req.env.push(("RANKWISE_RESTART_COUNT".into(), restart.to_string()));
+        req.env.retain(|(k, _)| k != RESTART_ENV && k != RESTART_COUNT_ENV);
+        req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
         match status.and_then(|s| s.checkpoint).filter(|c| c.exists()) {
             Some(ckpt) => {
                 eprintln!(
@@ -117,10 +117,12 @@ fn launch(plan: &Plan) -> Result<Ended> {
     let stderr = child.stderr.take().expect("piped");
     let tee = std::thread::spawn(move || {
         let mut cause = Cause::default();
-        let mut out = std::io::stderr();
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            writeln!(out, "{line}").ok();
-            cause.feed(&line);
+        let (mut input, mut line) = (BufReader::new(stderr), Vec::new());
+        // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
+        while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            std::io::stderr().write_all(&line).ok();
+            cause.feed(&String::from_utf8_lossy(&line));
+            line.clear();
         }
         cause
     });

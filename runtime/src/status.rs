@@ -11,7 +11,8 @@
 //! ```
 //!
 //! After a failure the launcher relaunches the program with [`RESTART_ENV`] set to that
-//! checkpoint, which [`restart_from`] returns. Without a launcher both ends are no-ops.
+//! checkpoint, which [`restart_from`] returns, and [`RESTART_COUNT_ENV`] to the number of the
+//! relaunch. Without a launcher both ends are no-ops.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ use crate::Runtime;
 pub const STATUS_FILE_ENV: &str = "RANKWISE_STATUS_FILE";
 /// The checkpoint a relaunched program resumes from; set by the launcher.
 pub const RESTART_ENV: &str = "RANKWISE_RESTART";
+/// How many times the launcher has relaunched the program (1 for the first relaunch).
+pub const RESTART_COUNT_ENV: &str = "RANKWISE_RESTART_COUNT";
 
 /// How far a run got: the last step taken, its simulated time, and the newest checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

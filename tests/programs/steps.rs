@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
-use rankwise::runtime::status::{restart_from, Progress};
+use rankwise::runtime::status::{restart_from, Progress, RESTART_COUNT_ENV};
 use rankwise::runtime::{self, BadInput, Config, Exit, InitOptions, Runtime};
 
 type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
@@ -45,7 +45,7 @@ fn main() {
         };
         let mut progress = Progress::new(rt);
         if rt.is_root() {
-            println!("start step={step} restart={}", std::env::var("RANKWISE_RESTART_COUNT").unwrap_or("0".into()));
+            println!("start step={step} restart={}", std::env::var(RESTART_COUNT_ENV).unwrap_or("0".into()));
         }
         let world = rt.world();
         while step < steps {
