@@ -1,1 +1,185 @@
-fn main() {}
+//! `rankwise`: one command to run, supervise and inspect Rankwise programs, on a workstation
+//! (mpirun) and on a cluster (srun inside a Slurm allocation).
+
+mod info;
+mod launch;
+mod supervise;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use launch::{Choice, Host, Request};
+use rankwise_runtime::status::STATUS_FILE_ENV;
+
+#[derive(Parser)]
+#[command(name = "rankwise", version, about = "Run, supervise and inspect Rankwise programs", after_help = "\
+Examples:
+  rankwise info                                  what MPI, HDF5, BLAS, GPUs and Slurm a run here uses
+  rankwise run -n 4 hello                        an example, on 4 ranks
+  rankwise run -n 8 --restarts 3 heat -i heat.toml --set n=512
+  rankwise completions bash > /etc/bash_completion.d/rankwise")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Launch a program on N ranks: srun inside a Slurm allocation, mpirun elsewhere.
+    #[command(after_help = "\
+PROGRAM is a path, an example built next to rankwise (target/<profile>/examples/NAME), or a
+command on PATH. --inputs and --set are checked here, then passed to the program.
+
+Exit code: the program's (0 done, 1 a rank failed, 2 bad input, 75 checkpointed and stopped:
+requeue). INT, TERM, USR1 and USR2 sent to rankwise reach the ranks.
+
+Examples:
+  rankwise run -n 4 hello
+  rankwise run -n 4 --dry-run hello                      print the exact command only
+  rankwise run -n 16 --ranks-per-node 4 --threads 8 heat -i heat.toml --set steps=1000
+  rankwise run -n 4 --restarts 3 heat -i heat.toml       relaunch from the newest checkpoint
+  rankwise run -n 2 ./my-solver -- --extra program args")]
+    Run(RunArgs),
+    /// Show what a run here would use: MPI, launcher, HDF5, BLAS, CUDA and GPUs, Slurm, threads.
+    #[command(after_help = "Example:\n  rankwise info")]
+    Info,
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  rankwise completions bash > ~/.local/share/bash-completion/completions/rankwise")]
+    Completions { shell: clap_complete::Shell },
+    // Slurm jobs (`sbatch`, `status`, `cancel`, `sweep`, from rankwise-slurm) go here.
+    // Checkpoint tools (`ckpt list|verify|inspect`, from rankwise-io) go here.
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Number of ranks.
+    #[arg(short = 'n', long = "np", value_name = "N", value_parser = at_least_one)]
+    np: usize,
+    /// Ranks on each node.
+    #[arg(long, value_name = "M", value_parser = at_least_one)]
+    ranks_per_node: Option<usize>,
+    /// Threads per rank: sets RAYON_NUM_THREADS and OMP_NUM_THREADS (and srun --cpus-per-task).
+    #[arg(short = 't', long, value_name = "T", value_parser = at_least_one)]
+    threads: Option<usize>,
+    /// GPUs per rank, asked of Slurm (srun --gpus-per-task); the runtime binds them.
+    #[arg(long, value_name = "G", value_parser = at_least_one)]
+    gpus_per_rank: Option<usize>,
+    /// Inputs file (TOML), passed to the program as --inputs FILE.
+    #[arg(short = 'i', long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// Override one input, passed to the program as --set KEY=VALUE.
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Which launcher starts the ranks.
+    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    launcher: Choice,
+    /// Print the command that would run, and exit.
+    #[arg(long)]
+    dry_run: bool,
+    /// After a failure, relaunch up to K times from the newest checkpoint.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    restarts: u32,
+    /// Wait before the first relaunch; doubled for each next one.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    backoff: f64,
+    /// Where rank 0 reports progress (default: a temporary file; in Slurm, in the working
+    /// directory, which every node sees).
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    /// The program: a path, an example name, or a command on PATH.
+    program: String,
+    /// Further arguments for the program, after `--`.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line: clap's message without the usage that follows it.
+            let text = e.render().to_string();
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("{}", first.join(" "));
+            std::process::exit(2);
+        }
+    };
+    let code = match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn dispatch(cmd: Cmd) -> Result<i32> {
+    match cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Info => {
+            info::print();
+            Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rankwise", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+fn run(a: RunArgs) -> Result<i32> {
+    let program = launch::resolve_program(&a.program)?;
+    // Bad inputs fail here, in one line, before any rank starts.
+    rankwise_runtime::Config::load(a.inputs.as_deref(), &a.sets)?;
+    let via = launch::choose(a.launcher)?;
+    if a.gpus_per_rank.is_some() && !matches!(via, launch::Via::Srun { .. }) {
+        anyhow::bail!("--gpus-per-rank needs srun; under mpirun the runtime gives each rank a GPU round robin");
+    }
+    if !(0.0..=3600.0).contains(&a.backoff) {
+        anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
+    }
+    let status_file = a.status_file.unwrap_or_else(|| {
+        let name = format!(".rankwise-status-{}", std::process::id());
+        match std::env::var_os("SLURM_JOB_ID") {
+            Some(_) => PathBuf::from(name), // the working directory, which every node sees
+            None => std::env::temp_dir().join(name),
+        }
+    });
+    let mut args = Vec::new();
+    if let Some(f) = &a.inputs {
+        args.extend(["--inputs".to_string(), f.to_string_lossy().into_owned()]);
+    }
+    for s in &a.sets {
+        args.extend(["--set".to_string(), s.clone()]);
+    }
+    args.extend(a.args);
+    let req = Request {
+        np: a.np,
+        ranks_per_node: a.ranks_per_node,
+        threads: a.threads,
+        gpus_per_rank: a.gpus_per_rank,
+        program,
+        args,
+        env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],
+    };
+    let host = Host::here();
+    if a.dry_run {
+        println!("{}", launch::plan(&req, &via, host));
+        return Ok(0);
+    }
+    supervise::forward_signals()?;
+    let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
+    supervise::run(req, &via, host, &policy)
+}

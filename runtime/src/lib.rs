@@ -5,7 +5,8 @@
 //! holds one rank's block with ghost layers and exchanges halos; [`reduce`] gives global
 //! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
 //! [`Config`] reads an inputs file with `--set` overrides; [`stop`] turns signals and time limits
-//! into a collective decision to checkpoint and stop.
+//! into a collective decision to checkpoint and stop; [`status`] tells a supervising launcher how
+//! far the run got.
 
 mod config;
 mod decomposition;
@@ -16,6 +17,7 @@ mod halo;
 mod logging;
 pub mod reduce;
 mod runtime;
+pub mod status;
 mod timers;
 
 pub use config::{Config, ConfigError};

@@ -34,14 +34,23 @@ pub fn program(name: &str) -> PathBuf {
                 cargo.env_remove(&*k);
             }
         }
-        if dir.file_name().is_some_and(|d| d == "release") {
-            cargo.arg("--release");
-        }
+        cargo.args(build_profile());
         let st = cargo.status().expect("cannot run cargo");
         assert!(st.success() && p.exists(), "cannot build {}", p.display());
         built.push(name.to_string());
     }
     p
+}
+
+/// The cargo profile flags that build into this test binary's folder with the profile `cargo test`
+/// used: the plain dev profile would rebuild the dependency chain back and forth with it
+/// (openblas-build's build dependencies resolve differently).
+pub fn build_profile() -> [&'static str; 2] {
+    let exe = std::env::current_exe().unwrap();
+    match exe.parent().unwrap().parent().unwrap().file_name().is_some_and(|d| d == "release") {
+        true => ["--profile", "release"],
+        false => ["--profile", "test"],
+    }
 }
 
 /// The environment every single-host test run needs here (root, 2 cores, no network beyond lo).

@@ -1,0 +1,322 @@
+//! From `rankwise run` options to the exact command that starts the ranks: which launcher
+//! (srun inside a Slurm allocation, mpirun elsewhere), which MPI, and only the flags this host needs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The MPI that an mpirun belongs to; it decides flags here and the PMI plugin under srun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    OpenMpi,
+    /// MPICH and its Hydra process manager (also Intel MPI).
+    Mpich,
+}
+
+/// Which program starts the ranks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    Mpirun { path: PathBuf, flavour: Flavour },
+    Srun { flavour: Flavour },
+}
+
+/// What to launch, as the user asked for it.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub np: usize,
+    pub ranks_per_node: Option<usize>,
+    pub threads: Option<usize>,
+    pub gpus_per_rank: Option<usize>,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Variables the ranks need (the status contract); exported to every host.
+    pub env: Vec<(String, String)>,
+}
+
+/// This host, as far as the launch flags care.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    pub cores: usize,
+    pub root: bool,
+}
+
+impl Host {
+    pub fn here() -> Host {
+        // SAFETY: geteuid cannot fail.
+        Host { cores: physical_cores(), root: unsafe { libc::geteuid() } == 0 }
+    }
+}
+
+/// A command ready to run: `env` is set on top of the launcher's own environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+}
+
+/// As a shell line, for `--dry-run` and logs.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words = self.env.iter().map(|(k, v)| format!("{k}={}", quote(v)));
+        let words = words.chain([quote(&self.program.to_string_lossy())]).chain(self.args.iter().map(|a| quote(a)));
+        write!(f, "{}", words.collect::<Vec<_>>().join(" "))
+    }
+}
+
+fn quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The command that starts `req` through `via` on `host`.
+pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
+    let mut env = req.env.clone();
+    if let Some(t) = req.threads {
+        env.extend(["RAYON_NUM_THREADS", "OMP_NUM_THREADS"].map(|k| (k.to_string(), t.to_string())));
+    }
+    let mut args: Vec<String> = Vec::new();
+    let mut arg = |a: &str| args.push(a.to_string());
+    let program = match via {
+        Via::Srun { flavour } => {
+            arg(match flavour {
+                // Debian's OpenMPI has no PMI-2; MPICH under pmix thinks every rank is rank 0.
+                Flavour::OpenMpi => "--mpi=pmix",
+                Flavour::Mpich => "--mpi=pmi2",
+            });
+            arg(&format!("--ntasks={}", req.np));
+            if let Some(m) = req.ranks_per_node {
+                arg(&format!("--ntasks-per-node={m}"));
+            }
+            if let Some(t) = req.threads {
+                arg(&format!("--cpus-per-task={t}"));
+            }
+            if let Some(g) = req.gpus_per_rank {
+                arg(&format!("--gpus-per-task={g}"));
+            }
+            PathBuf::from("srun")
+        }
+        Via::Mpirun { path, flavour: Flavour::OpenMpi } => {
+            if host.root {
+                for k in ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] {
+                    env.push((k.into(), "1".into()));
+                }
+            }
+            arg("-np");
+            arg(&req.np.to_string());
+            if let Some(m) = req.ranks_per_node {
+                arg("--npernode");
+                arg(&m.to_string());
+            }
+            if req.ranks_per_node.unwrap_or(req.np) > host.cores {
+                arg("--oversubscribe");
+            }
+            if req.threads.is_some_and(|t| t > 1) {
+                // OpenMPI binds each rank to one core by default: its threads would share it.
+                arg("--bind-to");
+                arg("none");
+            }
+            // mpirun passes its environment to local ranks only; -x exports to every host.
+            for (k, _) in env.iter().filter(|(k, _)| !k.starts_with("OMPI_")) {
+                arg("-x");
+                arg(k);
+            }
+            path.clone()
+        }
+        Via::Mpirun { path, flavour: Flavour::Mpich } => {
+            // Hydra passes the whole environment to every rank and allows oversubscription.
+            arg("-n");
+            arg(&req.np.to_string());
+            if let Some(m) = req.ranks_per_node {
+                arg("-ppn");
+                arg(&m.to_string());
+            }
+            path.clone()
+        }
+    };
+    args.push(req.program.to_string_lossy().into_owned());
+    args.extend(req.args.iter().cloned());
+    Plan { program, args, env }
+}
+
+/// Which launcher to use, as asked on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// srun inside a Slurm allocation (SLURM_JOB_ID set), mpirun elsewhere.
+    Auto,
+    Mpirun,
+    Srun,
+}
+
+/// Find the launcher: `$RANKWISE_MPIRUN` (or `mpirun`) and its flavour, and srun when in Slurm.
+pub fn choose(choice: Choice) -> Result<Via> {
+    let in_slurm = std::env::var_os("SLURM_JOB_ID").is_some();
+    let mpirun_name = std::env::var("RANKWISE_MPIRUN").unwrap_or_else(|_| "mpirun".into());
+    let mpirun = find_executable(&mpirun_name);
+    let srun = matches!(choice, Choice::Srun) || (choice == Choice::Auto && in_slurm);
+    if srun {
+        if find_executable("srun").is_none() {
+            bail!("no srun found on PATH{}", if in_slurm { " (inside Slurm job, SLURM_JOB_ID is set)" } else { "" });
+        }
+        // The MPI the program was built with decides the PMI plugin; its mpirun tells which.
+        let flavour = match &mpirun {
+            Some(p) => flavour_of(p)?,
+            None => Flavour::OpenMpi,
+        };
+        return Ok(Via::Srun { flavour });
+    }
+    let path = mpirun.with_context(|| match std::env::var_os("RANKWISE_MPIRUN") {
+        Some(_) => format!("no mpirun found: RANKWISE_MPIRUN={mpirun_name} is not an executable"),
+        None => "no mpirun found on PATH (install MPI, `module load` it, or set RANKWISE_MPIRUN)".into(),
+    })?;
+    let flavour = flavour_of(&path)?;
+    Ok(Via::Mpirun { path, flavour })
+}
+
+/// Ask an mpirun which MPI it belongs to.
+pub fn flavour_of(mpirun: &Path) -> Result<Flavour> {
+    let out = Command::new(mpirun)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {} --version", mpirun.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    parse_flavour(&text).with_context(|| format!("cannot tell which MPI {} belongs to from its --version", mpirun.display()))
+}
+
+pub fn parse_flavour(version: &str) -> Option<Flavour> {
+    if version.contains("Open MPI") || version.contains("OpenRTE") {
+        Some(Flavour::OpenMpi)
+    } else if version.contains("HYDRA") || version.contains("Intel(R) MPI") {
+        Some(Flavour::Mpich)
+    } else {
+        None
+    }
+}
+
+/// The program to run: a path as given; a bare name is an example built next to this binary
+/// (`target/<profile>/examples/NAME`), else a command on PATH.
+pub fn resolve_program(name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if !is_executable(&p) {
+            bail!("program {name} does not exist or is not executable");
+        }
+        return Ok(p);
+    }
+    let examples = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join("examples")));
+    if let Some(p) = examples.as_ref().map(|d| d.join(name)).filter(|p| is_executable(p)) {
+        return Ok(p);
+    }
+    find_executable(name).with_context(|| match &examples {
+        Some(d) => format!("unknown program {name:?}: not an example in {} nor a command on PATH", d.display()),
+        None => format!("unknown program {name:?}: not a command on PATH"),
+    })
+}
+
+/// `name` if it is a path, else the first match on PATH.
+pub fn find_executable(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name)).filter(|p| is_executable(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Physical cores, which OpenMPI counts as its slots (not hardware threads).
+fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu") else { return logical };
+    let read = |p: PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
+    let mut cores: Vec<(String, String)> = dir
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().strip_prefix("cpu").is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter_map(|e| {
+            let t = e.path().join("topology");
+            Some((read(t.join("physical_package_id"))?, read(t.join("core_id"))?))
+        })
+        .collect();
+    cores.sort();
+    cores.dedup();
+    if cores.is_empty() { logical } else { cores.len().min(logical) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(np: usize) -> Request {
+        Request { np, program: "/x/heat".into(), args: vec!["--set".into(), "n=8".into()], ..Default::default() }
+    }
+    const HERE: Host = Host { cores: 2, root: true };
+    const USER: Host = Host { cores: 8, root: false };
+
+    fn openmpi() -> Via {
+        Via::Mpirun { path: "/usr/bin/mpirun".into(), flavour: Flavour::OpenMpi }
+    }
+
+    #[test]
+    fn openmpi_adds_root_and_oversubscribe_only_when_needed() {
+        let p = plan(&req(4), &openmpi(), HERE);
+        assert_eq!(
+            p.to_string(),
+            "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 /usr/bin/mpirun -np 4 --oversubscribe /x/heat --set n=8"
+        );
+        assert_eq!(plan(&req(2), &openmpi(), USER).to_string(), "/usr/bin/mpirun -np 2 /x/heat --set n=8");
+        // 16 ranks over nodes of 4: no oversubscription on any of them.
+        let r = Request { ranks_per_node: Some(4), threads: Some(2), ..req(16) };
+        assert_eq!(
+            plan(&r, &openmpi(), USER).to_string(),
+            "RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2 /usr/bin/mpirun -np 16 --npernode 4 --bind-to none \
+             -x RAYON_NUM_THREADS -x OMP_NUM_THREADS /x/heat --set n=8"
+        );
+    }
+
+    #[test]
+    fn mpich_and_srun() {
+        let mpich = Via::Mpirun { path: "mpirun.mpich".into(), flavour: Flavour::Mpich };
+        let r = Request { ranks_per_node: Some(2), env: vec![("RANKWISE_STATUS_FILE".into(), "/tmp/s t".into())], ..req(4) };
+        assert_eq!(
+            plan(&r, &mpich, HERE).to_string(),
+            "RANKWISE_STATUS_FILE='/tmp/s t' mpirun.mpich -n 4 -ppn 2 /x/heat --set n=8"
+        );
+        let r = Request { threads: Some(4), gpus_per_rank: Some(1), ..req(8) };
+        assert_eq!(
+            plan(&r, &Via::Srun { flavour: Flavour::OpenMpi }, HERE).to_string(),
+            "RAYON_NUM_THREADS=4 OMP_NUM_THREADS=4 srun --mpi=pmix --ntasks=8 --cpus-per-task=4 --gpus-per-task=1 /x/heat --set n=8"
+        );
+        assert!(plan(&req(2), &Via::Srun { flavour: Flavour::Mpich }, HERE).args.contains(&"--mpi=pmi2".into()));
+    }
+
+    #[test]
+    fn flavour_from_version_text() {
+        assert_eq!(parse_flavour("mpirun (Open MPI) 4.1.4\n\nReport bugs to"), Some(Flavour::OpenMpi));
+        assert_eq!(parse_flavour("HYDRA build details:\n    Version: 4.0.2"), Some(Flavour::Mpich));
+        assert_eq!(parse_flavour("something else"), None);
+    }
+
+    #[test]
+    fn quoting_for_the_shell() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("k=v"), "k=v");
+    }
+}

@@ -1,0 +1,231 @@
+//! Run the ranks, forward signals to them, and with `--restarts K` relaunch after a failure from
+//! the newest checkpoint the program reported (see `rankwise_runtime::status`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rankwise_runtime::status::{Status, RESTART_COUNT_ENV, RESTART_ENV};
+use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+
+use crate::launch::{plan, Host, Plan, Request, Via};
+
+/// The running mpirun or srun, for the signal forwarder (0 when none).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The user asked the job to end (INT or TERM): never restart it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Forward INT, TERM, USR1 and USR2 to the running launcher child from now on.
+pub fn forward_signals() -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2])?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if sig == SIGINT || sig == SIGTERM {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+            let pid = CHILD.load(Ordering::SeqCst);
+            if pid > 0 {
+                // SAFETY: plain kill(2) of our own child.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    });
+    Ok(())
+}
+
+/// How to supervise.
+pub struct Policy {
+    pub restarts: u32,
+    pub backoff: Duration,
+    pub status_file: PathBuf,
+}
+
+/// Launch `req` through `via` and supervise it; the exit code to leave with.
+/// `req.env` already names `policy.status_file` for the program.
+pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i32> {
+    let _cleanup = RemoveOnDrop(policy.status_file.clone());
+    let mut failed_at: Option<u64> = None;
+    let mut restart = 0;
+    loop {
+        let code = launch(&plan(&req, via, host))?;
+        if matches!(code.value, 0 | EXIT_BAD_INPUT | EXIT_REQUEUE) || INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(code.value);
+        }
+        let status = Status::read(&policy.status_file).ok();
+        let step = status.as_ref().map_or(0, |s| s.step);
+        let cause = code.cause.map(|c| format!(": {c}")).unwrap_or_default();
+        eprintln!("rankwise: the job failed at step {step} with exit code {}{cause}", code.value);
+        if restart == policy.restarts {
+            if policy.restarts > 0 {
+                eprintln!("rankwise: giving up after {restart} restarts");
+            }
+            return Ok(code.value);
+        }
+        if failed_at == Some(step) {
+            eprintln!("rankwise: giving up: step {step} failed twice, the restart made no progress");
+            return Ok(code.value);
+        }
+        failed_at = Some(step);
+        restart += 1;
+        let wait = policy.backoff * (1 << (restart - 1).min(6));
+        req.env.retain(|(k, _)| k != RESTART_ENV && k != RESTART_COUNT_ENV);
+        req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
+        match status.and_then(|s| s.checkpoint).filter(|c| c.exists()) {
+            Some(ckpt) => {
+                eprintln!(
+                    "rankwise: restart {restart} of {} in {wait:.1?} from checkpoint {}",
+                    policy.restarts,
+                    ckpt.display()
+                );
+                req.env.push((RESTART_ENV.into(), ckpt.to_string_lossy().into_owned()));
+            }
+            None => eprintln!("rankwise: restart {restart} of {} in {wait:.1?} from the beginning (no checkpoint yet)", policy.restarts),
+        }
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Ok(code.value);
+            }
+            std::thread::sleep(Duration::from_millis(20).min(wait));
+        }
+    }
+}
+
+/// How one launch ended.
+struct Ended {
+    /// The exit code, or 128 + signal when the launcher itself was killed.
+    value: i32,
+    /// Which rank failed and how, when mpirun or srun say.
+    cause: Option<String>,
+}
+
+fn launch(plan: &Plan) -> Result<Ended> {
+    let mut cmd = plan.command();
+    // Its own process group: a Ctrl-C reaches only us, and we forward it once. Nothing reads
+    // stdin (inputs come from files), so it stays out of the terminal's way.
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0);
+    // SAFETY: prctl is async-signal-safe. If we die, take the job down with us.
+    unsafe { cmd.pre_exec(|| { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM); Ok(()) }) };
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", plan.program.display()))?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // Pass its stderr through, listening for which rank failed.
+    let stderr = child.stderr.take().expect("piped");
+    let tee = std::thread::spawn(move || {
+        let mut cause = Cause::default();
+        let (mut input, mut line) = (BufReader::new(stderr), Vec::new());
+        // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
+        while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            std::io::stderr().write_all(&line).ok();
+            cause.feed(&String::from_utf8_lossy(&line));
+            line.clear();
+        }
+        cause
+    });
+    let status = child.wait()?;
+    CHILD.store(0, Ordering::SeqCst);
+    let cause = tee.join().unwrap_or_default();
+    let value = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(Ended { value, cause: cause.describe() })
+}
+
+/// The first failure that mpirun (OpenMPI or MPICH) or srun reports.
+#[derive(Default, Debug, PartialEq)]
+struct Cause {
+    rank: Option<String>,
+    what: Option<String>,
+}
+
+impl Cause {
+    fn feed(&mut self, line: &str) {
+        if self.what.is_some() {
+            return;
+        }
+        let l = line.trim().trim_start_matches('=').trim();
+        let after = |key: &str| l.split_once(key).map(|(_, rest)| rest.trim().trim_end_matches('.').to_string());
+        let word = |s: &str| s.split_whitespace().next().unwrap_or("").to_string();
+        let rank = |s: String| word(&s).trim_end_matches(':').to_string();
+        if let Some(rest) = after("noticed that process rank") {
+            // OpenMPI: "... process rank 1 with PID 0 on node x exited on signal 9 (Killed)."
+            self.rank = Some(word(&rest));
+            self.what = after("exited on ").or_else(|| after("exited with ")).map(|w| w.replace("status", "exit code"));
+        } else if let Some(rest) = after("MPI_ABORT was invoked on rank") {
+            self.rank = Some(word(&rest));
+            self.what = Some(format!("MPI_Abort{}", after("errorcode").map(|c| format!(" with error code {c}")).unwrap_or_default()));
+        } else if let Some(rest) = after("Process name:") {
+            // OpenMPI: "Process name: [[4242,1],2]" then "Exit code: 3".
+            self.rank = rest.trim_end_matches(']').rsplit(',').next().map(str::to_string);
+        } else if let Some(c) = after("Exit code:").filter(|_| self.rank.is_some()) {
+            self.what = Some(format!("exit code {c}"));
+        } else if let Some(rest) = after(": task ") {
+            // srun: "srun: error: node1: task 1: Killed" or "...: task 2: Exited with exit code 3".
+            self.rank = Some(rank(rest.clone()));
+            self.what = rest.split_once(": ").map(|(_, w)| w.to_lowercase());
+        } else if let Some(rest) = after("RANK ").filter(|_| l.contains("RUNNING AT")) {
+            // MPICH: "=   RANK 1 PID 4242 RUNNING AT host" then "=   KILLED BY SIGNAL: 9 (Killed)".
+            self.rank = Some(word(&rest));
+        } else if let Some(s) = after("KILLED BY SIGNAL:") {
+            self.what = Some(format!("signal {s}"));
+        } else if let Some(c) = after("EXIT CODE:").filter(|_| self.rank.is_some()) {
+            self.what = Some(format!("exit code {c}"));
+        }
+    }
+
+    fn describe(&self) -> Option<String> {
+        let what = self.what.as_ref()?;
+        Some(match &self.rank {
+            Some(r) => format!("rank {r}: {what}"),
+            None => what.clone(),
+        })
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(Path::new(&format!("{}.tmp", self.0.display())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause(text: &str) -> Option<String> {
+        let mut c = Cause::default();
+        text.lines().for_each(|l| c.feed(l));
+        c.describe()
+    }
+
+    #[test]
+    fn causes_told_by_each_launcher() {
+        assert_eq!(
+            cause("mpirun noticed that process rank 1 with PID 0 on node h exited on signal 9 (Killed)."),
+            Some("rank 1: signal 9 (Killed)".into())
+        );
+        assert_eq!(
+            cause("MPI_ABORT was invoked on rank 2 in communicator MPI_COMM_WORLD\nwith errorcode 1."),
+            Some("rank 2: MPI_Abort".into())
+        );
+        assert_eq!(
+            cause("The first process to do so was:\n\n  Process name:    [[4242,1],3]\n  Exit code:    7\n"),
+            Some("rank 3: exit code 7".into())
+        );
+        assert_eq!(cause("srun: error: node1: task 1: Killed"), Some("rank 1: killed".into()));
+        assert_eq!(
+            cause("srun: error: node1: task 2: Exited with exit code 3"),
+            Some("rank 2: exited with exit code 3".into())
+        );
+        assert_eq!(
+            cause("=   RANK 1 PID 4242 RUNNING AT host\n=   KILLED BY SIGNAL: 9 (Killed)"),
+            Some("rank 1: signal 9 (Killed)".into())
+        );
+        assert_eq!(cause("an unrelated line\nExit code: 3"), None);
+    }
+}

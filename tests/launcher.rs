@@ -1,0 +1,262 @@
+//! The `rankwise` command under real mpirun: launching examples, bad input (one line each),
+//! exit codes passed through, signals forwarded to the ranks, and supervised restarts after a
+//! rank is SIGKILLed, ending with the same value as an uninterrupted run.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{mpi_env, program, run_with_timeout, Outcome, Scratch};
+
+/// One job at a time (2 cores).
+static ONE: Mutex<()> = Mutex::new(());
+
+/// The `rankwise` binary of this profile, built if needed.
+fn rankwise_bin() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", "rankwise-launcher"]).args(common::build_profile());
+        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        *built = true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("rankwise")
+}
+
+/// `rankwise ARGS` with the single-host MPI settings, but without the root and oversubscribe
+/// variables: the launcher must add what this host needs itself.
+fn rankwise(args: &[&str]) -> Command {
+    let mut cmd = Command::new(rankwise_bin());
+    mpi_env(&mut cmd);
+    for k in ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMPI_MCA_rmaps_base_oversubscribe"] {
+        cmd.env_remove(k);
+    }
+    cmd.args(args);
+    cmd
+}
+
+fn run(cmd: Command) -> Outcome {
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let line = format!("{cmd:?}");
+    run_with_timeout(cmd, line, Duration::from_secs(120), 0)
+}
+
+fn steps_args<'a>(dir: &'a str, sets: &[&'a str]) -> Vec<String> {
+    let mut v = vec!["steps".to_string(), "--set".into(), format!("dir={dir}")];
+    for s in sets {
+        v.extend(["--set".to_string(), s.to_string()]);
+    }
+    v
+}
+
+#[test]
+fn runs_an_example_by_name_on_4_ranks() {
+    program("hello");
+    let o = run(rankwise(&["run", "-n", "4", "hello"]));
+    o.assert_success();
+    for r in 0..4 {
+        assert!(o.stdout.contains(&format!("rank {r} of 4 on ")), "{}", o.show());
+    }
+    assert!(o.stdout.contains("allreduce: sum of rank+1 over 4 ranks = 10"), "{}", o.show());
+}
+
+#[test]
+fn dry_run_prints_the_exact_command() {
+    program("hello");
+    let o = run(rankwise(&["run", "-n", "3", "-t", "2", "--dry-run", "hello", "-i", "/dev/null", "-s", "a=1", "--", "x y"]));
+    o.assert_success();
+    let line = o.stdout.trim();
+    assert!(!line.contains('\n'), "{line}");
+    assert!(line.contains("RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2 "), "{line}");
+    assert!(line.contains(" -np 3 "), "{line}");
+    assert!(line.contains(" --bind-to none -x RANKWISE_STATUS_FILE -x RAYON_NUM_THREADS -x OMP_NUM_THREADS "), "{line}");
+    assert!(line.ends_with("/examples/hello --inputs /dev/null --set a=1 'x y'"), "{line}");
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(line.starts_with("OMPI_ALLOW_RUN_AS_ROOT=1") || line.contains(" OMPI_ALLOW_RUN_AS_ROOT=1 "), unsafe { libc::geteuid() } == 0, "{line}");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(line.contains("--oversubscribe"), 3 > cores, "{line}");
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    program("rt-basics");
+    let o = run(rankwise(&["run", "-n", "2", "rt-basics", "--", "requeue"]));
+    assert_eq!(o.code, Some(75), "{}", o.show());
+    let o = run(rankwise(&["run", "-n", "3", "rt-basics", "--", "error", "2"]));
+    assert_eq!(o.code, Some(1), "{}", o.show());
+    assert!(o.stderr.contains("rankwise: the job failed at step 0 with exit code 1"), "{}", o.show());
+    // mpirun's own message sometimes fails to print ("ORTE_ERROR_LOG: Out of resource in
+    // show_help.c"); when it does print, the failed rank is named.
+    if o.stderr.contains("MPI_ABORT was invoked on rank 2") {
+        assert!(o.stderr.contains("rankwise: the job failed at step 0 with exit code 1: rank 2: MPI_Abort"), "{}", o.show());
+    }
+    // --set reaches the program, which rejects the unknown key.
+    let o = run(rankwise(&["run", "-n", "2", "hello", "--set", "nonsense=1"]));
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    assert!(o.stderr.contains("error: --set nonsense: unknown input `nonsense`"), "{}", o.show());
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_2() {
+    program("hello");
+    let s = Scratch::new("launcher-bad");
+    let bad = s.path().join("bad.toml");
+    std::fs::write(&bad, "n = 64\nsteps = = 3\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["run", "-n", "0", "hello"], vec![], "error: invalid value '0' for '--np <N>': must be a whole number of at least 1"),
+        (vec!["run", "hello"], vec![], "error: the following required arguments were not provided: --np <N>"),
+        (vec!["run", "-n", "2", "no-such-program"], vec![], "error: unknown program \"no-such-program\": not an example in "),
+        (vec!["run", "-n", "2", "./no/such/path"], vec![], "error: program ./no/such/path does not exist or is not executable"),
+        (vec!["run", "-n", "2", "hello", "-i", bad], vec![], "bad.toml line 2: "),
+        (vec!["run", "-n", "2", "hello", "-i", "/no/inputs.toml"], vec![], "error: cannot read inputs file /no/inputs.toml: "),
+        (vec!["run", "-n", "2", "hello", "--set", "novalue"], vec![], "error: --set \"novalue\": expected key=value"),
+        (vec!["run", "-n", "2", "hello"], vec![("RANKWISE_MPIRUN", "/no/mpirun")], "error: no mpirun found: RANKWISE_MPIRUN=/no/mpirun is not an executable"),
+        (vec!["run", "-n", "2", "hello"], vec![("PATH", "/nonexistent")], "error: no mpirun found on PATH"),
+        (vec!["run", "-n", "2", "--launcher", "srun", "hello"], vec![("PATH", "/nonexistent")], "error: no srun found on PATH"),
+        (vec!["run", "-n", "2", "--gpus-per-rank", "1", "hello"], vec![], "error: --gpus-per-rank needs srun"),
+        (vec!["run", "-n", "2", "--backoff=-1", "hello"], vec![], "error: --backoff must be between 0 and 3600 seconds"),
+        (vec!["launch"], vec![], "error: unrecognized subcommand 'launch'"),
+    ];
+    for (args, env, expect) in cases {
+        let mut cmd = rankwise(&args);
+        cmd.envs(env.iter().copied());
+        let o = run(cmd);
+        assert_eq!(o.code, Some(2), "{args:?}\n{}", o.show());
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line expected\n{}", o.show());
+        assert!(lines[0].contains(expect), "{args:?}: expected {expect:?}\n{}", o.show());
+        assert!(o.stdout.is_empty(), "{}", o.show());
+    }
+}
+
+#[test]
+fn supervised_run_survives_sigkills_with_the_same_result() {
+    program("steps");
+    let s = Scratch::new("launcher-restarts");
+    let (a, b) = (s.path().join("a"), s.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let sets = ["steps=20", "every=3"];
+    let mut cmd = rankwise(&["run", "-n", "3"]);
+    cmd.args(steps_args(a.to_str().unwrap(), &sets));
+    let o = run(cmd);
+    o.assert_success();
+    let reference = o.stdout.lines().find(|l| l.starts_with("final ")).unwrap().to_string();
+
+    // Killed at 8, the second run has not checkpointed yet: it must resume from 6 again.
+    let sets = ["steps=20", "every=3", "kill_at=[7, 8, 13]"];
+    let mut cmd = rankwise(&["run", "-n", "3", "--restarts", "3", "--backoff", "0.05"]);
+    cmd.args(steps_args(b.to_str().unwrap(), &sets));
+    let o = run(cmd);
+    o.assert_success();
+    assert!(o.stdout.contains(&reference), "not the uninterrupted run's {reference}\n{}", o.show());
+    for (step, ckpt, n) in [(7, 6, 1), (8, 6, 2), (13, 12, 3)] {
+        let failed = format!("rankwise: the job failed at step {step} with exit code 137: rank 1: signal 9 (Killed)");
+        assert!(o.stderr.contains(&failed), "{failed}\n{}", o.show());
+        let restart = format!("rankwise: restart {n} of 3 in ");
+        let from = format!("from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
+        assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(&from)), "{restart}..{from}\n{}", o.show());
+        assert!(o.stdout.contains(&format!("start step={ckpt} restart={n}")), "{}", o.show());
+    }
+}
+
+#[test]
+fn gives_up_when_a_restart_makes_no_progress_or_restarts_run_out() {
+    program("steps");
+    let s = Scratch::new("launcher-give-up");
+    let dir = s.path().to_str().unwrap();
+    let mut cmd = rankwise(&["run", "-n", "2", "--restarts", "5", "--backoff", "0"]);
+    cmd.args(steps_args(dir, &["steps=20", "every=2", "kill_at=[5]", "kill_once=false"]));
+    let o = run(cmd);
+    assert_eq!(o.code, Some(137), "{}", o.show());
+    assert!(o.stderr.contains("rankwise: giving up: step 5 failed twice, the restart made no progress"), "{}", o.show());
+    assert_eq!(o.stderr.matches("rankwise: restart ").count(), 1, "{}", o.show());
+
+    let s = Scratch::new("launcher-run-out");
+    let mut cmd = rankwise(&["run", "-n", "2", "--restarts", "1", "--backoff", "0"]);
+    cmd.args(steps_args(s.path().to_str().unwrap(), &["steps=20", "kill_at=[3, 6]"]));
+    let o = run(cmd);
+    assert_eq!(o.code, Some(137), "{}", o.show());
+    assert!(o.stderr.contains("rankwise: giving up after 1 restarts"), "{}", o.show());
+    assert!(o.stdout.contains("start step=3 restart=1"), "{}", o.show());
+}
+
+/// Start a long run, wait until rank 0 has reported a step, send `sig` to rankwise.
+fn signal_mid_run(sig: i32, restarts: &str) -> (Outcome, Duration) {
+    program("steps");
+    let s = Scratch::new(&format!("launcher-signal-{sig}"));
+    let status = s.path().join("status");
+    let mut cmd = rankwise(&["run", "-n", "2", "--restarts", restarts, "--status-file", status.to_str().unwrap()]);
+    cmd.args(steps_args(s.path().to_str().unwrap(), &["steps=100000", "sleep_ms=20"]));
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !status.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no status file after a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.exists(), "rankwise left its status file behind");
+    let o = Outcome {
+        command: format!("{cmd:?}"),
+        code: out.status.code(),
+        timed_out: false,
+        elapsed: start.elapsed(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        ranks: vec![],
+        rank_errs: vec![],
+    };
+    (o, sent.elapsed())
+}
+
+#[test]
+fn usr1_reaches_the_ranks_which_checkpoint_and_exit_75() {
+    let (o, took) = signal_mid_run(libc::SIGUSR1, "2");
+    assert_eq!(o.code, Some(75), "{}", o.show());
+    assert!(o.stdout.contains("stopped at step="), "{}", o.show());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn term_ends_the_job_and_is_not_restarted() {
+    let (o, took) = signal_mid_run(libc::SIGTERM, "2");
+    assert!(o.code.is_some_and(|c| c != 0), "{}", o.show());
+    assert!(!o.stderr.contains("rankwise: restart"), "{}", o.show());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn info_describes_this_machine() {
+    let o = run(rankwise(&["info"]));
+    o.assert_success();
+    let row = |k: &str| o.stdout.lines().find(|l| l.starts_with(k)).unwrap_or_else(|| panic!("no {k} row\n{}", o.show())).to_string();
+    assert!(row("MPI ").contains("Open MPI v") || row("MPI ").contains("MPICH"), "{}", o.show());
+    assert!(row("HDF5 ").contains(", parallel ("), "{}", o.show());
+    assert!(row("BLAS ").contains("OpenBLAS"), "{}", o.show());
+    assert!(row("launcher ").contains("mpirun"), "{}", o.show());
+    assert!(row("CUDA ").starts_with("CUDA      none") || row("CUDA ").contains("GPU"), "{}", o.show());
+    assert_eq!(row("Slurm "), "Slurm     not inside a Slurm job");
+}
+
+#[test]
+fn help_has_examples_and_completions_generate() {
+    for sub in [&["--help"][..], &["run", "--help"], &["info", "--help"], &["completions", "--help"]] {
+        let o = run(rankwise(sub));
+        o.assert_success();
+        assert!(o.stdout.contains("Example"), "{sub:?}\n{}", o.show());
+    }
+    let o = run(rankwise(&["completions", "bash"]));
+    o.assert_success();
+    assert!(o.stdout.contains("_rankwise()"), "{}", o.show());
+}
