@@ -16,6 +16,7 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("hostile_names_and_arguments_run_exactly_the_intended_command", hostile_names),
     ("a_job_array_of_3_parameter_sets_writes_3_separate_outputs", job_array),
     ("the_checkpoint_signal_reaches_the_program_and_exit_75_requeues_once", signal_and_requeue),
+    ("the_stop_policy_learns_the_time_left_from_slurm", time_left_from_slurm),
 ];
 
 fn main() {
@@ -233,6 +234,28 @@ fn job_array(c: &Cluster) {
         assert_eq!(read(task.join("result.txt")), format!("--set\nlabel={label}\n--set\nn={n}\n"), "task {i}");
         let params: toml::Table = toml::from_str(&read(task.join("params.toml"))).unwrap();
         assert_eq!((params["n"].as_str(), params["label"].as_str()), (Some(*n), Some(*label)), "task {i}");
+    }
+}
+
+fn time_left_from_slurm(c: &Cluster) {
+    let dir = c.workdir("time-left");
+    let spec = JobSpec {
+        ntasks: Some(2),
+        time: Some("3".into()),
+        output: Some("out.txt".into()),
+        launcher: Launcher::Srun,
+        program: common::program("stop-check").to_str().unwrap().into(),
+        args: vec!["time-left".into()],
+        ..JobSpec::default()
+    };
+    let (id, jobs) = c.run(&dir, &spec.script().unwrap(), 60);
+    let out = read(dir.join("out.txt"));
+    assert_eq!(jobs[0].state(), "COMPLETED", "job {id}:\n{out}");
+    for r in 0..2 {
+        let line = out.lines().find(|l| l.starts_with(&format!("rank={r} "))).unwrap_or_else(|| panic!("no rank {r}:\n{out}"));
+        let secs: u64 = line.split("Some(").nth(1).and_then(|s| s.strip_suffix(')')).unwrap_or_else(|| panic!("{line}")).parse().unwrap();
+        // A 3-minute limit, a few seconds of which have gone.
+        assert!((150..=180).contains(&secs), "{line}");
     }
 }
 

@@ -52,8 +52,8 @@ pub struct JobSpec {
     pub requeue: bool,
     /// Any further sbatch options, e.g. `["--exclusive", "--constraint=a100"]`.
     pub sbatch: Vec<String>,
-    /// Shell lines run before the launch, as written (`module load ...`): they are the user's
-    /// own shell code, so they are not quoted.
+    /// Shell lines run before the launch, after the `env` exports, as written (`module load
+    /// ...`): they are the user's own shell code, so they are not quoted.
     pub setup: Vec<String>,
     /// Variables exported before the launch (values quoted).
     pub env: BTreeMap<String, String>,
@@ -185,11 +185,11 @@ impl JobSpec {
             writeln!(s, "#SBATCH {}", directive_quote("sbatch", o)?).unwrap();
         }
         s.push('\n');
-        for line in &self.setup {
-            writeln!(s, "{line}").unwrap();
-        }
         for (k, v) in &self.env {
             writeln!(s, "export {k}={}", quote(v)).unwrap();
+        }
+        for line in &self.setup {
+            writeln!(s, "{line}").unwrap();
         }
         let mut launch: Vec<String> = match self.launcher {
             Launcher::Rankwise => vec![quote(&self.rankwise), "run".into()],
@@ -317,7 +317,7 @@ mod tests {
             "#SBATCH --time=\"1:00:00\"\n",
             "#SBATCH --signal=\"B:USR2@120\"\n",
             "#SBATCH --requeue\n",
-            "\nmodule load openmpi\nexport OMP_NUM_THREADS='1'\n",
+            "\nexport OMP_NUM_THREADS='1'\nmodule load openmpi\n",
             "'rankwise' run '/bin/echo' '--set' 'n=64' &\n",
             "trap 'forward USR2' USR2\n",
             "if [ \"$status\" -eq 75 ]; then\n",
