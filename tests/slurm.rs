@@ -15,7 +15,7 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("hello_with_4_tasks_through_mpirun_in_the_allocation", hello_through_mpirun),
     ("hostile_names_and_arguments_run_exactly_the_intended_command", hostile_names),
     ("a_job_array_of_3_parameter_sets_writes_3_separate_outputs", job_array),
-    ("the_checkpoint_signal_reaches_the_program_and_exit_75_requeues_once", signal_and_requeue),
+    ("usr2_to_the_batch_script_stops_every_rank_and_requeues_the_job_once", signal_and_requeue),
     ("the_stop_policy_learns_the_time_left_from_slurm", time_left_from_slurm),
 ];
 
@@ -259,21 +259,18 @@ fn time_left_from_slurm(c: &Cluster) {
     }
 }
 
-/// The batch script passes the checkpoint signal to the program; the program's exit 75 makes
-/// the script requeue the job once; the second run (SLURM_RESTART_COUNT=1) finishes.
+/// The whole chain of a preemption: Slurm signals the batch script, the script passes the signal
+/// to srun and srun to the ranks, the ranks agree to stop at the same step and exit 75, the
+/// script requeues the job once, and the second run (SLURM_RESTART_COUNT=1) finishes.
 fn signal_and_requeue(c: &Cluster) {
     let dir = c.workdir("requeue");
-    let program = r#"echo "run $SLURM_RESTART_COUNT started" >&2
-if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then echo "run $SLURM_RESTART_COUNT resumed and finished" >&2; exit 0; fi
-trap 'echo "run 0 got USR2: checkpoint, exit 75" >&2; exit 75' USR2
-touch started; while :; do sleep 0.1; done"#;
     let spec = JobSpec {
-        name: Some("requeue".into()),
+        ntasks: Some(2),
         output: Some("out.txt".into()),
-        time: Some("2".into()),
+        time: Some("10".into()),
         launcher: Launcher::Srun,
-        program: "/bin/bash".into(),
-        args: vec!["-c".into(), program.into()],
+        program: common::program("stop-check").to_str().unwrap().into(),
+        args: vec!["slurm".into()],
         ..JobSpec::default()
     };
     let path = dir.join("job.sh");
@@ -282,17 +279,24 @@ touch started; while :; do sleep 0.1; done"#;
     let start = Instant::now();
     while !dir.join("started").exists() {
         assert!(start.elapsed() < Duration::from_secs(30), "the job never started: {:?}", c.slurm.show_job(&id.to_string()));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     // What Slurm does at `--signal=B:USR2@N`: signal the batch script only.
     c.slurm.cancel(&id.to_string(), Some("USR2"), true).unwrap();
     let jobs = c.wait_restarted(id, 90);
     let out = read(dir.join("out.txt"));
     assert_eq!((jobs[0].state(), jobs[0].restarts()), ("COMPLETED", 1), "{jobs:?}\n{out}");
-    for line in ["got SIGUSR2, passing it to the program", "run 0 got USR2: checkpoint, exit 75", "requeueing job", "run 1 resumed and finished"] {
-        assert!(out.contains(line), "missing {line:?} in\n{out}");
-    }
+    assert!(out.contains("got SIGUSR2, passing it to the program"), "{out}");
+    // Far from the 10-minute limit: a preemption, agreed by both ranks at the same step.
+    let stops: Vec<&str> = out.lines().filter(|l| l.contains(" stop=")).collect();
+    assert_eq!(stops.len(), 2, "{out}");
+    let step = |l: &str| l.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(step(stops[0]), step(stops[1]), "{out}");
+    assert!(stops.iter().all(|l| l.contains("stop=true reason=Preemption")), "{out}");
     assert_eq!(out.matches("requeueing job").count(), 1, "{out}");
+    for r in 0..2 {
+        assert!(out.contains(&format!("rank={r} resumed after restart 1")), "{out}");
+    }
 }
 
 impl Cluster {

@@ -1,7 +1,9 @@
 //! Test program for stop requests: `stop-check MODE RANK STEP`, launched by tests/stop.rs.
 //! At step STEP, rank RANK raises a signal on itself (USR2 in modes `signal` and `window`, TERM
 //! in `term`); every rank prints each decision that asks for a checkpoint. `window` adds a 3 s
-//! wall-time limit; `time-left` prints what the policy learnt from Slurm and exits.
+//! wall-time limit; `time-left` prints what the policy learnt from Slurm and exits; `slurm`
+//! waits for a signal from outside (rank 0 touches `started` when it is ready), and after a
+//! requeue (SLURM_RESTART_COUNT > 0) says so and finishes.
 
 use std::time::{Duration, Instant};
 
@@ -28,13 +30,25 @@ fn main() {
                 println!("rank={} time_left={:?}", rt.rank(), p.time_left().map(|t| t.as_secs()));
                 return Ok(Exit::Done);
             }
+            "slurm" => {
+                if let Ok(n) = std::env::var("SLURM_RESTART_COUNT") {
+                    if n != "0" {
+                        println!("rank={} resumed after restart {n}", rt.rank());
+                        return Ok(Exit::Done);
+                    }
+                }
+                0 // no signal of its own
+            }
             other => return Err(BadInput(format!("unknown mode {other:?}")).into()),
         };
         let policy = StopPolicy::new(rt, opts)?;
         let start = Instant::now();
         for step in 0..1000 {
             std::thread::sleep(Duration::from_millis(20));
-            if step == when && rt.rank() == who {
+            if step == 10 && rt.rank() == 0 && mode == "slurm" {
+                std::fs::write("started", "")?;
+            }
+            if step == when && rt.rank() == who && sig != 0 {
                 // SAFETY: raise() only sends a signal to this process.
                 unsafe { libc::raise(sig) };
             }
