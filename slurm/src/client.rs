@@ -1,8 +1,8 @@
 //! Thin wrappers over the Slurm client commands (sbatch, squeue, scontrol, scancel).
 //!
 //! Each command inherits the caller's whole environment (SLURM_CONF above all: without it a
-//! client looks the controller up in DNS), plus what [`Slurm::env`] adds. Times are asked for in
-//! UTC so they parse without a time-zone database.
+//! client looks the controller up in DNS), plus what [`Slurm::env`] adds. Queries ask for times
+//! in UTC so they parse without a time-zone database.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,27 +38,16 @@ impl Slurm {
     /// A command ready to run, for what these wrappers do not cover (e.g. `sinfo`).
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program)));
-        cmd.env("TZ", "UTC").env("SLURM_TIME_FORMAT", "standard");
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
-    /// Run a command; its stdout if it succeeds, else an error with its stderr.
+    /// Run a query; its stdout if it succeeds, else an error with its stderr. Times come in UTC
+    /// (not for sbatch: the job would inherit the time zone).
     pub fn output(&self, program: &str, args: &[&str]) -> Result<String> {
-        let line = format!("{program} {}", args.join(" "));
-        let out = self
-            .command(program)
-            .args(args)
-            .output()
-            .map_err(|source| Error::Spawn { command: line.clone(), source })?;
-        if !out.status.success() {
-            return Err(Error::Command {
-                command: line,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut cmd = self.command(program);
+        cmd.env("TZ", "UTC").env("SLURM_TIME_FORMAT", "standard");
+        run(cmd, program, args)
     }
 
     /// Submit a batch script with `sbatch --parsable` (plus `args`, which override the script's
@@ -68,7 +57,7 @@ impl Slurm {
         let mut all = vec!["--parsable"];
         all.extend_from_slice(args);
         all.push(&script);
-        let out = self.output("sbatch", &all)?;
+        let out = run(self.command("sbatch"), "sbatch", &all)?;
         // `--parsable` prints `ID` or `ID;CLUSTER`.
         let id = out.trim().split(';').next().unwrap_or_default();
         id.parse().map_err(|_| Error::Parse(format!("sbatch printed `{}`, not a job id", out.trim())))
@@ -112,6 +101,19 @@ impl Slurm {
     pub fn requeue(&self, id: &str) -> Result<()> {
         self.output("scontrol", &["requeue", id]).map(drop)
     }
+}
+
+fn run(mut cmd: Command, program: &str, args: &[&str]) -> Result<String> {
+    let line = format!("{program} {}", args.join(" "));
+    let out = cmd.args(args).output().map_err(|source| Error::Spawn { command: line.clone(), source })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: line,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One job record of `scontrol show job`: every `Key=Value` field, with typed getters for the
