@@ -131,6 +131,11 @@ impl JobSpec {
         Ok(())
     }
 
+    /// The checkpoint signal without its `SIG` prefix, as bash and sbatch both take it.
+    fn signal_name(&self) -> &str {
+        self.signal.strip_prefix("SIG").unwrap_or(&self.signal)
+    }
+
     /// The batch script for one job.
     pub fn script(&self) -> Result<String> {
         self.render(None)
@@ -162,7 +167,7 @@ impl JobSpec {
         opt("error", self.error.clone());
         opt("chdir", self.chdir.clone());
         opt("array", sweep.map(Sweep::array_range));
-        opt("signal", Some(format!("B:{}@{}", self.signal, self.signal_secs)));
+        opt("signal", Some(format!("B:{}@{}", self.signal_name(), self.signal_secs)));
         if self.requeue {
             d.push(("requeue", String::new()));
             // A requeued run appends to the first run's output instead of truncating it.
@@ -215,7 +220,7 @@ step=$!
 while kill -0 "$step" 2>/dev/null; do wait "$step"; done
 wait "$step"; status=$?
 "#,
-            sig = self.signal,
+            sig = self.signal_name(),
             launch = launch.join(" "),
         )
         .unwrap();
@@ -326,7 +331,7 @@ mod tests {
             assert!(s.contains(line), "missing {line:?} in\n{s}");
         }
         assert!(!s.contains("--ntasks="), "{s}");
-        let s = JobSpec { launcher: Launcher::Srun, requeue: false, signal: "USR1".into(), signal_secs: 60, ..spec() }.script().unwrap();
+        let s = JobSpec { launcher: Launcher::Srun, requeue: false, signal: "SIGUSR1".into(), signal_secs: 60, ..spec() }.script().unwrap();
         assert!(s.contains("srun '--mpi=pmix' '/bin/echo' &\n") && s.contains("B:USR1@60"), "{s}");
         assert!(!s.contains("requeue"), "{s}");
     }
