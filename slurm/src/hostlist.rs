@@ -8,7 +8,7 @@ use crate::{Error, Result};
 pub fn expand_hostlist(list: &str) -> Result<Vec<String>> {
     let bad = |why: &str| Error::Hostlist { list: list.to_string(), why: why.to_string() };
     let mut hosts = Vec::new();
-    for item in split_top_level(list).map_err(|w| bad(w))? {
+    for item in split_top_level(list).map_err(bad)? {
         let mut names = vec![String::new()];
         let mut rest = item;
         while let Some(open) = rest.find('[') {
