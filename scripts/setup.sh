@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Rankwise needs on Debian/Ubuntu, once: MPI, parallel HDF5, OpenBLAS, libclang,
-# pkg-config, the HDF5 command-line tools and h5py (independent readers for the tests).
+# pkg-config, the HDF5 command-line tools and h5py (independent readers for the tests), Slurm and
+# munge (the test suite starts its own one-node cluster; no service is started on install).
 # RANKWISE_MPI=mpich selects MPICH instead of OpenMPI (default). Idempotent and quick when done.
 set -euo pipefail
 mpi=${RANKWISE_MPI:-openmpi}
@@ -9,7 +10,7 @@ case "$mpi" in
   mpich)   pkgs="libmpich-dev mpich libhdf5-mpich-dev" ;;
   *) echo "error: RANKWISE_MPI must be openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
 esac
-pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy ${RANKWISE_EXTRA_PACKAGES:-}"
+pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
 missing=()
 for p in $pkgs; do

@@ -18,6 +18,7 @@ mod logging;
 pub mod reduce;
 mod runtime;
 pub mod status;
+pub mod stop;
 mod timers;
 
 pub use config::{Config, ConfigError};
@@ -28,6 +29,7 @@ pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
 pub use runtime::{run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+pub use stop::{StopDecision, StopOptions, StopPolicy, StopReason};
 pub use timers::{TimerReport, TimerRow, Timers};
 
 /// rsmpi, re-exported so programs use exactly the MPI binding the runtime was built with.

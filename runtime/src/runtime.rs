@@ -14,7 +14,7 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code of a job that saved a checkpoint and stopped early (signal or time limit): "requeue me".
 /// 75 is EX_TEMPFAIL from sysexits.h: a temporary failure, try again.
-pub const EXIT_REQUEUE: i32 = 75;
+pub const EXIT_REQUEUE: i32 = rankwise_slurm::EXIT_REQUEUE;
 
 /// How a run ended, as returned by the program body given to [`run`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

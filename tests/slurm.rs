@@ -1,0 +1,315 @@
+//! Rankwise on a real one-node Slurm, started by this test (scripts/slurm-cluster.sh) and torn
+//! down at the end, also when a test fails. A harness of its own (`harness = false`) so that
+//! every test shares one cluster: `cargo test --test slurm [NAME...]`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rankwise::slurm::{JobInfo, JobSpec, Launcher, ParamSet, Slurm, Sweep};
+
+const TESTS: &[(&str, fn(&Cluster))] = &[
+    ("hello_with_4_tasks_through_srun_pmix", hello_through_srun),
+    ("hello_with_4_tasks_through_mpirun_in_the_allocation", hello_through_mpirun),
+    ("hostile_names_and_arguments_run_exactly_the_intended_command", hostile_names),
+    ("a_job_array_of_3_parameter_sets_writes_3_separate_outputs", job_array),
+    ("usr2_to_the_batch_script_stops_every_rank_and_requeues_the_job_once", signal_and_requeue),
+    ("the_stop_policy_learns_the_time_left_from_slurm", time_left_from_slurm),
+];
+
+fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let chosen: Vec<_> = TESTS.iter().filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str()))).collect();
+    if chosen.is_empty() {
+        return;
+    }
+    let cluster = Cluster::up();
+    let mut failed = Vec::new();
+    for (name, test) in &chosen {
+        let t = Instant::now();
+        let ok = std::panic::catch_unwind(|| test(&cluster)).is_ok();
+        println!("test {name} ... {} ({:.1} s)", if ok { "ok" } else { "FAILED" }, t.elapsed().as_secs_f64());
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    drop(cluster);
+    println!("\n{} passed, {} failed{}", chosen.len() - failed.len(), failed.len(), if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) });
+    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+}
+
+/// The cluster for this test run: up once, down on drop (after a failure too).
+struct Cluster {
+    dir: PathBuf,
+    slurm: Slurm,
+}
+
+impl Cluster {
+    fn up() -> Cluster {
+        // A fixed folder: a run that was killed left its cluster there, and `down` clears it.
+        let dir = common::program("hello").parent().unwrap().parent().unwrap().join("scratch").join("slurm-cluster");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-cluster.sh");
+        let run = |cmd: &str| Command::new(&script).arg(cmd).arg(&dir).output().expect("cannot run scripts/slurm-cluster.sh");
+        run("down");
+        let out = run("up");
+        assert!(
+            out.status.success(),
+            "cannot start the test Slurm cluster:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = dir.join("slurm.conf");
+        // SLURM_CONF for every client; the rest reaches the job because sbatch exports it.
+        let mut slurm = Slurm::new().env("SLURM_CONF", conf.to_str().unwrap());
+        let mut probe = Command::new("true");
+        for (k, v) in common::mpi_env(&mut probe).get_envs() {
+            slurm = slurm.env(k.to_str().unwrap(), v.unwrap().to_str().unwrap());
+        }
+        Cluster { dir, slurm }
+    }
+
+    /// A fresh folder for one test's job files.
+    fn workdir(&self, name: &str) -> PathBuf {
+        let d = self.dir.join("jobs").join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Write the script, submit it, wait until every record of the job has ended.
+    fn run(&self, dir: &Path, script: &str, timeout: u64) -> (u64, Vec<JobInfo>) {
+        let path = dir.join("job.sh");
+        std::fs::write(&path, script).unwrap();
+        let id = self.slurm.submit(&path, &[&format!("--chdir={}", dir.display())]).unwrap();
+        (id, self.wait(id, timeout))
+    }
+
+    fn wait(&self, id: u64, timeout: u64) -> Vec<JobInfo> {
+        let start = Instant::now();
+        loop {
+            let jobs = self.slurm.show_job(&id.to_string()).unwrap();
+            if !jobs.is_empty() && jobs.iter().all(|j| ENDED.contains(&j.state())) {
+                return jobs;
+            }
+            if start.elapsed() > Duration::from_secs(timeout) {
+                let _ = self.slurm.cancel(&id.to_string(), None, false);
+                panic!("job {id} did not end in {timeout} s: {jobs:#?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/slurmctld.log")).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-cluster.sh");
+        let _ = Command::new(script).arg("down").arg(&self.dir).status();
+    }
+}
+
+const ENDED: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"];
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.as_ref().display()))
+}
+
+fn hello_job(launcher: Launcher) -> JobSpec {
+    JobSpec {
+        name: Some("hello".into()),
+        ntasks: Some(4),
+        time: Some("2".into()),
+        output: Some("out.txt".into()),
+        launcher,
+        program: common::program("hello").to_str().unwrap().into(),
+        ..JobSpec::default()
+    }
+}
+
+fn assert_hello(c: &Cluster, name: &str, launcher: Launcher) {
+    let dir = c.workdir(name);
+    let (id, jobs) = c.run(&dir, &hello_job(launcher).script().unwrap(), 60);
+    let out = read(dir.join("out.txt"));
+    assert_eq!((jobs[0].state(), jobs[0].exit_code()), ("COMPLETED", Some((0, 0))), "job {id}:\n{out}");
+    for r in 0..4 {
+        assert!(out.lines().any(|l| l.starts_with(&format!("rank {r} of 4 on "))), "rank {r} missing:\n{out}");
+    }
+    assert!(out.lines().any(|l| l == "allreduce: sum of rank+1 over 4 ranks = 10 (expected 10)"), "{out}");
+}
+
+fn hello_through_srun(c: &Cluster) {
+    assert_hello(c, "srun", Launcher::Srun);
+}
+
+fn hello_through_mpirun(c: &Cluster) {
+    assert_hello(c, "mpirun", Launcher::Mpirun);
+}
+
+/// Strings that would run `touch pwned` if any of them reached a shell unquoted.
+const HOSTILE: &[&str] = &[
+    "two words",
+    "it's",
+    "\"double\"",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "'; touch pwned; '",
+    "$HOME ${PATH} $1 $@",
+    "line one\nline two",
+    "back\\slash # hash",
+    "*",
+    "",
+    "--set",
+];
+
+fn hostile_names(c: &Cluster) {
+    let dir = c.workdir("hostile");
+    let name = "j'ob \"x\" $(touch pwned) `touch pwned` # \\ ;&|";
+    let spec = JobSpec {
+        name: Some(name.into()),
+        output: Some("out file.txt".into()),
+        time: Some("1".into()),
+        // Each argument on its own, NUL-terminated, so the test sees argv exactly.
+        launcher: Launcher::Srun,
+        program: "/usr/bin/printf".into(),
+        args: std::iter::once("%s\\0").chain(HOSTILE.iter().copied()).map(String::from).collect(),
+        env: [("HOSTILE".to_string(), HOSTILE.join("|"))].into(),
+        setup: vec![r#"printf '%s' "$SLURM_JOB_NAME" > name.txt; printf '%s' "$HOSTILE" > env.txt"#.into()],
+        ..JobSpec::default()
+    };
+    let script = spec.script().unwrap();
+    let argv = |out: &str| -> Vec<String> { out.split('\0').map(String::from).collect() };
+    let mut expect: Vec<String> = HOSTILE.iter().map(|s| s.to_string()).collect();
+    expect.push(String::new()); // after the last NUL
+
+    // Under bash alone (srun replaced by a stand-in that drops its options).
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("srun"), "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("srun")).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash").arg("-c").arg(&script).env("PATH", path).current_dir(&dir).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(argv(&String::from_utf8(out.stdout).unwrap()), expect, "under bash:\n{script}");
+    assert_eq!(read(dir.join("env.txt")), HOSTILE.join("|"));
+
+    // Under Slurm: the job name goes through sbatch's own parser too.
+    let (id, jobs) = c.run(&dir, &script, 60);
+    assert_eq!(jobs[0].state(), "COMPLETED", "job {id}: {jobs:?}");
+    assert_eq!(argv(&read(dir.join("out file.txt"))), expect, "under Slurm:\n{script}");
+    assert_eq!(read(dir.join("name.txt")), name);
+    assert_eq!(read(dir.join("env.txt")), HOSTILE.join("|"));
+    assert!(!dir.join("pwned").exists(), "a hostile string ran as shell code:\n{script}");
+
+    // A line break in a job name could end the #SBATCH comment: refused, not rendered.
+    let e = JobSpec { name: Some("x\ntouch pwned".into()), ..spec }.script().unwrap_err();
+    assert!(e.to_string().contains("line break"), "{e}");
+}
+
+fn job_array(c: &Cluster) {
+    let dir = c.workdir("array");
+    let set = |n: &str, label: &str| ParamSet::from([("n".into(), n.into()), ("label".into(), label.into())]);
+    let sweep = Sweep::list(vec![set("8", "small"), set("16", "it's big"), set("32", "$(huge)")]).max_parallel(2).dir("runs");
+    let spec = JobSpec {
+        name: Some("sweep".into()),
+        output: Some("task-%a.txt".into()),
+        time: Some("1".into()),
+        launcher: Launcher::Srun,
+        program: "/bin/sh".into(),
+        // The task's arguments, one per line, into a file in the folder it runs in.
+        args: vec!["-c".into(), "printf '%s\\n' \"$@\" > result.txt".into(), "sh".into()],
+        ..JobSpec::default()
+    };
+    let script = spec.sweep_script(&sweep).unwrap();
+    assert!(script.contains("#SBATCH --array=\"0-2%2\"\n"), "{script}");
+    let (id, jobs) = c.run(&dir, &script, 60);
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.state() == "COMPLETED"), "array {id}: {jobs:#?}");
+    for (i, (n, label)) in [("8", "small"), ("16", "it's big"), ("32", "$(huge)")].iter().enumerate() {
+        let task = dir.join("runs").join(i.to_string());
+        assert_eq!(read(task.join("result.txt")), format!("--set\nlabel={label}\n--set\nn={n}\n"), "task {i}");
+        let params: toml::Table = toml::from_str(&read(task.join("params.toml"))).unwrap();
+        assert_eq!((params["n"].as_str(), params["label"].as_str()), (Some(*n), Some(*label)), "task {i}");
+    }
+}
+
+fn time_left_from_slurm(c: &Cluster) {
+    let dir = c.workdir("time-left");
+    let spec = JobSpec {
+        ntasks: Some(2),
+        time: Some("3".into()),
+        output: Some("out.txt".into()),
+        launcher: Launcher::Srun,
+        program: common::program("stop-check").to_str().unwrap().into(),
+        args: vec!["time-left".into()],
+        ..JobSpec::default()
+    };
+    let (id, jobs) = c.run(&dir, &spec.script().unwrap(), 60);
+    let out = read(dir.join("out.txt"));
+    assert_eq!(jobs[0].state(), "COMPLETED", "job {id}:\n{out}");
+    for r in 0..2 {
+        let line = out.lines().find(|l| l.starts_with(&format!("rank={r} "))).unwrap_or_else(|| panic!("no rank {r}:\n{out}"));
+        let secs: u64 = line.split("Some(").nth(1).and_then(|s| s.strip_suffix(')')).unwrap_or_else(|| panic!("{line}")).parse().unwrap();
+        // A 3-minute limit, a few seconds of which have gone.
+        assert!((150..=180).contains(&secs), "{line}");
+    }
+}
+
+/// The whole chain of a preemption: Slurm signals the batch script, the script passes the signal
+/// to srun and srun to the ranks, the ranks agree to stop at the same step and exit 75, the
+/// script requeues the job once, and the second run (SLURM_RESTART_COUNT=1) finishes.
+fn signal_and_requeue(c: &Cluster) {
+    let dir = c.workdir("requeue");
+    let spec = JobSpec {
+        ntasks: Some(2),
+        output: Some("out.txt".into()),
+        time: Some("10".into()),
+        launcher: Launcher::Srun,
+        program: common::program("stop-check").to_str().unwrap().into(),
+        args: vec!["slurm".into()],
+        ..JobSpec::default()
+    };
+    let path = dir.join("job.sh");
+    std::fs::write(&path, spec.script().unwrap()).unwrap();
+    let id = c.slurm.submit(&path, &[&format!("--chdir={}", dir.display())]).unwrap();
+    let start = Instant::now();
+    while !dir.join("started").exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the job never started: {:?}", c.slurm.show_job(&id.to_string()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What Slurm does at `--signal=B:USR2@N`: signal the batch script only.
+    c.slurm.cancel(&id.to_string(), Some("USR2"), true).unwrap();
+    let jobs = c.wait_restarted(id, 90);
+    let out = read(dir.join("out.txt"));
+    assert_eq!((jobs[0].state(), jobs[0].restarts()), ("COMPLETED", 1), "{jobs:?}\n{out}");
+    assert!(out.contains("got SIGUSR2, passing it to the program"), "{out}");
+    // Far from the 10-minute limit: a preemption, agreed by both ranks at the same step.
+    let stops: Vec<&str> = out.lines().filter(|l| l.contains(" stop=")).collect();
+    assert_eq!(stops.len(), 2, "{out}");
+    let step = |l: &str| l.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(step(stops[0]), step(stops[1]), "{out}");
+    assert!(stops.iter().all(|l| l.contains("stop=true reason=Preemption")), "{out}");
+    assert_eq!(out.matches("requeueing job").count(), 1, "{out}");
+    for r in 0..2 {
+        assert!(out.contains(&format!("rank={r} resumed after restart 1")), "{out}");
+    }
+}
+
+impl Cluster {
+    /// Wait until the job has been requeued and its next run has ended.
+    fn wait_restarted(&self, id: u64, timeout: u64) -> Vec<JobInfo> {
+        let start = Instant::now();
+        loop {
+            let jobs = self.slurm.show_job(&id.to_string()).unwrap();
+            if jobs[0].restarts() > 0 {
+                return self.wait(id, timeout.saturating_sub(start.elapsed().as_secs()));
+            }
+            assert!(start.elapsed() < Duration::from_secs(timeout), "job {id} was never requeued: {jobs:#?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
