@@ -1,0 +1,110 @@
+//! Several hosts on one machine (scripts/hosts.sh): the fixture itself (distinct hostnames and
+//! addresses, one instance at a time, nothing left behind) and MPI jobs that span hosts.
+
+mod common;
+use common::hosts::{hosts_sh, script, serial, unavailable, Hosts};
+use common::Scratch;
+use std::process::Command;
+
+macro_rules! skip_if_unavailable {
+    () => {
+        if let Some(why) = unavailable() {
+            eprintln!("{why}");
+            return;
+        }
+    };
+}
+
+fn stdout(mut c: Command) -> String {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// What the fixture may leave behind on this machine, in one string (empty when clean).
+fn leftovers() -> String {
+    let mut left = String::new();
+    for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("rwh-") {
+            left += &format!("namespace {name}\n");
+        }
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    left += &hosts.lines().filter(|l| l.contains("rankwise-hosts") || l.contains("rw-node")).map(|l| format!("/etc/hosts: {l}\n")).collect::<String>();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    left += &mounts.lines().filter(|l| l.contains("rankwise-hosts")).map(|l| format!("mount: {l}\n")).collect::<String>();
+    let routes = stdout({ let mut c = Command::new("ip"); c.args(["route", "show", "10.231.0.0/24"]); c });
+    if !routes.is_empty() {
+        left += &format!("route: {routes}\n");
+    }
+    if std::path::Path::new("/run/rankwise-hosts").exists() {
+        left += "state folder /run/rankwise-hosts\n";
+    }
+    left
+}
+
+#[test]
+fn hosts_have_their_own_names_and_addresses_and_leave_nothing_behind() {
+    skip_if_unavailable!();
+    let sleeper;
+    {
+        let hosts = Hosts::up(3);
+        for (k, h) in hosts.names.iter().enumerate() {
+            assert_eq!(stdout(hosts.exec(h, "hostname")), *h);
+            let addr = stdout({ let mut c = hosts.exec(h, "ip"); c.args(["-4", "-br", "addr", "show", "eth0"]); c });
+            assert!(addr.contains(&format!("10.231.0.{}/24", k + 1)), "{h}: {addr}");
+        }
+        // Names resolve from /etc/hosts, never from DNS.
+        assert_eq!(stdout({ let mut c = hosts.exec("rw-node1", "getent"); c.args(["hosts", "rw-node3"]); c }), "10.231.0.3      rw-node3");
+
+        // One instance at a time, with a clear error.
+        let (ok, out) = hosts_sh(&["up", "2"]);
+        assert!(!ok && out.contains("hosts are already up") && out.contains("scripts/hosts.sh down"), "{out}");
+
+        // The ssh stand-in skips ssh options and runs a shell command line on the host.
+        let o = Command::new(script("rsh-agent.sh")).args(["-x", "-o", "BatchMode=yes", "rw-node2", "echo", "$(hostname)"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rw-node2", "{o:?}");
+
+        // A process still running on a host when the fixture goes down.
+        let mut c = hosts.exec("rw-node2", "sleep");
+        sleeper = c.arg("600").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let mut sleeper = sleeper;
+    let status = sleeper.wait().unwrap();
+    assert!(!status.success(), "the sleeper should have been killed by down");
+    assert_eq!(leftovers(), "", "the fixture left things behind");
+}
+
+#[test]
+fn a_fixture_left_by_a_crashed_run_is_replaced() {
+    skip_if_unavailable!();
+    let serial = serial();
+    // Hosts brought up by a process that then exited without `down`: a crashed test.
+    let crashed = Command::new("sh").arg("-c").arg(format!("{} up 2", script("hosts.sh").display())).output().unwrap();
+    assert!(crashed.status.success(), "{crashed:?}");
+
+    let hosts = Hosts::up_with(serial, 3);
+    assert_eq!(stdout(hosts.exec("rw-node3", "hostname")), "rw-node3");
+    drop(hosts);
+    assert_eq!(leftovers(), "");
+}
+
+#[test]
+fn hello_on_4_ranks_over_2_hosts() {
+    skip_if_unavailable!();
+    let scratch = Scratch::new("multihost-hello");
+    let hosts = Hosts::up(2);
+    let o = hosts.mpirun(4, &hosts.hostfile(scratch.path(), 2), "hello", &[]);
+    o.assert_success();
+    let lines: Vec<&String> = o.ranks[0].iter().filter(|l| l.starts_with("rank ")).collect();
+    assert_eq!(lines.len(), 4, "{}", o.show());
+    // Ranks fill the hostfile's slots in order: 2 on each host, node-local ranks 0 and 1.
+    for (r, l) in lines.iter().enumerate() {
+        let host = format!("rw-node{}", r / 2 + 1);
+        let expect = format!("rank {r} of 4 on {host} (node-local rank {} of 2),", r % 2);
+        assert!(l.starts_with(&expect), "expected {expect:?}, got {l:?}\n{}", o.show());
+    }
+    assert!(o.ranks[0].iter().any(|l| l == "allreduce: sum of rank+1 over 4 ranks = 10 (expected 10)"), "{}", o.show());
+}
