@@ -25,6 +25,17 @@ pub fn program(name: &str) -> PathBuf {
         // there and fresh (a no-op when it is).
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Not the variables cargo set for this test: build scripts that watch them (ring's watches
+        // CARGO_MANIFEST_DIR and CARGO_PKG_*) would rebuild half the tree, here and again in the
+        // next `cargo test`.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"].contains(&&*k)
+            {
+                cargo.env_remove(&*k);
+            }
+        }
         if dir.file_name().is_some_and(|d| d == "release") {
             cargo.arg("--release");
         }
