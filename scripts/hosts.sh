@@ -36,13 +36,10 @@ ns_pids() {
     [ -e "$f" ] && inodes+=("$(stat -L -c %i "$f")")
   done
   [ ${#inodes[@]} -gt 0 ] || return 0
-  local pattern
-  pattern=$(printf '%s|' "${inodes[@]}"); pattern="^(net|uts):\[(${pattern%|})\]$"
-  for p in /proc/[0-9]*; do
-    for n in net uts; do
-      if [[ "$(readlink "$p/ns/$n" 2>/dev/null)" =~ $pattern ]]; then echo "${p#/proc/}"; break; fi
-    done
-  done
+  local ids
+  ids=$(printf '%s|' "${inodes[@]}")
+  find /proc/[0-9]*/ns/net /proc/[0-9]*/ns/uts -maxdepth 0 -printf '%l %p\n' 2>/dev/null |
+    grep -E "^(net|uts):\[(${ids%|})\] " | cut -d/ -f3 | sort -u || true
 }
 
 remove_hosts_lines() {
