@@ -5,7 +5,8 @@
 # need distinct hostnames). A bridge in a namespace of its own joins them. Names go into /etc/hosts
 # between marker lines, so no lookup ever reaches DNS.
 #
-#   scripts/hosts.sh up N            bring up hosts rw-node1..N (1-8) at 10.231.0.1..N
+#   scripts/hosts.sh up N            bring up hosts rw-node1..N (1-8) at 10.231.0.1..N, and
+#                                    rw-head at 10.231.0.254 (for a Slurm controller, mpirun, clients)
 #   scripts/hosts.sh down            stop every process in them and remove everything (idempotent)
 #   scripts/hosts.sh status          list the hosts; exit 1 if none are up
 #   scripts/hosts.sh exec HOST CMD.. run CMD on HOST (a name or an address)
@@ -94,19 +95,20 @@ up() {
   ip netns add "$SWITCH"
   ip -n "$SWITCH" link add br0 type bridge
   ip -n "$SWITCH" link set br0 up
-  local k name entries=""
-  for k in $(seq "$n"); do
-    name=rw-node$k
-    ip netns add "$NS-node$k"
-    ip -n "$SWITCH" link add "veth$k" type veth peer name eth0 netns "$NS-node$k"
+  local k entries=""
+  for k in $(seq "$n") 254; do
+    local name=rw-node$k netns=$NS-node$k
+    [ "$k" = 254 ] && name=rw-head netns=$NS-head
+    ip netns add "$netns"
+    ip -n "$SWITCH" link add "veth$k" type veth peer name eth0 netns "$netns"
     ip -n "$SWITCH" link set "veth$k" master br0 up
-    ip -n "$NS-node$k" addr add "$NET.$k/24" dev eth0
-    ip -n "$NS-node$k" link set eth0 up
-    ip -n "$NS-node$k" link set lo up
+    ip -n "$netns" addr add "$NET.$k/24" dev eth0
+    ip -n "$netns" link set eth0 up
+    ip -n "$netns" link set lo up
     # A UTS namespace lives on as long as a bind mount of it does.
     touch "$STATE/uts/$name"
     unshare --uts="$STATE/uts/$name" hostname "$name"
-    echo "$name $NET.$k $NS-node$k" >>"$STATE/hosts"
+    echo "$name $NET.$k $netns" >>"$STATE/hosts"
     entries+="$NET.$k $name"$'\n'
   done
   printf '%s\n%s%s\n' "$BEGIN" "$entries" "$END" >>/etc/hosts
