@@ -1,10 +1,12 @@
 //! Several hosts on one machine (scripts/hosts.sh): the fixture itself (distinct hostnames and
-//! addresses, one instance at a time, nothing left behind) and MPI jobs that span hosts.
+//! addresses, one instance at a time, nothing left behind) and MPI jobs that span hosts, under
+//! mpirun with a hostfile and under a multi-node Slurm.
 
 mod common;
-use common::hosts::{hosts_sh, script, serial, unavailable, Hosts};
-use common::Scratch;
+use common::hosts::{hosts_sh, script, serial, slurm_unavailable, unavailable, Hosts, Slurm};
+use common::{run_with_timeout, Scratch};
 use std::process::Command;
+use std::time::Duration;
 
 macro_rules! skip_if_unavailable {
     () => {
@@ -98,13 +100,54 @@ fn hello_on_4_ranks_over_2_hosts() {
     let hosts = Hosts::up(2);
     let o = hosts.mpirun(4, &hosts.hostfile(scratch.path(), 2), "hello", &[]);
     o.assert_success();
-    let lines: Vec<&String> = o.ranks[0].iter().filter(|l| l.starts_with("rank ")).collect();
-    assert_eq!(lines.len(), 4, "{}", o.show());
-    // Ranks fill the hostfile's slots in order: 2 on each host, node-local ranks 0 and 1.
+    assert_hello_over_2_hosts(&o.ranks[0].join("\n"));
+}
+
+/// The ranks' lines of the hello example (rank 0 prints them in rank order), checked for 4 ranks,
+/// 2 on each of rw-node1 and rw-node2.
+fn assert_hello_over_2_hosts(out: &str) {
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("rank ")).collect();
+    assert_eq!(lines.len(), 4, "{out}");
     for (r, l) in lines.iter().enumerate() {
-        let host = format!("rw-node{}", r / 2 + 1);
-        let expect = format!("rank {r} of 4 on {host} (node-local rank {} of 2),", r % 2);
-        assert!(l.starts_with(&expect), "expected {expect:?}, got {l:?}\n{}", o.show());
+        let expect = format!("rank {r} of 4 on rw-node{} (node-local rank {} of 2),", r / 2 + 1, r % 2);
+        assert!(l.starts_with(&expect), "expected {expect:?}, got {l:?}\n{out}");
     }
-    assert!(o.ranks[0].iter().any(|l| l == "allreduce: sum of rank+1 over 4 ranks = 10 (expected 10)"), "{}", o.show());
+    assert!(out.lines().any(|l| l == "allreduce: sum of rank+1 over 4 ranks = 10 (expected 10)"), "{out}");
+}
+
+#[test]
+fn hello_on_4_ranks_over_2_slurm_nodes() {
+    if let Some(why) = slurm_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let scratch = Scratch::new("multihost-slurm");
+    let hosts = Hosts::up(2);
+    let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
+    let hello = common::program("hello");
+
+    // An interactive step.
+    let o = run_with_timeout(
+        { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", "--mpi=pmix"]).arg(&hello); c },
+        "srun -N2 -n4 --mpi=pmix hello".into(),
+        Duration::from_secs(60),
+        4,
+    );
+    o.assert_success();
+    assert_hello_over_2_hosts(&o.stdout);
+
+    // A batch job.
+    let out = scratch.path().join("job.out");
+    let o = run_with_timeout(
+        {
+            let mut c = slurm.client("sbatch");
+            c.args(["--wait", "-N2", "-n4", "-o"]).arg(&out).arg("--wrap").arg(format!("srun --mpi=pmix {}", hello.display()));
+            c
+        },
+        "sbatch --wait -N2 -n4 --wrap 'srun --mpi=pmix hello'".into(),
+        Duration::from_secs(60),
+        4,
+    );
+    o.assert_success();
+    assert_hello_over_2_hosts(&std::fs::read_to_string(&out).unwrap());
 }

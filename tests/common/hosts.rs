@@ -103,3 +103,51 @@ impl Drop for Hosts {
         }
     }
 }
+
+/// Why multi-node Slurm tests cannot run here, if they cannot.
+pub fn slurm_unavailable() -> Option<&'static str> {
+    unavailable().or_else(|| {
+        let found = |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).exists());
+        (!found("slurmctld") || !found("munged")).then_some("skipped: slurm-wlm and munge are not installed (scripts/setup.sh)")
+    })
+}
+
+/// A multi-node Slurm (scripts/slurm-hosts.sh) on `hosts`, up while this lives: the controller on
+/// rw-head, a slurmd on each node.
+pub struct Slurm<'h> {
+    hosts: &'h Hosts,
+    dir: PathBuf,
+}
+
+impl<'h> Slurm<'h> {
+    pub fn up(hosts: &'h Hosts, dir: &Path) -> Slurm<'h> {
+        let s = Slurm { hosts, dir: dir.to_path_buf() };
+        let o = s.script("up").output().unwrap();
+        assert!(o.status.success(), "slurm-hosts.sh up failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        s
+    }
+
+    fn script(&self, cmd: &str) -> Command {
+        let mut c = Command::new(script("slurm-hosts.sh"));
+        c.arg(cmd).arg(&self.dir);
+        c
+    }
+
+    /// A Slurm client command (sbatch, srun, squeue...) run on rw-head, with this cluster's config
+    /// and the MPI settings for the hosts' subnet, which srun passes on to the tasks.
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = self.hosts.exec("rw-head", program);
+        mpi_env(&mut c)
+            .env("SLURM_CONF", self.dir.join("slurm.conf"))
+            .env("OMPI_MCA_btl", "self,vader,tcp")
+            .env("OMPI_MCA_btl_tcp_if_include", SUBNET)
+            .env("OMPI_MCA_oob_tcp_if_include", SUBNET);
+        c
+    }
+}
+
+impl Drop for Slurm<'_> {
+    fn drop(&mut self) {
+        let _ = self.script("down").output();
+    }
+}
