@@ -10,6 +10,7 @@
 #   scripts/hosts.sh down            stop every process in them and remove everything (idempotent)
 #   scripts/hosts.sh status          list the hosts; exit 1 if none are up
 #   scripts/hosts.sh exec HOST CMD.. run CMD on HOST (a name or an address)
+#   scripts/hosts.sh crash HOST      the host fails: every process on it is killed, its link goes down
 #
 # Outside the namespaces the subnet is unreachable (a route says so): nothing goes out by mistake.
 #
@@ -30,10 +31,11 @@ die() { echo "hosts.sh: error: $*" >&2; exit 1; }
 # Serialise up/down (and /etc/hosts edits) between concurrent callers.
 lock() { exec 9>/run/rankwise-hosts.lock; flock -w 30 9 || die "another hosts.sh has held the lock for 30 s"; }
 
-# Every process whose network or UTS namespace is one of ours.
+# Every process whose network or UTS namespace is one of the files given (default: all of ours).
 ns_pids() {
   local inodes=() f
-  for f in /run/netns/$NS-* "$STATE"/uts/*; do
+  [ $# -gt 0 ] || set -- /run/netns/$NS-* "$STATE"/uts/*
+  for f in "$@"; do
     [ -e "$f" ] && inodes+=("$(stat -L -c %i "$f")")
   done
   [ ${#inodes[@]} -gt 0 ] || return 0
@@ -50,16 +52,20 @@ remove_hosts_lines() {
   printf '%s\n' "$kept" >/etc/hosts
 }
 
+# Send SIGNAL to every process in the namespace files given, until none is left (2 s at most).
+kill_all() {
+  local sig=$1 pids; shift
+  for _ in $(seq 20); do
+    pids=$(ns_pids "$@")
+    [ -z "$pids" ] && return 0
+    kill "-$sig" $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  return 1
+}
+
 down() {
-  local pids
-  pids=$(ns_pids)
-  if [ -n "$pids" ]; then
-    kill -TERM $pids 2>/dev/null || true
-    for _ in $(seq 20); do pids=$(ns_pids); [ -z "$pids" ] && break; sleep 0.1; done
-    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
-    for _ in $(seq 20); do pids=$(ns_pids); [ -z "$pids" ] && break; sleep 0.1; done
-    [ -z "$pids" ] || echo "hosts.sh: warning: processes survived SIGKILL: $pids" >&2
-  fi
+  kill_all TERM || kill_all KILL || echo "hosts.sh: warning: processes survived SIGKILL: $(ns_pids)" >&2
   local f
   for f in "$STATE"/uts/*; do
     [ -e "$f" ] || continue
@@ -135,6 +141,12 @@ case "${1:-}" in
     owner_alive && o="alive" || o="exited"
     echo "owner pid $(cat "$STATE/owner") ($o)"
     cat "$STATE/hosts" ;;
+  crash)
+    [ $# -eq 2 ] || die "usage: hosts.sh crash HOST"
+    read -r net uts < <(find_host "$2") || exit 1
+    # Link first, so that peers see silence (timeouts) as from a dead machine, not refused connections.
+    nsenter --net="$net" ip link set eth0 down
+    kill_all KILL "$net" "$uts" || die "processes on $2 survived SIGKILL: $(ns_pids "$net" "$uts")" ;;
   exec)
     [ $# -ge 3 ] || die "usage: hosts.sh exec HOST CMD..."
     read -r net uts < <(find_host "$2") || exit 1

@@ -150,4 +150,31 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
     );
     o.assert_success();
     assert_hello_over_2_hosts(&std::fs::read_to_string(&out).unwrap());
+
+    drop(slurm);
+    drop(hosts);
+    assert_eq!(leftovers(), "");
+    let dir = scratch.path().to_string_lossy().into_owned();
+    let daemons: Vec<_> = std::fs::read_dir("/proc").unwrap().flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
+        .collect();
+    assert!(daemons.is_empty(), "left running: {daemons:?}");
+}
+
+#[test]
+fn a_crashed_host_loses_its_processes_and_its_link() {
+    skip_if_unavailable!();
+    let hosts = Hosts::up(2);
+    let mut sleepers: Vec<_> = ["rw-node1", "rw-node2"].iter().map(|h| { let mut c = hosts.exec(h, "sleep"); c.arg("600").spawn().unwrap() }).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (ok, out) = hosts_sh(&["crash", "rw-node2"]);
+    assert!(ok, "{out}");
+    assert!(sleepers[1].try_wait().unwrap().is_some_and(|s| !s.success()), "rw-node2's process survived the crash");
+    assert!(sleepers[0].try_wait().unwrap().is_none(), "rw-node1's process died with rw-node2");
+    let link = stdout({ let mut c = hosts.exec("rw-node2", "ip"); c.args(["-br", "link", "show", "eth0"]); c });
+    assert!(link.contains("DOWN"), "{link}");
+    drop(hosts);
+    assert!(!sleepers[0].wait().unwrap().success());
 }
