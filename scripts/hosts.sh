@@ -64,8 +64,14 @@ kill_all() {
   return 1
 }
 
+# The hosts share this machine's /dev/shm: what a killed MPI job leaves there (shared-memory segments
+# named after the host) would make a later job of the same id on that host crash.
+clear_shm() { rm -f /dev/shm/*.$1.*; }  # $1: a host name or a glob
+
 down() {
   kill_all TERM || kill_all KILL || echo "hosts.sh: warning: processes survived SIGKILL: $(ns_pids)" >&2
+  clear_shm "rw-node*"
+  clear_shm rw-head
   local f
   for f in "$STATE"/uts/*; do
     [ -e "$f" ] || continue
@@ -93,6 +99,8 @@ up() {
     down
   fi
   trap 'echo "hosts.sh: up failed; tearing down" >&2; down' ERR
+  clear_shm "rw-node*"
+  clear_shm rw-head
   mkdir -p "$STATE/uts"
   echo "${RANKWISE_HOSTS_OWNER:-$PPID}" >"$STATE/owner"
   # The names in /etc/hosts resolve on this host too: without this route a connection to one from
@@ -146,11 +154,12 @@ case "${1:-}" in
     read -r net uts < <(find_host "$2") || exit 1
     # Link first, so that peers see silence (timeouts) as from a dead machine, not refused connections.
     nsenter --net="$net" ip link set eth0 down
-    kill_all KILL "$net" "$uts" || die "processes on $2 survived SIGKILL: $(ns_pids "$net" "$uts")" ;;
+    kill_all KILL "$net" "$uts" || die "processes on $2 survived SIGKILL: $(ns_pids "$net" "$uts")"
+    clear_shm "${uts##*/}" ;;
   exec)
     [ $# -ge 3 ] || die "usage: hosts.sh exec HOST CMD..."
     read -r net uts < <(find_host "$2") || exit 1
     shift 2
     exec nsenter --net="$net" --uts="$uts" -- "$@" ;;
-  *) echo "usage: scripts/hosts.sh up N | down | status | exec HOST CMD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/hosts.sh up N | down | status | exec HOST CMD... | crash HOST" >&2; exit 2 ;;
 esac

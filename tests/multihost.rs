@@ -8,9 +8,13 @@ use common::{run_with_timeout, Scratch};
 use std::process::Command;
 use std::time::Duration;
 
+/// Return from the test, saying why, when `probe` finds what it needs missing.
 macro_rules! skip_if_unavailable {
     () => {
-        if let Some(why) = unavailable() {
+        skip_if_unavailable!(unavailable())
+    };
+    ($probe:expr) => {
+        if let Some(why) = $probe {
             eprintln!("{why}");
             return;
         }
@@ -40,6 +44,12 @@ fn leftovers() -> String {
     if !routes.is_empty() {
         left += &format!("route: {routes}\n");
     }
+    for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(".rw-node") || name.contains(".rw-head.") {
+            left += &format!("/dev/shm/{name}\n");
+        }
+    }
     if std::path::Path::new("/run/rankwise-hosts").exists() {
         left += "state folder /run/rankwise-hosts\n";
     }
@@ -49,33 +59,30 @@ fn leftovers() -> String {
 #[test]
 fn hosts_have_their_own_names_and_addresses_and_leave_nothing_behind() {
     skip_if_unavailable!();
-    let sleeper;
-    {
-        let hosts = Hosts::up(3);
-        for (k, h) in hosts.names.iter().enumerate() {
-            assert_eq!(stdout(hosts.exec(h, "hostname")), *h);
-            let addr = stdout({ let mut c = hosts.exec(h, "ip"); c.args(["-4", "-br", "addr", "show", "eth0"]); c });
-            assert!(addr.contains(&format!("10.231.0.{}/24", k + 1)), "{h}: {addr}");
-        }
-        // Names resolve from /etc/hosts, never from DNS.
-        assert_eq!(stdout({ let mut c = hosts.exec("rw-node1", "getent"); c.args(["hosts", "rw-node3"]); c }), "10.231.0.3      rw-node3");
-
-        // One instance at a time, with a clear error.
-        let (ok, out) = hosts_sh(&["up", "2"]);
-        assert!(!ok && out.contains("hosts are already up") && out.contains("scripts/hosts.sh down"), "{out}");
-
-        // The ssh stand-in skips ssh options and runs a shell command line on the host.
-        let o = Command::new(script("rsh-agent.sh")).args(["-x", "-o", "BatchMode=yes", "rw-node2", "echo", "$(hostname)"]).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rw-node2", "{o:?}");
-
-        // A process still running on a host when the fixture goes down.
-        let mut c = hosts.exec("rw-node2", "sleep");
-        sleeper = c.arg("600").spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    let hosts = Hosts::up(3);
+    for (k, h) in hosts.names.iter().enumerate() {
+        assert_eq!(stdout(hosts.exec(h, "hostname")), *h);
+        let addr = stdout({ let mut c = hosts.exec(h, "ip"); c.args(["-4", "-br", "addr", "show", "eth0"]); c });
+        assert!(addr.contains(&format!("10.231.0.{}/24", k + 1)), "{h}: {addr}");
     }
-    let mut sleeper = sleeper;
-    let status = sleeper.wait().unwrap();
-    assert!(!status.success(), "the sleeper should have been killed by down");
+    // Names resolve from /etc/hosts, never from DNS.
+    assert_eq!(stdout({ let mut c = hosts.exec("rw-node1", "getent"); c.args(["hosts", "rw-node3"]); c }), "10.231.0.3      rw-node3");
+
+    // One instance at a time, with a clear error.
+    let (ok, out) = hosts_sh(&["up", "2"]);
+    assert!(!ok && out.contains("hosts are already up") && out.contains("scripts/hosts.sh down"), "{out}");
+
+    // The ssh stand-in skips ssh options and runs a shell command line on the host.
+    let o = Command::new(script("rsh-agent.sh")).args(["-x", "-o", "BatchMode=yes", "rw-node2", "echo", "$(hostname)"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rw-node2", "{o:?}");
+
+    // A process still running on a host when the fixture goes down.
+    let mut c = hosts.exec("rw-node2", "sleep");
+    let mut sleeper = c.arg("600").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let _serial = hosts.down();
+    assert!(!sleeper.wait().unwrap().success(), "the sleeper should have been killed by down");
     assert_eq!(leftovers(), "", "the fixture left things behind");
 }
 
@@ -89,7 +96,7 @@ fn a_fixture_left_by_a_crashed_run_is_replaced() {
 
     let hosts = Hosts::up_with(serial, 3);
     assert_eq!(stdout(hosts.exec("rw-node3", "hostname")), "rw-node3");
-    drop(hosts);
+    let _serial = hosts.down();
     assert_eq!(leftovers(), "");
 }
 
@@ -117,10 +124,7 @@ fn assert_hello_over_2_hosts(out: &str) {
 
 #[test]
 fn hello_on_4_ranks_over_2_slurm_nodes() {
-    if let Some(why) = slurm_unavailable() {
-        eprintln!("{why}");
-        return;
-    }
+    skip_if_unavailable!(slurm_unavailable());
     let scratch = Scratch::new("multihost-slurm");
     let hosts = Hosts::up(2);
     let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
@@ -152,7 +156,7 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
     assert_hello_over_2_hosts(&std::fs::read_to_string(&out).unwrap());
 
     drop(slurm);
-    drop(hosts);
+    let _serial = hosts.down();
     assert_eq!(leftovers(), "");
     let dir = scratch.path().to_string_lossy().into_owned();
     let daemons: Vec<_> = std::fs::read_dir("/proc").unwrap().flatten()

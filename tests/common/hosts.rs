@@ -11,6 +11,14 @@ use super::{mpi_env, program, run_with_timeout, Outcome};
 /// The private subnet of scripts/hosts.sh; MPI traffic between hosts stays on it.
 pub const SUBNET: &str = "10.231.0.0/24";
 
+/// `mpi_env` for jobs that span hosts: MPI traffic over the hosts' subnet (shared memory within one).
+pub fn multihost_env(cmd: &mut Command) -> &mut Command {
+    mpi_env(cmd)
+        .env("OMPI_MCA_btl", "self,vader,tcp")
+        .env("OMPI_MCA_btl_tcp_if_include", SUBNET)
+        .env("OMPI_MCA_oob_tcp_if_include", SUBNET)
+}
+
 /// One fixture per test binary at a time (the script itself allows one per machine).
 static FIXTURE: Mutex<()> = Mutex::new(());
 
@@ -41,7 +49,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// Hosts rw-node1..N, up while this lives.
 pub struct Hosts {
     pub names: Vec<String>,
-    _serial: MutexGuard<'static, ()>,
+    serial: Option<MutexGuard<'static, ()>>,
 }
 
 impl Hosts {
@@ -54,8 +62,14 @@ impl Hosts {
     pub fn up_with(serial: MutexGuard<'static, ()>, n: usize) -> Hosts {
         let (ok, out) = hosts_sh(&["up", &n.to_string()]);
         assert!(ok, "scripts/hosts.sh up {n} failed:\n{out}");
-        Hosts { names: (1..=n).map(|k| format!("rw-node{k}")).collect(), _serial: serial }
+        Hosts { names: (1..=n).map(|k| format!("rw-node{k}")).collect(), serial: Some(serial) }
     }
+
+    /// Take the hosts down now, and keep other tests away until the caller has checked that
+    /// nothing is left.
+    pub fn down(mut self) -> MutexGuard<'static, ()> {
+        self.serial.take().unwrap()
+    } // `self` drops here: scripts/hosts.sh down
 
     /// A command that runs `program` on `host`.
     pub fn exec(&self, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -77,12 +91,9 @@ impl Hosts {
     pub fn mpirun(&self, np: usize, hostfile: &Path, program_name: &str, args: &[&str]) -> Outcome {
         let exe = program(program_name);
         let mut cmd = self.exec(&self.names[0], "mpirun");
-        mpi_env(&mut cmd)
+        multihost_env(&mut cmd)
             .env("OMPI_MCA_plm_rsh_agent", script("rsh-agent.sh"))
             .env("OMPI_MCA_plm_rsh_no_tree_spawn", "1")
-            .env("OMPI_MCA_btl", "self,vader,tcp")
-            .env("OMPI_MCA_btl_tcp_if_include", SUBNET)
-            .env("OMPI_MCA_oob_tcp_if_include", SUBNET)
             .arg("-np")
             .arg(np.to_string())
             .arg("--hostfile")
@@ -137,11 +148,7 @@ impl<'h> Slurm<'h> {
     /// and the MPI settings for the hosts' subnet, which srun passes on to the tasks.
     pub fn client(&self, program: &str) -> Command {
         let mut c = self.hosts.exec("rw-head", program);
-        mpi_env(&mut c)
-            .env("SLURM_CONF", self.dir.join("slurm.conf"))
-            .env("OMPI_MCA_btl", "self,vader,tcp")
-            .env("OMPI_MCA_btl_tcp_if_include", SUBNET)
-            .env("OMPI_MCA_oob_tcp_if_include", SUBNET);
+        multihost_env(&mut c).env("SLURM_CONF", self.dir.join("slurm.conf"));
         c
     }
 }
