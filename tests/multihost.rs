@@ -130,7 +130,9 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
     let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
     let hello = common::program("hello");
 
-    // An interactive step.
+    // An interactive step. Known flake, open: about 1 run in 7 of this test (never in 50 tries from a
+    // shell) one rank segfaults in MPI_Init on the first step (vader: open(2) ENOENT on a local peer's
+    // segment, and a TCP address with port 1024 for it): its peers' modex data look missing.
     let o = run_with_timeout(
         { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", "--mpi=pmix"]).arg(&hello); c },
         "srun -N2 -n4 --mpi=pmix hello".into(),
