@@ -12,6 +12,8 @@ case "$mpi" in
 esac
 pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
+# Network namespaces for the multi-host tests (scripts/hosts.sh: ip, nsenter, unshare).
+pkgs="$pkgs iproute2 util-linux"
 missing=()
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

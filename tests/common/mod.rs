@@ -3,6 +3,8 @@
 //! exit code, never hang (a timeout kills the job), and show everything when an assertion fails.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

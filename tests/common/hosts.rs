@@ -1,0 +1,160 @@
+//! Several hosts on this machine (scripts/hosts.sh): a guard that brings them up and takes them down
+//! when dropped, even when the test panics, and mpirun across them with a hostfile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{mpi_env, program, run_with_timeout, Outcome};
+
+/// The private subnet of scripts/hosts.sh; MPI traffic between hosts stays on it.
+pub const SUBNET: &str = "10.231.0.0/24";
+
+/// `mpi_env` for jobs that span hosts: MPI traffic over the hosts' subnet (shared memory within one).
+pub fn multihost_env(cmd: &mut Command) -> &mut Command {
+    mpi_env(cmd)
+        .env("OMPI_MCA_btl", "self,vader,tcp")
+        .env("OMPI_MCA_btl_tcp_if_include", SUBNET)
+        .env("OMPI_MCA_oob_tcp_if_include", SUBNET)
+}
+
+/// One fixture per test binary at a time (the script itself allows one per machine).
+static FIXTURE: Mutex<()> = Mutex::new(());
+
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+}
+
+/// Run scripts/hosts.sh with `args`; its status and combined output.
+pub fn hosts_sh(args: &[&str]) -> (bool, String) {
+    let o = Command::new(script("hosts.sh"))
+        .args(args)
+        .env("RANKWISE_HOSTS_OWNER", std::process::id().to_string())
+        .output()
+        .expect("cannot run scripts/hosts.sh");
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// Why multi-host tests cannot run here, if they cannot (creating namespaces needs root).
+pub fn unavailable() -> Option<&'static str> {
+    (unsafe { libc::geteuid() } != 0).then_some("skipped: network namespaces need root")
+}
+
+/// Wait until no other test of this binary uses the fixture.
+pub fn serial() -> MutexGuard<'static, ()> {
+    FIXTURE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hosts rw-node1..N, up while this lives.
+pub struct Hosts {
+    pub names: Vec<String>,
+    serial: Option<MutexGuard<'static, ()>>,
+}
+
+impl Hosts {
+    /// Bring up `n` hosts. A fixture left by a crashed run (its owner gone) is removed first.
+    pub fn up(n: usize) -> Hosts {
+        Hosts::up_with(serial(), n)
+    }
+
+    /// [`Hosts::up`] for a caller that already holds [`serial`].
+    pub fn up_with(serial: MutexGuard<'static, ()>, n: usize) -> Hosts {
+        let (ok, out) = hosts_sh(&["up", &n.to_string()]);
+        assert!(ok, "scripts/hosts.sh up {n} failed:\n{out}");
+        Hosts { names: (1..=n).map(|k| format!("rw-node{k}")).collect(), serial: Some(serial) }
+    }
+
+    /// Take the hosts down now, and keep other tests away until the caller has checked that
+    /// nothing is left.
+    pub fn down(mut self) -> MutexGuard<'static, ()> {
+        self.serial.take().unwrap()
+    } // `self` drops here: scripts/hosts.sh down
+
+    /// A command that runs `program` on `host`.
+    pub fn exec(&self, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(script("hosts.sh"));
+        c.arg("exec").arg(host).arg(program);
+        c
+    }
+
+    /// Write a hostfile giving each host `slots` slots.
+    pub fn hostfile(&self, dir: &Path, slots: usize) -> PathBuf {
+        let p = dir.join("hostfile");
+        let text: String = self.names.iter().map(|h| format!("{h} slots={slots}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `mpirun -np NP --hostfile HOSTFILE PROGRAM ARGS`, started on the first host, with ranks
+    /// placed by the hostfile and the daemons on the other hosts started through rsh-agent.sh.
+    pub fn mpirun(&self, np: usize, hostfile: &Path, program_name: &str, args: &[&str]) -> Outcome {
+        let exe = program(program_name);
+        let mut cmd = self.exec(&self.names[0], "mpirun");
+        multihost_env(&mut cmd)
+            .env("OMPI_MCA_plm_rsh_agent", script("rsh-agent.sh"))
+            .env("OMPI_MCA_plm_rsh_no_tree_spawn", "1")
+            .arg("-np")
+            .arg(np.to_string())
+            .arg("--hostfile")
+            .arg(hostfile)
+            .arg("--tag-output")
+            .arg(&exe)
+            .args(args);
+        let command = format!("[on {}] mpirun -np {np} --hostfile {} {} {}", self.names[0], hostfile.display(), exe.display(), args.join(" "));
+        run_with_timeout(cmd, command, Duration::from_secs(120), np)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let (ok, out) = hosts_sh(&["down"]);
+        if !ok && !std::thread::panicking() {
+            panic!("scripts/hosts.sh down failed:\n{out}");
+        }
+    }
+}
+
+/// Why multi-node Slurm tests cannot run here, if they cannot.
+pub fn slurm_unavailable() -> Option<&'static str> {
+    unavailable().or_else(|| {
+        let found = |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).exists());
+        (!found("slurmctld") || !found("munged")).then_some("skipped: slurm-wlm and munge are not installed (scripts/setup.sh)")
+    })
+}
+
+/// A multi-node Slurm (scripts/slurm-hosts.sh) on `hosts`, up while this lives: the controller on
+/// rw-head, a slurmd on each node.
+pub struct Slurm<'h> {
+    hosts: &'h Hosts,
+    dir: PathBuf,
+}
+
+impl<'h> Slurm<'h> {
+    pub fn up(hosts: &'h Hosts, dir: &Path) -> Slurm<'h> {
+        let s = Slurm { hosts, dir: dir.to_path_buf() };
+        let o = s.script("up").output().unwrap();
+        assert!(o.status.success(), "slurm-hosts.sh up failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        s
+    }
+
+    fn script(&self, cmd: &str) -> Command {
+        let mut c = Command::new(script("slurm-hosts.sh"));
+        c.arg(cmd).arg(&self.dir);
+        c
+    }
+
+    /// A Slurm client command (sbatch, srun, squeue...) run on rw-head, with this cluster's config
+    /// and the MPI settings for the hosts' subnet, which srun passes on to the tasks.
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = self.hosts.exec("rw-head", program);
+        multihost_env(&mut c).env("SLURM_CONF", self.dir.join("slurm.conf"));
+        c
+    }
+}
+
+impl Drop for Slurm<'_> {
+    fn drop(&mut self) {
+        let _ = self.script("down").output();
+    }
+}
