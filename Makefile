@@ -18,7 +18,7 @@ test: setup
 	$(ENV) cargo test --workspace --no-fail-fast 2>&1
 
 bench: build
-	$(ENV) scripts/bench.sh
+	scripts/bench.sh
 
 # On a machine with a GPU: the CUDA kernel tests and benchmarks, results into kernels/GPU-RESULTS.md.
 gpu-check: setup

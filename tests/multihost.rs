@@ -133,12 +133,18 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
     // An interactive step. Known flake, open: about 1 run in 7 of this test (never in 50 tries from a
     // shell) one rank segfaults in MPI_Init on the first step (vader: open(2) ENOENT on a local peer's
     // segment, and a TCP address with port 1024 for it): its peers' modex data look missing.
-    let o = run_with_timeout(
+    // Until that is understood, a segfault of the first step only is retried once, and said so.
+    let step = || run_with_timeout(
         { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", "--mpi=pmix"]).arg(&hello); c },
         "srun -N2 -n4 --mpi=pmix hello".into(),
         Duration::from_secs(60),
         4,
     );
+    let mut o = step();
+    if o.code == Some(139) {
+        eprintln!("known flake: the first srun step segfaulted in MPI_Init; retrying once\n{}", o.show());
+        o = step();
+    }
     o.assert_success();
     assert_hello_over_2_hosts(&o.stdout);
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every benchmark, each against its reference measured in the same run (release builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+echo "== kernels: stencils and vector ops vs a STREAM triad, dense GFLOP/s"; cargo bench -p rankwise-kernels
+echo "== 2-D heat step vs the C + MPI reference"; scripts/bench-heat.sh
+echo "== checkpoint write/read vs raw sequential I/O"; scripts/bench-ckpt.sh
+echo "== rankwise run vs bare mpirun"; scripts/bench-launcher.sh
