@@ -1,0 +1,76 @@
+//! The heat example: the same bits on any rank count, second-order convergence to the exact decay
+//! of a Fourier mode, and restart from a checkpoint on another rank count.
+
+mod common;
+use common::{Job, Outcome, Scratch};
+
+fn final_line(o: &Outcome) -> String {
+    o.assert_success();
+    o.line(0, "final ").to_string()
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {line}")).to_string()
+}
+
+fn heat(np: usize, sets: &[&str]) -> Outcome {
+    Job::new(np, "heat").args(sets.iter().flat_map(|s| ["--set", s])).run()
+}
+
+#[test]
+fn same_bits_at_1_to_4_ranks_in_2d_and_3d() {
+    let two_d: Vec<String> = (1..=4).map(|np| final_line(&heat(np, &["n=24", "steps=50"]))).collect();
+    assert!(two_d.iter().all(|l| *l == two_d[0]), "{two_d:#?}");
+    let three_d: Vec<String> = [1, 3, 4].iter().map(|&np| final_line(&heat(np, &["n=10", "dim=3", "steps=20"]))).collect();
+    assert!(three_d.iter().all(|l| *l == three_d[0]), "{three_d:#?}");
+}
+
+#[test]
+fn error_falls_at_second_order() {
+    let err = |n: usize| -> f64 {
+        field(&final_line(&heat(2, &[&format!("n={n}"), "t_end=0.01"])), "l2_error").parse().unwrap()
+    };
+    let (e16, e32, e64) = (err(16), err(32), err(64));
+    // Halving h divides the error by 4 (dt follows h^2).
+    assert!(e16 / e32 > 3.5 && e32 / e64 > 3.5, "errors {e16:e} {e32:e} {e64:e}");
+    assert!(e64 < 1e-4, "{e64:e}");
+}
+
+#[test]
+fn restart_from_a_checkpoint_on_another_rank_count_is_bit_identical() {
+    let reference = final_line(&heat(3, &["n=20", "steps=40"]));
+    let s = Scratch::new("heat-restart");
+    let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
+    // A first run of 25 steps at 4 ranks leaves checkpoints at steps 10 and 20.
+    final_line(&heat(4, &["n=20", "steps=25", "checkpoint.every=10", &dir]));
+    assert!(s.path().join("ckpt/ckpt-0000000020.h5").exists());
+    // The second, at 2 ranks, resumes from step 20 and finishes the 40 steps.
+    let o = heat(2, &["n=20", "steps=40", "checkpoint.every=10", &dir]);
+    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20 (4 ranks wrote it, 2 now)")), "{}", o.show());
+    assert_eq!(final_line(&o), reference);
+}
+
+#[test]
+fn bad_inputs_are_one_line_and_exit_2() {
+    for (sets, msg) in [
+        (vec!["n=1"], "error: --set n: `n` = 1: need at least 2 cells per side"),
+        (vec!["dim=4"], "error: --set dim: `dim` = 4: must be 2 or 3"),
+        (vec!["stpes=3"], "error: --set stpes: unknown input `stpes`"),
+        (vec!["backend=cuda"], "error: --set backend: `backend` = \"cuda\": this example runs on the CPU back end only, for now"),
+    ] {
+        let o = heat(2, &sets);
+        assert_eq!(o.code, Some(2), "{}", o.show());
+        assert_eq!(o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect::<Vec<_>>(), vec![msg], "{}", o.show());
+    }
+}
+
+#[test]
+fn the_inputs_file_runs() {
+    let s = Scratch::new("heat-inputs");
+    let o = Job::new(2, "heat")
+        .args(["--inputs", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/inputs/heat.toml")])
+        .args(["--set", "n=32", "--set", "steps=20", "--set", "checkpoint.every=0"])
+        .dir(s.path())
+        .run();
+    assert!(field(&final_line(&o), "step") == "20", "{}", o.show());
+}
