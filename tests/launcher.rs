@@ -260,3 +260,61 @@ fn help_has_examples_and_completions_generate() {
     o.assert_success();
     assert!(o.stdout.contains("_rankwise()"), "{}", o.show());
 }
+
+/// The heat example under `--restarts`, one rank SIGKILLed from outside twice, each time at a
+/// random moment after a new checkpoint: the final field has the bits of an uninterrupted run.
+#[test]
+fn supervised_heat_killed_twice_ends_with_the_uninterrupted_field() {
+    let heat = program("heat");
+    let s = Scratch::new("launcher-heat");
+    let sets = |dir: &str| -> Vec<String> {
+        ["n=64", "steps=6000", "checkpoint.every=300", &format!("checkpoint.dir={dir}")]
+            .iter()
+            .flat_map(|kv| ["--set".to_string(), kv.to_string()])
+            .collect()
+    };
+    let mut cmd = rankwise(&["run", "-n", "2", "heat"]);
+    cmd.args(sets(s.path().join("a").to_str().unwrap()));
+    let o = run(cmd);
+    o.assert_success();
+    let reference = o.stdout.lines().find(|l| l.starts_with("final ")).unwrap().to_string();
+
+    let status = s.path().join("status");
+    let dir = s.path().join("b");
+    let mut cmd = rankwise(&["run", "-n", "2", "--restarts", "3", "--backoff", "0", "--status-file", status.to_str().unwrap(), "heat"]);
+    cmd.args(sets(dir.to_str().unwrap()));
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let checkpoint = || std::fs::read_to_string(&status).ok().and_then(|s| s.lines().find(|l| l.starts_with("checkpoint")).map(str::to_string));
+    let mut seen = None;
+    for kill in 0..2 {
+        // Wait for a checkpoint newer than the last one seen, then kill at a random moment.
+        loop {
+            assert!(start.elapsed() < Duration::from_secs(120), "no new checkpoint after kill {kill}");
+            let now = checkpoint();
+            if now.is_some() && now != seen {
+                seen = now;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 40));
+        // A rank is a process whose argv[0] is the heat binary and whose arguments name our folder.
+        let rank = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let ours = args.first()? == heat.to_str()? && args.iter().any(|a| a.contains(dir.to_str().unwrap()));
+            ours.then(|| e.file_name().to_str()?.parse::<i32>().ok()).flatten()
+        });
+        let pid = rank.expect("no heat rank running");
+        // SAFETY: kill(2) of a rank of the job this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stderr.matches("rankwise: restart ").count(), 2, "{stderr}");
+    assert!(stdout.lines().any(|l| l == reference), "not the uninterrupted run's {reference}\n{stdout}\n{stderr}");
+}
