@@ -173,3 +173,23 @@ fn user_errors_are_clear() {
     assert!(o.code.is_some_and(|c| c != 0), "{}", o.show());
     assert!(o.stderr.contains("written by a newer Rankwise (format version 99, this one reads up to 1)"), "{}", o.show());
 }
+
+#[test]
+fn a_field_written_at_3_ranks_reads_back_at_2_ranks_with_wider_ghosts() {
+    let s = Scratch::new("ckpt-field");
+    let d = s.path().to_str().unwrap();
+    let o = Job::new(3, "ckpt").args(["field-write", d, "4"]).run();
+    o.assert_success();
+    for r in 0..3 {
+        assert_eq!(o.line(r, "rank="), format!("rank={r} field written mode=contiguous-collective"), "{}", o.show());
+    }
+    let o = Job::new(2, "ckpt").args(["field-read", d]).run();
+    o.assert_success();
+    let mut cells = 0;
+    for r in 0..2 {
+        let l = o.line(r, &format!("rank={r} field read "));
+        assert!(l.ends_with(" wrong=0 ghosts_touched=0"), "{}", o.show());
+        cells += l.split("cells=").nth(1).unwrap().split(' ').next().unwrap().parse::<usize>().unwrap();
+    }
+    assert_eq!(cells, 9 * 7 * 5, "{}", o.show());
+}

@@ -251,7 +251,7 @@ fn info_describes_this_machine() {
 
 #[test]
 fn help_has_examples_and_completions_generate() {
-    for sub in [&["--help"][..], &["run", "--help"], &["info", "--help"], &["completions", "--help"]] {
+    for sub in [&["--help"][..], &["run", "--help"], &["info", "--help"], &["completions", "--help"], &["ckpt", "--help"], &["ckpt", "list", "--help"], &["ckpt", "verify", "--help"], &["ckpt", "inspect", "--help"]] {
         let o = run(rankwise(sub));
         o.assert_success();
         assert!(o.stdout.contains("Example"), "{sub:?}\n{}", o.show());
@@ -317,4 +317,73 @@ fn supervised_heat_killed_twice_ends_with_the_uninterrupted_field() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(stderr.matches("rankwise: restart ").count(), 2, "{stderr}");
     assert!(stdout.lines().any(|l| l == reference), "not the uninterrupted run's {reference}\n{stdout}\n{stderr}");
+/// Checkpoints of steps 10 and 20 written at 2 ranks by the `ckpt` test program.
+fn checkpoints(name: &str) -> Scratch {
+    let s = Scratch::new(name);
+    for step in ["10", "20"] {
+        common::Job::new(2, "ckpt").args(["write", s.path().to_str().unwrap(), step]).run().assert_success();
+    }
+    s
+}
+
+#[test]
+fn ckpt_list_verify_and_inspect_describe_checkpoints() {
+    let s = checkpoints("launcher-ckpt");
+    let d = s.path().to_str().unwrap();
+    let f20 = s.path().join("ckpt-0000000020.h5");
+    let o = run(rankwise(&["ckpt", "list", d]));
+    o.assert_success();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", o.show());
+    assert!(lines[0].starts_with("step=10 time=1 size=") && lines[0].contains(" ranks=2 valid "), "{}", o.show());
+    assert!(lines[1].starts_with("step=20 time=2 size=") && lines[1].ends_with(&format!("valid  {}", f20.display())), "{}", o.show());
+
+    let o = run(rankwise(&["ckpt", "verify", d]));
+    o.assert_success();
+    assert!(o.stdout.contains(&format!("ok {} (step 20, 5 fields)", f20.display())), "{}", o.show());
+    assert!(o.stdout.ends_with("newest valid: step 20\n"), "{}", o.show());
+
+    let o = run(rankwise(&["ckpt", "inspect", f20.to_str().unwrap()]));
+    o.assert_success();
+    for want in ["step      20\n", "ranks     2\n", "param     alpha = 0.25\n", "field     c3 f64 [7, 5, 6] checksum "] {
+        assert!(o.stdout.contains(want), "{want:?}\n{}", o.show());
+    }
+
+    // Flip bytes inside a dataset's data (as tests/checkpoint.rs does).
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import h5py,sys; print(h5py.File(sys.argv[1])['c3'].id.get_offset())"])
+        .arg(&f20)
+        .output()
+        .unwrap();
+    let offset: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let mut bytes = std::fs::read(&f20).unwrap();
+    for b in &mut bytes[offset + 17..offset + 20] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&f20, bytes).unwrap();
+    for target in [d, f20.to_str().unwrap()] {
+        let o = run(rankwise(&["ckpt", "verify", target]));
+        assert_eq!(o.code, Some(1), "{}", o.show());
+        assert!(o.stdout.contains(&format!("invalid {}: field `c3` has checksum", f20.display())), "{}", o.show());
+    }
+    let o = run(rankwise(&["ckpt", "verify", d]));
+    assert!(o.stdout.contains("newest valid: step 10"), "{}", o.show());
+    let o = run(rankwise(&["ckpt", "list", d]));
+    o.assert_success();
+    assert!(o.stdout.lines().nth(1).unwrap().contains(" ranks=2 invalid: field `c3` has checksum"), "{}", o.show());
+
+    // Bad input: one `error:` line, exit 2.
+    let not_h5 = s.path().join("ckpt-0000000020.xmf");
+    let cases = [
+        (vec!["ckpt", "list", "/no/such/dir"], "error: no checkpoint directory /no/such/dir".to_string()),
+        (vec!["ckpt", "verify", "/no/such/file.h5"], "error: /no/such/file.h5: ".to_string()),
+        (vec!["ckpt", "inspect", not_h5.to_str().unwrap()], format!("error: {} is not a checkpoint (not an HDF5 file)", not_h5.display())),
+    ];
+    for (args, expect) in cases {
+        let o = run(rankwise(&args));
+        assert_eq!(o.code, Some(2), "{args:?}\n{}", o.show());
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}\n{}", o.show());
+        assert!(lines[0].starts_with(&expect), "{args:?}: expected {expect:?}\n{}", o.show());
+    }
 }

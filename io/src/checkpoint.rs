@@ -8,6 +8,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
 use crate::checksum::{self, Element};
@@ -109,6 +110,13 @@ impl<'c> CheckpointWriter<'c> {
         Ok(mode)
     }
 
+    /// Collective. Write `field` as `name`: this rank's interior (in place, not copied) at its
+    /// owned block of the decomposition's global shape.
+    pub fn write_field<T: Element>(&mut self, name: &str, field: &Field<T>) -> Result<IoMode> {
+        let d = field.decomposition();
+        self.write_block(name, d.global_shape(), &owned_start(d.owned()), field.interior())
+    }
+
     /// Collective. Close the file, make it durable (fsync), give it its final name (atomic rename),
     /// write the XDMF description beside it and drop checkpoints beyond the directory's `keep`.
     pub fn commit(mut self) -> Result<PathBuf> {
@@ -202,6 +210,13 @@ impl<'c> Checkpoint<'c> {
         Ok(())
     }
 
+    /// Collective. Read field `name` into `field`'s interior (this rank's owned block, in place) and
+    /// verify its checksum; the ghost cells are left as they are. Any rank count and ghost width.
+    pub fn read_field<T: Element>(&self, name: &str, field: &mut Field<T>) -> Result<()> {
+        let d = field.decomposition().clone();
+        self.read_block_into(name, d.global_shape(), &owned_start(d.owned()), field.interior_mut())
+    }
+
     /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
     pub fn read_slab<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
         let mut slab = ArrayD::<T>::default(IxDyn(shape));
@@ -226,6 +241,10 @@ impl<'c> Checkpoint<'c> {
         }
         .map(drop)
     }
+}
+
+fn owned_start(owned: &[std::ops::Range<usize>]) -> Vec<usize> {
+    owned.iter().map(|r| r.start).collect()
 }
 
 fn unreadable(path: &Path, e: hdf5::Error) -> IoError {

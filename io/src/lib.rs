@@ -15,9 +15,13 @@
 //! let mut w = dir.create(rt.world(), step, t)?;
 //! w.param("alpha", 0.25)?;
 //! w.write_block("u", &global, &start, u.view())?; // this rank's block at `start`
+//! w.write_field("v", &v)?; // a runtime `Field`: its interior at its owned block
 //! w.commit()?;
 //! // later, on any number of ranks:
-//! let r = dir.restore(rt.world(), |ck| ck.read_block_into("u", &global, &start, u.view_mut()))?;
+//! let r = dir.restore(rt.world(), |ck| {
+//!     ck.read_block_into("u", &global, &start, u.view_mut())?;
+//!     ck.read_field("v", &mut v) // into the interior; ghosts untouched
+//! })?;
 //! ```
 
 pub mod checksum;

@@ -1,6 +1,7 @@
 //! `rankwise`: one command to run, supervise and inspect Rankwise programs, on a workstation
 //! (mpirun) and on a cluster (srun inside a Slurm allocation).
 
+mod ckpt;
 mod info;
 mod launch;
 mod supervise;
@@ -20,6 +21,7 @@ Examples:
   rankwise info                                  what MPI, HDF5, BLAS, GPUs and Slurm a run here uses
   rankwise run -n 4 hello                        an example, on 4 ranks
   rankwise run -n 8 --restarts 3 heat -i heat.toml --set n=512
+  rankwise ckpt list ckpt/                       the checkpoints of a run, and whether they verify
   rankwise completions bash > /etc/bash_completion.d/rankwise")]
 struct Cli {
     #[command(subcommand)]
@@ -50,7 +52,28 @@ Examples:
     #[command(after_help = "Example:\n  rankwise completions bash > ~/.local/share/bash-completion/completions/rankwise")]
     Completions { shell: clap_complete::Shell },
     // Slurm jobs (`sbatch`, `status`, `cancel`, `sweep`, from rankwise-slurm) go here.
-    // Checkpoint tools (`ckpt list|verify|inspect`, from rankwise-io) go here.
+    /// Checkpoint tools: list a directory, verify checksums, inspect one file (no MPI needed).
+    #[command(subcommand, after_help = "\
+Examples:
+  rankwise ckpt list ckpt/                          step, time, size, ranks, valid or why not
+  rankwise ckpt verify ckpt/                        every checkpoint; exit 1 if any is damaged
+  rankwise ckpt inspect ckpt/ckpt-0000000100.h5     parameters and fields of one")]
+    Ckpt(CkptCmd),
+}
+
+#[derive(Subcommand)]
+enum CkptCmd {
+    /// One line per checkpoint in DIR, oldest first: step, time, size, ranks that wrote it, and
+    /// whether every field matches its checksum (or why not).
+    #[command(after_help = "Example:\n  rankwise ckpt list ckpt/")]
+    List { dir: PathBuf },
+    /// Read every field of FILE (or of every checkpoint in DIR) and check its checksum. Exit code:
+    /// 0 all valid, 1 one is damaged (named), 2 not a checkpoint.
+    #[command(after_help = "Examples:\n  rankwise ckpt verify ckpt/\n  rankwise ckpt verify ckpt/ckpt-0000000100.h5")]
+    Verify { path: PathBuf },
+    /// The metadata of one checkpoint: step, time, ranks, versions, parameters and fields.
+    #[command(after_help = "Example:\n  rankwise ckpt inspect ckpt/ckpt-0000000100.h5")]
+    Inspect { file: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -132,6 +155,9 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             info::print();
             Ok(0)
         }
+        Cmd::Ckpt(CkptCmd::List { dir }) => ckpt::list(&dir),
+        Cmd::Ckpt(CkptCmd::Verify { path }) => ckpt::verify_cmd(&path),
+        Cmd::Ckpt(CkptCmd::Inspect { file }) => ckpt::inspect_cmd(&file),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rankwise", &mut std::io::stdout());
             Ok(0)

@@ -8,7 +8,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 use rankwise::io::{Checkpoint, CheckpointDir, Element, IoError, Layout};
-use rankwise::runtime::{self, BadInput, Exit, InitOptions, Runtime};
+use rankwise::runtime::{self, BadInput, Decomposition, Exit, Field, InitOptions, Runtime};
 
 type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -80,6 +80,8 @@ fn main() {
             "write" => write(w, &dir, step, &args)?,
             "read" => read(w, &dir)?,
             "errors" => errors(w, &dir),
+            "field-write" => field_write(rt, &dir, step)?,
+            "field-read" => field_read(rt, &dir)?,
             "verify" => {
                 for (path, info) in dir.list()? {
                     match info {
@@ -163,6 +165,43 @@ fn read(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
         "rank={rank} restored step={} time={:?} ranks={} params={} wrong={} checksums={}",
         i.step, i.time, i.ranks, params.join(","), r.value, sums.join(",")
     );
+    Ok(())
+}
+
+/// The global shape of the Field written and read by `field-write` and `field-read`.
+const FIELD_SHAPE: [usize; 3] = [9, 7, 5];
+
+/// A `Field` (ghost width 1, ghosts NaN) written with `write_field`.
+fn field_write(rt: &Runtime, dir: &CheckpointDir, step: u64) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let d = std::sync::Arc::new(Decomposition::new(rt, &FIELD_SHAPE, &[false; 3])?);
+    let mut f = Field::<f64>::new(&d, 1);
+    f.data_mut().fill(f64::NAN);
+    f.fill_with(|g| value(linear(&FIELD_SHAPE, g), 5.0));
+    let mut ck = dir.create(rt.world(), step, step as f64 * 0.1)?;
+    let mode = ck.write_field("u", &f)?;
+    ck.commit()?;
+    println!("rank={} field written mode={mode}", d.rank());
+    Ok(())
+}
+
+/// The newest checkpoint's `u` read with `read_field` into a `Field` of ghost width 2 whose
+/// cells start at -7: every owned cell must hold the formula, every ghost still -7.
+fn field_read(rt: &Runtime, dir: &CheckpointDir) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let d = std::sync::Arc::new(Decomposition::new(rt, &FIELD_SHAPE, &[false; 3])?);
+    let mut f = Field::<f64>::new(&d, 2);
+    f.data_mut().fill(-7.0);
+    let path = dir.newest()?.ok_or("no checkpoint")?;
+    Checkpoint::open(rt.world(), &path)?.read_field("u", &mut f)?;
+    let start: Vec<usize> = d.owned().iter().map(|r| r.start).collect();
+    let (mut cells, mut wrong) = (0, 0);
+    for (i, v) in f.interior().indexed_iter() {
+        let g: Vec<usize> = (0..3).map(|k| start[k] + i[k]).collect();
+        cells += 1;
+        wrong += (v.to_bits() != value(linear(&FIELD_SHAPE, &g), 5.0).to_bits()) as usize;
+    }
+    f.interior_mut().fill(-7.0);
+    let ghosts_touched = f.data().iter().filter(|&&v| v != -7.0).count();
+    println!("rank={} field read cells={cells} wrong={wrong} ghosts_touched={ghosts_touched}", d.rank());
     Ok(())
 }
 
