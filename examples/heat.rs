@@ -87,11 +87,10 @@ fn main() {
         let h = 1.0 / inp.n as f64;
         u.fill_with(|i| i.iter().map(|&k| (2.0 * std::f64::consts::PI * (k as f64 + 0.5) * h).sin()).product());
 
-        let start: Vec<usize> = d.owned().iter().map(|r| r.start).collect();
         let catalogue = inp.ckpt_dir.as_ref().map(|dir| CheckpointDir::new(dir).keep(inp.ckpt_keep));
         let mut step = 0u64;
         if let Some(cat) = &catalogue {
-            if let Some(r) = cat.restore(d.comm(), |ck| ck.read_block_into("u", &global, &start, u.interior_mut()))? {
+            if let Some(r) = cat.restore(d.comm(), |ck| ck.read_field("u", &mut u))? {
                 step = r.info.step;
                 if rt.is_root() {
                     log::info!("restarted from step {step} ({} ranks wrote it, {} now)", r.info.ranks, rt.size());
@@ -102,7 +101,7 @@ fn main() {
             let cat = catalogue.as_ref().ok_or_else(|| BadInput("stopping needs checkpoint.dir".into()))?;
             let mut w = cat.create(d.comm(), step, step as f64 * inp.dt)?;
             w.param("n", inp.n as i64)?.param("dim", inp.dim as i64)?.param("alpha", inp.alpha)?;
-            w.write_block("u", &global, &start, u.interior())?;
+            w.write_field("u", u)?;
             Ok(w.commit()?)
         };
 
