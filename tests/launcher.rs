@@ -317,6 +317,8 @@ fn supervised_heat_killed_twice_ends_with_the_uninterrupted_field() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(stderr.matches("rankwise: restart ").count(), 2, "{stderr}");
     assert!(stdout.lines().any(|l| l == reference), "not the uninterrupted run's {reference}\n{stdout}\n{stderr}");
+}
+
 /// Checkpoints of steps 10 and 20 written at 2 ranks by the `ckpt` test program.
 fn checkpoints(name: &str) -> Scratch {
     let s = Scratch::new(name);
