@@ -8,6 +8,7 @@
 # Only one cluster runs at a time on a machine (the ports are fixed): `up` refuses with a clear
 # error while another one is up. Needs slurm-wlm and munge (scripts/setup.sh installs them).
 set -euo pipefail
+. "$(dirname "$0")/slurm-conf.sh"
 cmd=${1:-}; dir=${2:-}
 if [[ ! $cmd =~ ^(up|down|status)$ || -z $dir ]]; then
   echo "usage: $0 up|down|status DIR" >&2; exit 2
@@ -54,15 +55,12 @@ up() {
   chmod 600 "$dir/munge/munge.key"
   munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
     --pid-file="$dir/munge.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed"
-  cat > "$conf" <<CONF
+  { cat <<CONF
 # Written by scripts/slurm-cluster.sh: a one-node cluster on loopback.
 ClusterName=rankwise
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
-SlurmUser=root
-AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 TmpFS=$dir/tmp
@@ -70,23 +68,11 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
-MailProg=/bin/true
-SlurmdParameters=config_overrides
-JobCompType=jobcomp/filetxt
-JobCompLoc=$dir/log/jobcomp.txt
-MinJobAge=600
-# Short waits keep tests quick: TERM-to-KILL at the time limit, and the scheduler's pace.
-KillWait=5
-SchedulerParameters=sched_min_interval=100000
-NodeName=$host NodeAddr=127.0.0.1 CPUs=4 State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+    slurm_common_conf "$dir"
+    echo "NodeName=$host NodeAddr=127.0.0.1 CPUs=4 State=UNKNOWN"
+    echo "PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP"
+  } > "$conf"
   slurmctld -i || { logs; exit 1; }
   slurmd || { logs; exit 1; }
   for _ in $(seq 200); do

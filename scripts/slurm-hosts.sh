@@ -8,6 +8,7 @@
 # Needs slurm-wlm and munge. The config follows scripts/slurm-cluster.sh (one node on loopback);
 # the two should share one writer once both have landed.
 set -euo pipefail
+. "$(dirname "$0")/slurm-conf.sh"
 cmd=${1:-}; dir=${2:-}
 if [[ ! $cmd =~ ^(up|down|client)$ || -z $dir ]]; then
   echo "usage: $0 up|down DIR | client DIR CMD..." >&2; exit 2
@@ -41,9 +42,6 @@ up() {
 # Written by scripts/slurm-hosts.sh: controller on rw-head, one slurmd per host.
 ClusterName=rankwise
 SlurmctldHost=rw-head(10.231.0.254)
-SlurmUser=root
-AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 TmpFS=$dir/tmp/%n
@@ -51,22 +49,10 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
-MailProg=/bin/true
-SlurmdParameters=config_overrides
-JobCompType=jobcomp/filetxt
-JobCompLoc=$dir/log/jobcomp.txt
-MinJobAge=600
-# Short waits keep tests quick: TERM-to-KILL, the scheduler's pace, declaring a silent node DOWN.
-KillWait=5
-SchedulerParameters=sched_min_interval=100000
+# Declare a silent node DOWN quickly.
 SlurmdTimeout=10
 CONF
+    slurm_common_conf "$dir"
     for n in $nodes; do
       echo "NodeName=${n%=*} NodeAddr=${n#*=} NodeHostname=${n%=*} CPUs=2 State=UNKNOWN"
     done
