@@ -29,6 +29,7 @@ mod catalogue;
 mod checkpoint;
 mod error;
 mod hyperslab;
+pub mod image;
 mod meta;
 pub mod xdmf;
 
