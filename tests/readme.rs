@@ -75,7 +75,7 @@ fn every_block_is_of_a_checked_kind() {
     for b in &all {
         assert!(["rust", "console", "sh", "toml"].contains(&b.kind.as_str()), "README.md line {}: a ```{} block: tests/readme.rs checks rust, console, sh and toml blocks only", b.line, b.kind);
     }
-    assert!(all.iter().filter(|b| b.kind == "console").count() >= 4);
+    assert!(all.iter().any(|b| b.kind == "console"), "no blocks found: is the fence syntax still ```KIND?");
 }
 
 #[test]
@@ -194,17 +194,9 @@ fn console_blocks_print_what_the_readme_shows() {
         let mut script = String::new();
         for (cmd, _) in &cmds {
             let words: Vec<&str> = cmd.split_whitespace().collect();
-            if let ["rankwise", "run", rest @ ..] = &words[..] {
-                // Build the example it runs (flags with a value come in pairs).
-                let mut it = rest.iter();
-                while let Some(w) = it.next() {
-                    if ["-n", "-t", "--threads", "--restarts", "--ranks-per-node", "--launcher"].contains(w) {
-                        it.next();
-                    } else if !w.starts_with('-') {
-                        program(w);
-                        break;
-                    }
-                }
+            // Build the examples a `rankwise` command names.
+            if words[0] == "rankwise" {
+                words.iter().filter(|w| Path::new(ROOT).join(format!("examples/{w}.rs")).exists()).for_each(|w| drop(program(w)));
             }
             let cmd = if words[0] == "cargo" { format!("{cmd} {}", build_profile().join(" ")) } else { cmd.clone() };
             script.push_str(&format!("{cmd}\necho \"@@rc=$?@@\"\n"));
