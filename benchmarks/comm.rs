@@ -16,7 +16,7 @@
 //!   checksum, commit with fsync; restore with verification, from the disk: the page cache is
 //!   dropped before each read).
 //!
-//! Every time is the slowest rank's, per call, the best of a few batches (the machine is shared).
+//! Every time is the slowest rank's median of single calls (checkpoints: the best of three).
 //! The transport is read from `OMPI_MCA_btl` (`shm` for vader, `tcp`); scripts/bench-scaling.sh
 //! runs this at 1, 2 and 4 ranks over both, and `scale-model` fits and extrapolates the points.
 
@@ -40,9 +40,9 @@ const PARTS: [&str; 5] = ["pingpong", "exchange", "allreduce", "heat", "ckpt"];
 /// How much to measure: the full run or the tiny one the tests use.
 struct Plan {
     tiny: bool,
-    /// Seconds one batch of calls should take.
-    batch_s: f64,
-    batches: usize,
+    /// Seconds the calls of one measurement should take, and the fewest calls.
+    time_s: f64,
+    min_calls: usize,
 }
 
 impl Plan {
@@ -62,7 +62,7 @@ fn main() {
         if let Some(p) = parts.iter().find(|p| !PARTS.contains(p)) {
             return Err(BadInput(format!("unknown part {p:?} (the parts are {})", PARTS.join(","))).into());
         }
-        let plan = Plan { tiny, batch_s: if tiny { 0.002 } else { 0.05 }, batches: if tiny { 2 } else { 3 } };
+        let plan = Plan { tiny, time_s: if tiny { 0.005 } else { 0.1 }, min_calls: if tiny { 3 } else { 5 } };
         let btl = std::env::var("OMPI_MCA_btl").unwrap_or_default();
         let transport = if btl.contains("tcp") { "tcp" } else if btl.contains("vader") || btl.contains("sm") { "shm" } else { "default" };
         let out = Out { root: rt.is_root(), tag: format!("transport={transport} np={}", rt.size()) };
@@ -100,25 +100,25 @@ impl Out {
     }
 }
 
-/// Collective. Seconds per call of `f` on the slowest rank, the best batch mean; a batch repeats
-/// `f` as often as fits in the plan's batch time (one warm-up call and one probe call first).
+/// Collective. Seconds per call of `f`: each call timed alone, the median on each rank (a call
+/// that another process's time slice interrupted is an outlier, not the cost), the slowest rank's.
+/// As many calls as fit in the plan's time, after one warm-up and one probe call.
 fn per_call(w: &SimpleCommunicator, plan: &Plan, mut f: impl FnMut()) -> f64 {
     f();
     w.barrier();
     let t = Instant::now();
     f();
     let probe = slowest(w, t.elapsed().as_secs_f64());
-    let reps = ((plan.batch_s / probe.max(1e-9)) as usize).clamp(1, 1_000_000);
-    let mut best = f64::MAX;
-    for _ in 0..plan.batches {
-        w.barrier();
-        let t = Instant::now();
-        for _ in 0..reps {
+    let calls = ((plan.time_s / probe.max(1e-9)) as usize).clamp(plan.min_calls, 100_000);
+    let mut times: Vec<f64> = (0..calls)
+        .map(|_| {
+            let t = Instant::now();
             f();
-        }
-        best = best.min(slowest(w, t.elapsed().as_secs_f64() / reps as f64));
-    }
-    best
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    slowest(w, times[calls / 2])
 }
 
 /// Collective. The largest of the ranks' `x`.
@@ -174,7 +174,7 @@ fn allreduce(w: &SimpleCommunicator, plan: &Plan, out: &Out) {
 /// Explicit heat steps on one block per rank (interior `n^dim` cells, one ghost layer).
 fn heat(w: &SimpleCommunicator, plan: &Plan, out: &Out) -> R<()> {
     const NU_DT: f64 = 0.1;
-    for n in plan.pick(&[128, 512, 1024, 2048], &[64, 128]) {
+    for n in plan.pick(&[512, 1024, 2048, 2896], &[64, 128]) {
         let mut u = Array2::from_shape_fn((n + 2, n + 2), |(i, j)| ((i * 7 + j * 13) % 17) as f64);
         let mut v = u.clone();
         cpu::heat_step_2d(u.view(), v.view_mut(), 1, [1.0; 2], NU_DT)?;
@@ -184,7 +184,7 @@ fn heat(w: &SimpleCommunicator, plan: &Plan, out: &Out) -> R<()> {
         });
         out.point("heat2d", &format!("cells={}", n * n), t);
     }
-    for n in plan.pick(&[32, 64, 128, 192], &[16, 32]) {
+    for n in plan.pick(&[64, 96, 128, 192], &[16, 32]) {
         let mut u = Array3::from_shape_fn((n + 2, n + 2, n + 2), |(i, j, k)| ((i * 7 + j * 13 + k) % 17) as f64);
         let mut v = u.clone();
         cpu::heat_step_3d(u.view(), v.view_mut(), 1, [1.0; 3], NU_DT)?;
@@ -209,7 +209,7 @@ fn ckpt(rt: &Runtime, plan: &Plan, out: &Out, dir: &std::path::Path) -> R<()> {
         let mut f = Field::<f64>::new(&d, 1);
         f.fill_with(|g| (g[0] * COLS + g[1]) as f64);
         let (mut write, mut read) = (f64::MAX, f64::MAX);
-        for _ in 0..plan.batches {
+        for _ in 0..plan.min_calls.min(3) {
             step += 1;
             w.barrier();
             let t = Instant::now();
