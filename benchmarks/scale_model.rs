@@ -7,7 +7,8 @@
 //!
 //! Every series is fitted to `t = latency + size / bandwidth` by least squares on the relative
 //! error (so 8-byte and 2-MiB points count alike); collectives to
-//! `t = log2(P) (latency + size / bandwidth)`. The prediction takes nodes like this machine (its
+//! `t = log2(P) (latency + size / bandwidth)`; heat kernels take the largest block's cells per
+//! second. The prediction takes nodes like this machine (its
 //! measured heat-kernel rate with all its ranks busy, its measured checkpoint cost), joined by an
 //! assumed network and writing to an assumed parallel filesystem; every assumption is a `--set`
 //! key, printed with the tables. No MPI: this is arithmetic on a file.
@@ -149,7 +150,13 @@ fn fit_all(points: &[Point], out: &mut String) -> Fits {
                 (p2p, all.iter().copied().filter(|p| p.np == np).collect())
             }
         };
-        let Some(f) = fit(&used, x) else { continue };
+        let f = match series.starts_with("heat") {
+            // Per cell, no fixed cost: the largest block's rate. Smaller blocks run faster from the
+            // caches, and the predicted blocks are larger still.
+            true => used.iter().max_by(|a, b| a.size.total_cmp(&b.size)).map(|p| Fit { latency: 0.0, per_unit: p.seconds / p.size }),
+            false => fit(&used, x),
+        };
+        let Some(f) = f else { continue };
         let np = used.iter().map(|p| p.np).max().unwrap_or(1);
         let rms = (used.iter().map(|p| (f.at(x(p)) / p.seconds - 1.0).powi(2)).sum::<f64>() / used.len() as f64).sqrt();
         let unit = if series.starts_with("heat") { format!("rate_Gcells_s={:.4}", f.rate() / 1e9) } else { format!("bandwidth_GBs={:.4}", f.rate() / 1e9) };
@@ -188,6 +195,8 @@ struct Assumptions {
     pfs_bandwidth: f64,
     mtbf_node: f64,
     nodes: Vec<usize>,
+    /// A node's heat-kernel rate other than this machine's (a what-if for bigger nodes).
+    node_rate: Option<f64>,
 }
 
 fn assumptions(cfg: &Config) -> Result<Assumptions> {
@@ -201,6 +210,7 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
         pfs_bandwidth: cfg.get_or("pfs.bandwidth_GBs", 100.0)? * 1e9,
         mtbf_node: cfg.get_or("node.mtbf_years", 5.0)? * 365.25 * 86400.0,
         nodes: cfg.get_or("nodes", vec![1, 10, 100, 1000])?,
+        node_rate: cfg.get::<f64>("node.rate_Gcells_s")?.map(|r| r * 1e9),
     };
     if !(2..=3).contains(&a.dim) {
         bail!(cfg.invalid("dim", "must be 2 or 3"));
@@ -208,8 +218,8 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
     if a.weak_side < 1 || a.strong_side < 1 || a.nodes.iter().any(|&n| n == 0 || n > a.strong_side.pow(a.dim as u32)) {
         bail!("weak.side and strong.side must be positive, and nodes between 1 and strong.side^dim");
     }
-    if ![a.net_latency, a.net_bandwidth, a.pfs_bandwidth, a.mtbf_node].iter().all(|x| x.is_finite() && *x > 0.0) {
-        bail!("net.latency_us, net.bandwidth_GBs, pfs.bandwidth_GBs and node.mtbf_years must be positive");
+    if ![a.net_latency, a.net_bandwidth, a.pfs_bandwidth, a.mtbf_node, a.node_rate.unwrap_or(1.0)].iter().all(|x| x.is_finite() && *x > 0.0) {
+        bail!("net.latency_us, net.bandwidth_GBs, pfs.bandwidth_GBs, node.mtbf_years and node.rate_Gcells_s must be positive");
     }
     if !["ib", "tcp"].contains(&a.net.as_str()) {
         bail!(cfg.invalid("net", "is ib (the assumed InfiniBand figures) or tcp (this machine's TCP over loopback)"));
@@ -249,7 +259,7 @@ fn costs(f: &Fits, a: &Assumptions) -> Result<Costs> {
         _ => (a.net_latency, 1.0 / a.net_bandwidth),
     };
     Ok(Costs {
-        node_rate: f.np(&heat, "shm") as f64 * kernel.rate(),
+        node_rate: a.node_rate.unwrap_or(f.np(&heat, "shm") as f64 * kernel.rate()),
         kernel_call: kernel.latency,
         halo_per_msg: (ex.latency - pp.latency).max(0.0),
         halo_per_byte: (ex.per_unit - pp.per_unit).max(0.0),
@@ -390,10 +400,11 @@ fn run() -> Result<String> {
     let _ = writeln!(out, "\n# Model inputs");
     let _ = writeln!(
         out,
-        "MEASURED node_rate_Gcells_s={:.4} (heat{}d, {} ranks) halo_overhead_us_per_msg={:.3} halo_overhead_GBs={:.3} node_allreduce_us={:.3} ckpt_write_latency_s={:.4} ckpt_write_GBs={:.3} ckpt_read_latency_s={:.4} ckpt_read_GBs={:.3}",
+        "MEASURED node_rate_Gcells_s={:.4} (heat{}d, {} ranks{}) halo_overhead_us_per_msg={:.3} halo_overhead_GBs={:.3} node_allreduce_us={:.3} ckpt_write_latency_s={:.4} ckpt_write_GBs={:.3} ckpt_read_latency_s={:.4} ckpt_read_GBs={:.3}",
         c.node_rate / 1e9,
         a.dim,
         fits.np(&format!("heat{}d", a.dim), "shm"),
+        if a.node_rate.is_some() { "; ASSUMED instead: node.rate_Gcells_s" } else { "" },
         c.halo_per_msg * 1e6,
         1.0 / c.halo_per_byte / 1e9,
         c.node_allreduce * 1e6,

@@ -86,8 +86,9 @@ fn synthetic() -> String {
         point("ckpt_write", 2, &format!("bytes={}", b * 1024.0), 0.1 + b * 1024.0 / 1e9);
         point("ckpt_read", 2, &format!("bytes={}", b * 1024.0), 0.05 + b * 1024.0 / 2e9);
     }
-    for c in [1e4, 1e6, 1e7] {
-        point("heat3d", 2, &format!("cells={c}"), c / 1e8);
+    // Smaller blocks run faster (from the caches): the model takes the largest one's rate.
+    for (c, rate) in [(1e4, 1e9), (1e6, 2e8), (1e7, 1e8)] {
+        point("heat3d", 2, &format!("cells={c}"), c / rate);
     }
     s
 }
