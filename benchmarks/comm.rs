@@ -218,7 +218,7 @@ fn ckpt(rt: &Runtime, plan: &Plan, out: &Out, dir: &std::path::Path) -> R<()> {
     let w = rt.world();
     let cat = CheckpointDir::new(dir.join("ckpt")).keep(1);
     let mut step = 0;
-    for mib in plan.pick(&[4, 16, 64, 256], &[1, 16]) {
+    for mib in plan.pick(&[4, 16, 64, 256], &[1, 64]) {
         let rows = (mib << 20) / (8 * COLS);
         let d = Arc::new(Decomposition::with_grid(rt, &[rows, COLS], &[rt.size(), 1], &[false, false])?);
         let mut f = Field::<f64>::new(&d, 1);
