@@ -195,8 +195,9 @@ struct Assumptions {
     pfs_bandwidth: f64,
     mtbf_node: f64,
     nodes: Vec<usize>,
-    /// A node's heat-kernel rate other than this machine's (a what-if for bigger nodes).
+    /// A node other than this machine (what-ifs): its heat-kernel rate, its checkpoint bandwidth.
     node_rate: Option<f64>,
+    node_io: Option<f64>,
 }
 
 fn assumptions(cfg: &Config) -> Result<Assumptions> {
@@ -211,6 +212,7 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
         mtbf_node: cfg.get_or("node.mtbf_years", 5.0)? * 365.25 * 86400.0,
         nodes: cfg.get_or("nodes", vec![1, 10, 100, 1000])?,
         node_rate: cfg.get::<f64>("node.rate_Gcells_s")?.map(|r| r * 1e9),
+        node_io: cfg.get::<f64>("node.io_GBs")?.map(|r| r * 1e9),
     };
     if !(2..=3).contains(&a.dim) {
         bail!(cfg.invalid("dim", "must be 2 or 3"));
@@ -218,8 +220,8 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
     if a.weak_side < 1 || a.strong_side < 1 || a.nodes.iter().any(|&n| n == 0 || n > a.strong_side.pow(a.dim as u32)) {
         bail!("weak.side and strong.side must be positive, and nodes between 1 and strong.side^dim");
     }
-    if ![a.net_latency, a.net_bandwidth, a.pfs_bandwidth, a.mtbf_node, a.node_rate.unwrap_or(1.0)].iter().all(|x| x.is_finite() && *x > 0.0) {
-        bail!("net.latency_us, net.bandwidth_GBs, pfs.bandwidth_GBs, node.mtbf_years and node.rate_Gcells_s must be positive");
+    if ![a.net_latency, a.net_bandwidth, a.pfs_bandwidth, a.mtbf_node, a.node_rate.unwrap_or(1.0), a.node_io.unwrap_or(1.0)].iter().all(|x| x.is_finite() && *x > 0.0) {
+        bail!("net.latency_us, net.bandwidth_GBs, pfs.bandwidth_GBs, node.mtbf_years, node.rate_Gcells_s and node.io_GBs must be positive");
     }
     if !["ib", "tcp"].contains(&a.net.as_str()) {
         bail!(cfg.invalid("net", "is ib (the assumed InfiniBand figures) or tcp (this machine's TCP over loopback)"));
@@ -259,7 +261,7 @@ fn costs(f: &Fits, a: &Assumptions) -> Result<Costs> {
         _ => (a.net_latency, 1.0 / a.net_bandwidth),
     };
     Ok(Costs {
-        node_rate: a.node_rate.unwrap_or(f.np(&heat, "shm") as f64 * kernel.rate()),
+        node_rate: f.np(&heat, "shm") as f64 * kernel.rate(),
         kernel_call: kernel.latency,
         halo_per_msg: (ex.latency - pp.latency).max(0.0),
         halo_per_byte: (ex.per_unit - pp.per_unit).max(0.0),
@@ -395,16 +397,15 @@ fn run() -> Result<String> {
     // The fits, even if the model below cannot use them.
     print!("{out}");
     out.clear();
-    let c = costs(&fits, &a)?;
+    let mut c = costs(&fits, &a)?;
 
     let _ = writeln!(out, "\n# Model inputs");
     let _ = writeln!(
         out,
-        "MEASURED node_rate_Gcells_s={:.4} (heat{}d, {} ranks{}) halo_overhead_us_per_msg={:.3} halo_overhead_GBs={:.3} node_allreduce_us={:.3} ckpt_write_latency_s={:.4} ckpt_write_GBs={:.3} ckpt_read_latency_s={:.4} ckpt_read_GBs={:.3}",
+        "MEASURED node_rate_Gcells_s={:.4} (heat{}d, {} ranks) halo_overhead_us_per_msg={:.3} halo_overhead_GBs={:.3} node_allreduce_us={:.3} ckpt_write_latency_s={:.4} ckpt_write_GBs={:.3} ckpt_read_latency_s={:.4} ckpt_read_GBs={:.3}",
         c.node_rate / 1e9,
         a.dim,
         fits.np(&format!("heat{}d", a.dim), "shm"),
-        if a.node_rate.is_some() { "; ASSUMED instead: node.rate_Gcells_s" } else { "" },
         c.halo_per_msg * 1e6,
         1.0 / c.halo_per_byte / 1e9,
         c.node_allreduce * 1e6,
@@ -413,9 +414,19 @@ fn run() -> Result<String> {
         c.read.latency,
         c.read.rate() / 1e9
     );
+    // What-ifs for nodes unlike this one replace what was measured.
+    let mut instead = String::new();
+    if let Some(r) = a.node_rate {
+        c.node_rate = r;
+        let _ = write!(instead, " node.rate_Gcells_s={}", r / 1e9);
+    }
+    if let Some(b) = a.node_io {
+        (c.write.per_unit, c.read.per_unit) = (1.0 / b, 1.0 / b);
+        let _ = write!(instead, " node.io_GBs={}", b / 1e9);
+    }
     let _ = writeln!(
         out,
-        "ASSUMED net={} net_latency_us={:.3} net_bandwidth_GBs={:.3}{} pfs_bandwidth_GBs={} node_mtbf_years={} dim={} weak.side={} strong.side={}",
+        "ASSUMED net={} net_latency_us={:.3} net_bandwidth_GBs={:.3}{} pfs_bandwidth_GBs={} node_mtbf_years={} dim={} weak.side={} strong.side={}{instead}",
         a.net,
         c.net_latency * 1e6,
         1.0 / c.net_per_byte / 1e9,
