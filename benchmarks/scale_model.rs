@@ -8,10 +8,10 @@
 //! Every series is fitted to `t = latency + size / bandwidth` by least squares on the relative
 //! error (so 8-byte and 2-MiB points count alike); collectives to
 //! `t = log2(P) (latency + size / bandwidth)`; heat kernels take the largest block's cells per
-//! second. The prediction takes nodes like this machine (its
-//! measured heat-kernel rate with all its ranks busy, its measured checkpoint cost), joined by an
-//! assumed network and writing to an assumed parallel filesystem; every assumption is a `--set`
-//! key, printed with the tables. No MPI: this is arithmetic on a file.
+//! second. The prediction takes nodes like this machine (its measured heat-kernel rate with all
+//! its ranks busy, its measured checkpoint cost), joined by an assumed network and writing to an
+//! assumed parallel filesystem; every assumption is a `--set` key, printed with the tables.
+//! No MPI: this is arithmetic on a file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,17 +20,13 @@ use anyhow::{bail, Context, Result};
 use rankwise::runtime::{auto_grid, Config, EXIT_BAD_INPUT};
 
 fn main() {
-    match run() {
-        Ok(report) => print!("{report}"),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(EXIT_BAD_INPUT);
-        }
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(EXIT_BAD_INPUT);
     }
 }
 
 /// One `POINT` line of comm-bench.
-#[derive(Clone, Debug)]
 struct Point {
     series: String,
     transport: String,
@@ -147,14 +143,19 @@ fn fit_all(points: &[Point], out: &mut String) -> Fits {
             "allreduce" => (collective, all.iter().copied().filter(|p| p.np >= 2).collect()),
             _ => {
                 let np = all.iter().map(|p| p.np).max().unwrap_or(1);
-                (p2p, all.iter().copied().filter(|p| p.np == np).collect())
+                let mut used: Vec<&Point> = all.iter().copied().filter(|p| p.np == np).collect();
+                if series.starts_with("heat") {
+                    // Per cell, no fixed cost: the largest block's rate. Smaller blocks run faster
+                    // from the caches, and the predicted blocks are larger still.
+                    used.sort_by(|a, b| a.size.total_cmp(&b.size));
+                    used.drain(..used.len().saturating_sub(1));
+                }
+                (p2p, used)
             }
         };
-        let f = match series.starts_with("heat") {
-            // Per cell, no fixed cost: the largest block's rate. Smaller blocks run faster from the
-            // caches, and the predicted blocks are larger still.
-            true => used.iter().max_by(|a, b| a.size.total_cmp(&b.size)).map(|p| Fit { latency: 0.0, per_unit: p.seconds / p.size }),
-            false => fit(&used, x),
+        let f = match used[..] {
+            [p] if series.starts_with("heat") => Some(Fit { latency: 0.0, per_unit: p.seconds / p.size }),
+            _ => fit(&used, x),
         };
         let Some(f) = f else { continue };
         let np = used.iter().map(|p| p.np).max().unwrap_or(1);
@@ -382,7 +383,7 @@ fn time(s: f64) -> String {
     }
 }
 
-fn run() -> Result<String> {
+fn run() -> Result<()> {
     let cfg = Config::from_args(std::env::args().skip(1))?;
     let file: String = cfg.require("points")?;
     let a = assumptions(&cfg)?;
@@ -398,6 +399,7 @@ fn run() -> Result<String> {
     print!("{out}");
     out.clear();
     let mut c = costs(&fits, &a)?;
+
 
     let _ = writeln!(out, "\n# Model inputs");
     let _ = writeln!(
@@ -454,5 +456,6 @@ fn run() -> Result<String> {
     table(&weak, &mut out);
     let _ = writeln!(out, "\n# Predicted: strong scaling, {} cells in all", side(a.strong_side));
     table(&strong, &mut out);
-    Ok(out)
+    print!("{out}");
+    Ok(())
 }
