@@ -199,6 +199,8 @@ struct Assumptions {
     /// A node other than this machine (what-ifs): its heat-kernel rate, its checkpoint bandwidth.
     node_rate: Option<f64>,
     node_io: Option<f64>,
+    /// A run of the heat example here to check the model against: cells per side, ranks.
+    check: Option<(usize, usize)>,
 }
 
 fn assumptions(cfg: &Config) -> Result<Assumptions> {
@@ -214,6 +216,10 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
         nodes: cfg.get_or("nodes", vec![1, 10, 100, 1000])?,
         node_rate: cfg.get::<f64>("node.rate_Gcells_s")?.map(|r| r * 1e9),
         node_io: cfg.get::<f64>("node.io_GBs")?.map(|r| r * 1e9),
+        check: match cfg.get::<usize>("check.n")? {
+            Some(n) => Some((n, cfg.get_or("check.ranks", 2)?)),
+            None => None,
+        },
     };
     if !(2..=3).contains(&a.dim) {
         bail!(cfg.invalid("dim", "must be 2 or 3"));
@@ -231,6 +237,7 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
 }
 
 /// The costs the prediction combines, per node.
+#[derive(Clone)]
 struct Costs {
     /// Heat-kernel cells per second of a whole node, and the per-call overhead.
     node_rate: f64,
@@ -399,6 +406,26 @@ fn run() -> Result<()> {
     print!("{out}");
     out.clear();
     let mut c = costs(&fits, &a)?;
+    let periodic = vec![true; a.dim];
+    let mut check = String::new();
+    if let Some((n, ranks)) = a.check {
+        // The heat example on `ranks` ranks of this machine: each rank a "node" at its share of the
+        // node's rate, shared memory for the network.
+        let pp = fits.get("pingpong", "shm")?;
+        let here = Costs { node_rate: c.node_rate / fits.np(&format!("heat{}d", a.dim), "shm") as f64, net_latency: pp.latency, net_per_byte: pp.per_unit, node_allreduce: 0.0, ..c.clone() };
+        let grid = auto_grid(&vec![n; a.dim], &periodic, ranks)?;
+        let block = grid.iter().map(|&p| n.div_ceil(p)).collect();
+        let r = predict(&here, &a, ranks, grid, block);
+        let _ = writeln!(
+            check,
+            "\n# Check against a run here (compare with the heat example's step timer, per step)\nCHECK heat dim={} n={n} ranks={ranks} step_ms={:.3} compute_ms={:.3} halo_ms={:.3} allreduce_ms={:.4}",
+            a.dim,
+            r.step() * 1e3,
+            r.compute * 1e3,
+            r.halo * 1e3,
+            r.allreduce * 1e3
+        );
+    }
 
 
     let _ = writeln!(out, "\n# Model inputs");
@@ -440,7 +467,6 @@ fn run() -> Result<()> {
         a.strong_side
     );
 
-    let periodic = vec![true; a.dim];
     let mut weak = Vec::new();
     let mut strong = Vec::new();
     for &n in &a.nodes {
@@ -456,6 +482,6 @@ fn run() -> Result<()> {
     table(&weak, &mut out);
     let _ = writeln!(out, "\n# Predicted: strong scaling, {} cells in all", side(a.strong_side));
     table(&strong, &mut out);
-    print!("{out}");
+    print!("{out}{check}");
     Ok(())
 }

@@ -98,7 +98,7 @@ fn the_model_gives_back_known_costs_and_rejects_bad_input() {
     let scratch = Scratch::new("scaling-model");
     let file = scratch.path().join("points.txt");
     std::fs::write(&file, synthetic()).unwrap();
-    let (code, report, err) = model(&[format!("points={}", file.display())]);
+    let (code, report, err) = model(&[format!("points={}", file.display()), "check.n=100".into()]);
     assert_eq!(code, Some(0), "{report}{err}");
     for (series, latency_us, gbs) in [("pingpong", 2.0, 5.0), ("exchange", 5.0, 2.0), ("allreduce", 1.0, 1.0), ("ckpt_write", 1e5, 1.0), ("ckpt_read", 5e4, 2.0)] {
         assert!((fitted(&report, series, "shm", "latency_us") - latency_us).abs() < 1e-3 * latency_us, "{series}\n{report}");
@@ -117,6 +117,12 @@ fn the_model_gives_back_known_costs_and_rejects_bad_input() {
     let halo = 6.0 * (1.5e-6 + 3e-6) + 6.0 * face * (1.0 / 12e9 + 1.0 / 2e9 - 1.0 / 5e9);
     assert_eq!(weak[3][1], "10x10x10");
     assert_eq!(weak[3][4], format!("{:.2} ms", halo * 1e3), "{report}");
+
+    // The check here: 100^3 on 2 ranks of 1e8 cells/s each, split in two along the first axis:
+    // one message of two 100^2 faces over shared memory (the ping-pong), plus the runtime's costs.
+    let bytes = 2.0 * 8.0 * 100.0 * 100.0;
+    let step = 50.0 * 100.0 * 100.0 / 1e8 + (2e-6 + 3e-6) + bytes * (1.0 / 5e9 + 1.0 / 2e9 - 1.0 / 5e9) + (2e-6 + 32.0 / 5e9);
+    assert!(report.contains(&format!("CHECK heat dim=3 n=100 ranks=2 step_ms={:.3} ", step * 1e3)), "{step}\n{report}");
 
     let (code, _, err) = model(&[format!("points={}", scratch.path().join("missing.txt").display())]);
     assert_eq!(code, Some(2));
