@@ -239,9 +239,8 @@ fn assumptions(cfg: &Config) -> Result<Assumptions> {
 /// The costs the prediction combines, per node.
 #[derive(Clone)]
 struct Costs {
-    /// Heat-kernel cells per second of a whole node, and the per-call overhead.
+    /// Heat-kernel cells per second of a whole node.
     node_rate: f64,
-    kernel_call: f64,
     /// The runtime's exchange over shared memory beyond the bare ping-pong: packing, plans.
     halo_per_msg: f64,
     halo_per_byte: f64,
@@ -259,7 +258,6 @@ const ALLREDUCE_BYTES: f64 = 32.0;
 
 fn costs(f: &Fits, a: &Assumptions) -> Result<Costs> {
     let heat = format!("heat{}d", a.dim);
-    let kernel = f.get(&heat, "shm")?;
     let (pp, ex) = (f.get("pingpong", "shm")?, f.get("exchange", "shm")?);
     let (net_latency, net_per_byte) = match a.net.as_str() {
         "tcp" => {
@@ -269,8 +267,7 @@ fn costs(f: &Fits, a: &Assumptions) -> Result<Costs> {
         _ => (a.net_latency, 1.0 / a.net_bandwidth),
     };
     Ok(Costs {
-        node_rate: f.np(&heat, "shm") as f64 * kernel.rate(),
-        kernel_call: kernel.latency,
+        node_rate: f.np(&heat, "shm") as f64 * f.get(&heat, "shm")?.rate(),
         halo_per_msg: (ex.latency - pp.latency).max(0.0),
         halo_per_byte: (ex.per_unit - pp.per_unit).max(0.0),
         net_latency,
@@ -342,7 +339,7 @@ fn predict(c: &Costs, a: &Assumptions, nodes: usize, grid: Vec<usize>, block: Ve
         nodes,
         grid,
         block,
-        compute: c.kernel_call + cells / c.node_rate,
+        compute: cells / c.node_rate,
         halo,
         allreduce,
         checkpoint,
