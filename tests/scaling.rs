@@ -40,6 +40,8 @@ fn table<'a>(report: &'a str, title: &str) -> Vec<Vec<&'a str>> {
 
 #[test]
 fn a_tiny_measurement_gives_a_sane_model() {
+    // Built first: a build beside the measurement would take the cores it measures.
+    program("scale-model");
     let scratch = Scratch::new("scaling");
     let run = Job::new(2, "comm-bench")
         .args(["--set", "tiny=true", "--set", &format!("dir={}", scratch.path().display())])
