@@ -195,8 +195,8 @@ fn console_blocks_print_what_the_readme_shows() {
         for (cmd, _) in &cmds {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             // Build the examples a `rankwise` command names.
-            if words[0] == "rankwise" {
-                words.iter().filter(|w| Path::new(ROOT).join(format!("examples/{w}.rs")).exists()).for_each(|w| drop(program(w)));
+            for w in words.iter().filter(|w| words[0] == "rankwise" && Path::new(ROOT).join(format!("examples/{w}.rs")).exists()) {
+                program(w);
             }
             let cmd = if words[0] == "cargo" { format!("{cmd} {}", build_profile().join(" ")) } else { cmd.clone() };
             script.push_str(&format!("{cmd}\necho \"@@rc=$?@@\"\n"));
