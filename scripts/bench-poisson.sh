@@ -37,17 +37,19 @@ best() { # the line with the fewest seconds per iteration
 echo "poisson: CG on n x n cells, $ITERS iterations, best of $REPEAT runs each, $cores cores, load $(cut -d' ' -f1 /proc/loadavg)"
 for n in $NS; do
   for np in $RANKS; do
-    lines=""
-    for _ in $(seq "$REPEAT"); do lines+=$($mpirun -np "$np" "$target/petsc-cg" "$n" "$ITERS" | grep '^RESULT')$'\n'; done
-    petsc=$(best "${lines%$'\n'}")
-    echo "$petsc"
-    for dot in $DOTS; do
-      lines=""
-      for _ in $(seq "$REPEAT"); do
-        lines+=$($mpirun -np "$np" "$target/examples/poisson" --set n="$n" --set cg.tol=0 --set cg.max_iter="$ITERS" \
+    # Runs of PETSc and of ours take turns, so that a burst of load on the machine hits both.
+    declare -A lines=()
+    for _ in $(seq "$REPEAT"); do
+      lines[petsc]+=$($mpirun -np "$np" "$target/petsc-cg" "$n" "$ITERS" | grep '^RESULT')$'\n'
+      for dot in $DOTS; do
+        lines[$dot]+=$($mpirun -np "$np" "$target/examples/poisson" --set n="$n" --set cg.tol=0 --set cg.max_iter="$ITERS" \
           --set cg.dot="$dot" 2>/dev/null | grep '^final')$'\n'
       done
-      ours=$(best "${lines%$'\n'}")
+    done
+    petsc=$(best "${lines[petsc]%$'\n'}")
+    echo "$petsc"
+    for dot in $DOTS; do
+      ours=$(best "${lines[$dot]%$'\n'}")
       echo "$ours"
       # Same operator, right-hand side and algorithm: the residuals agree to rounding.
       if ! awk -v a="$(field residual "$petsc")" -v b="$(field residual "$ours")" 'BEGIN { d = a - b; exit !(d * d <= 1e-12 * a * a) }'; then
@@ -56,5 +58,6 @@ for n in $NS; do
       awk -v n="$n" -v np="$np" -v dot="$dot" -v r="$(field s_per_iter "$ours")" -v c="$(field s_per_iter "$petsc")" \
         'BEGIN { printf "n=%s np=%s dot=%s rankwise/petsc = %.3f (%.3e s / %.3e s per iteration)\n", n, np, dot, r / c, r, c }'
     done
+    unset lines
   done
 done
