@@ -51,8 +51,10 @@ for n in $NS; do
     for dot in $DOTS; do
       ours=$(best "${lines[$dot]%$'\n'}")
       echo "$ours"
-      # Same operator, right-hand side and algorithm: the residuals agree to rounding.
-      if ! awk -v a="$(field residual "$petsc")" -v b="$(field residual "$ours")" 'BEGIN { d = a - b; exit !(d * d <= 1e-12 * a * a) }'; then
+      # Same operator, right-hand side and algorithm: the residuals agree to rounding (or both
+      # are rounding noise, once CG has converged).
+      if ! awk -v a="$(field residual "$petsc")" -v b="$(field residual "$ours")" \
+        'BEGIN { d = a - b; exit !(d * d <= 1e-12 * a * a || (a < 1e-10 && b < 1e-10)) }'; then
         echo "error: residuals differ at n=$n np=$np: not the same computation" >&2; exit 1
       fi
       awk -v n="$n" -v np="$np" -v dot="$dot" -v r="$(field s_per_iter "$ours")" -v c="$(field s_per_iter "$petsc")" \
