@@ -2,7 +2,8 @@
 # Time per CG iteration: the poisson example against PETSc's KSPCG (benchmarks/petsc_cg.c: the
 # same grid, operator, slabs and right-hand side as an assembled AIJ matrix, PCNONE), a fixed
 # number of iterations (rtol = 0) at each size and rank count, best of REPEAT runs each.
-# Ours runs with each dot product of DOTS; the ratio is ours / PETSc (target <= 1.0).
+# Ours runs with each dot product of DOTS; the ratio is ours / PETSc (target <= 1.0), of the wall
+# time and of the CPU time (which leaves out waiting for a core on a loaded machine).
 #   scripts/bench-poisson.sh              N = 1024 and 2048, at 1 and 2 ranks, 50 iterations
 #   NS=512 RANKS="1 2 4" ITERS=100 REPEAT=3 DOTS=rows scripts/bench-poisson.sh
 set -euo pipefail
@@ -29,9 +30,9 @@ export OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_rmaps_bas
 mpirun=${RANKWISE_MPIRUN:-mpirun}
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-best() { # the line with the fewest seconds per iteration
-  awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^s_per_iter=/) { split($i, a, "="); print a[2], $0 } }' <<<"$1" |
-    sort -g | head -1 | cut -d' ' -f2-
+best() { # the fewest seconds per iteration of key $1 (s_per_iter or cpu_per_iter) in lines $2
+  awk -v key="$1" '{ for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) { split($i, a, "="); print a[2] } }' <<<"$2" |
+    sort -g | head -1
 }
 
 echo "poisson: CG on n x n cells, $ITERS iterations, best of $REPEAT runs each, $cores cores, load $(cut -d' ' -f1 /proc/loadavg)"
@@ -46,19 +47,22 @@ for n in $NS; do
           --set cg.dot="$dot" 2>/dev/null | grep '^final')$'\n'
       done
     done
-    petsc=$(best "${lines[petsc]%$'\n'}")
-    echo "$petsc"
+    printf '%s' "${lines[petsc]}"
+    petsc=$(head -1 <<<"${lines[petsc]}")
     for dot in $DOTS; do
-      ours=$(best "${lines[$dot]%$'\n'}")
-      echo "$ours"
+      printf '%s' "${lines[$dot]}"
+      ours=$(head -1 <<<"${lines[$dot]}")
       # Same operator, right-hand side and algorithm: the residuals agree to rounding (or both
       # are rounding noise, once CG has converged).
       if ! awk -v a="$(field residual "$petsc")" -v b="$(field residual "$ours")" \
         'BEGIN { d = a - b; exit !(d * d <= 1e-12 * a * a || (a < 1e-10 && b < 1e-10)) }'; then
         echo "error: residuals differ at n=$n np=$np: not the same computation" >&2; exit 1
       fi
-      awk -v n="$n" -v np="$np" -v dot="$dot" -v r="$(field s_per_iter "$ours")" -v c="$(field s_per_iter "$petsc")" \
-        'BEGIN { printf "n=%s np=%s dot=%s rankwise/petsc = %.3f (%.3e s / %.3e s per iteration)\n", n, np, dot, r / c, r, c }'
+      awk -v n="$n" -v np="$np" -v dot="$dot" \
+        -v r="$(best s_per_iter "${lines[$dot]}")" -v c="$(best s_per_iter "${lines[petsc]}")" \
+        -v rc="$(best cpu_per_iter "${lines[$dot]}")" -v cc="$(best cpu_per_iter "${lines[petsc]}")" \
+        'BEGIN { printf "n=%s np=%s dot=%s rankwise/petsc = %.3f wall (%.3e s / %.3e s per iteration), %.3f cpu (%.3e s / %.3e s)\n",
+                 n, np, dot, r / c, r, c, rc / cc, rc, cc }'
     done
     unset lines
   done
