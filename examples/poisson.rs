@@ -2,13 +2,12 @@
 //! solved by matrix-free conjugate gradients on a distributed field.
 //!
 //! Cell-centred grid of `n` cells per side (as in the heat example); the Dirichlet condition
-//! lives in the ghost cells (`ghost = -inside`, so `u` vanishes on the cell face). The right-hand
-//! side comes from the manufactured solution `u = prod_i x_i (1 - x_i)`, whose right-hand side
-//! spans the whole spectrum (a single sine mode is an eigenvector of the discrete operator: CG
-//! would solve it in one step). The final line gives
-//! the CG iterations, the relative residual, the L2 error against that solution (second order in
-//! `1/n`), a checksum of the solution's bits and the time per iteration (wall and CPU, the
-//! slowest rank's).
+//! lives in the ghost cells (`ghost = -inside`, so `u` vanishes on the cell face). `f` comes from
+//! the manufactured solution `u = prod_i x_i (1 - x_i)`, which excites the whole spectrum (a
+//! single sine mode is an eigenvector of the discrete operator: CG would solve it in one step).
+//! The final line gives the CG iterations, the relative residual, the L2 error against that
+//! solution (second order in `1/n`), a checksum of the solution's bits and the time per iteration
+//! (wall and CPU, the slowest rank's).
 //!
 //! The CG scalars are reproducible by default (`cg.dot = "rows"`): every row of the grid (the
 //! last axis, never split over ranks here) gets its partial sum in a fixed order inside the
@@ -224,6 +223,7 @@ impl Cg {
         let exchange = self.p.begin_exchange(Stencil::Star);
         self.for_tiles(1..nx.saturating_sub(1), |cg, planes| cg.laplacian(planes))?;
         exchange.finish(&mut self.p);
+        // The first and the last plane (one plane when nx = 1).
         self.laplacian(0..nx.min(1))?;
         self.laplacian(nx.max(2) - 1..nx)?;
         Ok(-match self.dot {
