@@ -21,7 +21,9 @@ if ! pkg-config --exists PETSc; then
 fi
 cargo build --release --quiet --example poisson
 target=${CARGO_TARGET_DIR:-target}/release
-mpicc -O3 -o "$target/petsc-cg" benchmarks/petsc_cg.c $(pkg-config --cflags --libs PETSc)
+# Debian's PETSc is built on OpenMPI: its driver builds and runs with OpenMPI whatever RANKWISE_MPI says.
+"$(command -v mpicc.openmpi || echo mpicc)" -O3 -o "$target/petsc-cg" benchmarks/petsc_cg.c $(pkg-config --cflags --libs PETSc)
+petsc_mpirun=$(command -v mpirun.openmpi || echo mpirun)
 cores=$(nproc)
 
 # Shared memory and loopback only; one thread per rank for both (PETSc's BLAS is threaded).
@@ -41,7 +43,7 @@ for n in $NS; do
     # Runs of PETSc and of ours take turns, so that a burst of load on the machine hits both.
     declare -A lines=()
     for _ in $(seq "$REPEAT"); do
-      lines[petsc]+=$($mpirun -np "$np" "$target/petsc-cg" "$n" "$ITERS" | grep '^RESULT')$'\n'
+      lines[petsc]+=$($petsc_mpirun -np "$np" "$target/petsc-cg" "$n" "$ITERS" | grep '^RESULT')$'\n'
       for dot in $DOTS; do
         lines[$dot]+=$($mpirun -np "$np" "$target/examples/poisson" --set n="$n" --set cg.tol=0 --set cg.max_iter="$ITERS" \
           --set cg.dot="$dot" 2>/dev/null | grep '^final')$'\n'
