@@ -46,6 +46,18 @@ build() {
   echo "gpu-check: built into $dir ($(du -sh "$dir" | cut -f1))" >&2
 }
 
+# The heat example, one rank, 2-D n = 4096: time per step (the timer report's total over its
+# calls) on the GPU and on the CPU (every core), as GB/s of the 16 bytes a cell moves.
+heat_figures() {
+  local n=4096 backend
+  for backend in cuda cpu; do
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+      mpirun -np 1 --bind-to none "$1" --set n=$n --set steps=100 --set backend=$backend 2>&1 |
+      awk -v n=$n -v b=$backend '$1 == "step" { t = $4 / $2; printf "heat example 2-D %d^2 %-5s %9.6f s/step %7.1f GB/s\n", n, b, t, 16 * n * n / t / 1e9; ok = 1 }
+                                 END { exit !ok }' || { echo "heat example on $backend failed"; return 1; }
+  done
+}
+
 run() {
   local dir=$1 results=$2
   unpacked=$(mktemp -d) && trap 'rm -rf "$unpacked"' EXIT && tar -C "$unpacked" -xzf "$dir/lib.tar.gz"
@@ -60,6 +72,7 @@ run() {
   tests=$("$dir/cuda-tests" --test-threads=1 --nocapture 2>&1) || rc=$?
   tests+=$'\n'$("$dir/gpu-tests" --test-threads=1 --nocapture 2>&1) || rc=$?
   bench=$("$dir/kernels-bench" 2>&1) || rc=$?
+  bench+=$'\n'$(heat_figures "$dir/examples/heat") || rc=$?
   report=$(
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), ${device:-no nvidia-smi}"
     echo '```'

@@ -143,7 +143,9 @@ impl DeviceField {
     /// ghost width): to start from initial values or a checkpoint.
     pub fn from_host(&mut self, field: &Field<f64>) -> Result<()> {
         self.check_same(field.decomposition(), field.ghost());
-        self.block = DeviceBlock::upload(&self.gpu, field.data(), self.ghost)?;
+        let host = field.data.as_slice().expect("a field's block is contiguous");
+        // From pageable memory the copy has read `host` when it returns.
+        self.gpu.stream().memcpy_htod(host, self.block.array_mut().data_mut()).map_err(kernels_error)?;
         Ok(())
     }
 
