@@ -229,6 +229,6 @@ mod tests {
         }
         assert!(Slab::new(&[4, 4], &[0..2, 0..4], 7).is_err(), "buffer too small");
         assert!(Slab::new(&[4, 4], &[0..5, 0..4], 100).is_err(), "box outside the block");
-        assert!(Slab::new(&[4, 4], &[0..2], 100).is_err(), "axes differ");
+        assert!(Slab::new(&[4, 4], std::slice::from_ref(&(0..2)), 100).is_err(), "axes differ");
     }
 }
