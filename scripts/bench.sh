@@ -7,3 +7,4 @@ echo "== kernels: stencils and vector ops vs a STREAM triad, dense GFLOP/s"; car
 echo "== 2-D heat step vs the C + MPI reference"; scripts/bench-heat.sh
 echo "== checkpoint write/read vs raw sequential I/O"; scripts/bench-ckpt.sh
 echo "== rankwise run vs bare mpirun"; scripts/bench-launcher.sh
+echo "== scale model: messages, allreduce, checkpoints, heat kernels; predictions to 1,000 nodes"; scripts/bench-scaling.sh

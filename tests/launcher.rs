@@ -19,9 +19,9 @@ fn rankwise_bin() -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !*built {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut cargo = common::cargo();
         cargo.args(["build", "-p", "rankwise-launcher"]).args(common::build_profile());
-        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        assert!(cargo.status().unwrap().success(), "cannot build rankwise");
         *built = true;
     }
     let exe = std::env::current_exe().unwrap();
