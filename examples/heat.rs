@@ -20,6 +20,9 @@ use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
 use rankwise::runtime::{self, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
 
+#[path = "heat/gpu.rs"]
+mod gpu;
+
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 struct Inputs {
@@ -28,6 +31,7 @@ struct Inputs {
     steps: u64,
     alpha: f64,
     dt: f64,
+    backend: String,
     ckpt_dir: Option<PathBuf>,
     ckpt_every: u64,
     ckpt_keep: usize,
@@ -53,8 +57,8 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     if !(alpha > 0.0) || !(cfl > 0.0 && cfl <= 1.0) {
         return Err(BadInput("alpha must be positive and cfl in (0, 1]".into()).into());
     }
-    if backend != "cpu" {
-        return Err(cfg.invalid("backend", "this example runs on the CPU back end only, for now").into());
+    if !["cpu", "cuda", "auto"].contains(&backend.as_str()) {
+        return Err(cfg.invalid("backend", "expected cpu, cuda or auto").into());
     }
     // Forward Euler is stable for dt <= h^2 / (2 dim alpha).
     let h = 1.0 / n as f64;
@@ -79,6 +83,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         steps,
         alpha,
         dt,
+        backend,
         ckpt_dir: cfg.get::<PathBuf>("checkpoint.dir")?,
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
@@ -120,6 +125,7 @@ fn main() {
             Ok(w.commit()?)
         };
 
+        let mut gpu = gpu::select(rt, &cfg, &inp.backend, &u)?;
         let policy = StopPolicy::new(rt, StopOptions::default())?;
         let mut progress = Progress::new(rt);
         let nu_dt = inp.alpha * inp.dt;
@@ -128,14 +134,22 @@ fn main() {
         while step < inp.steps {
             {
                 let _t = rt.timers().start("step");
-                heat_step(&mut u, &mut v, h, nu_dt)?;
-                std::mem::swap(&mut u, &mut v);
+                match &mut gpu {
+                    Some(g) => g.step(h, nu_dt)?,
+                    None => {
+                        heat_step(&mut u, &mut v, h, nu_dt)?;
+                        std::mem::swap(&mut u, &mut v);
+                    }
+                }
             }
             step += 1;
             let time = step as f64 * inp.dt;
             let due = inp.ckpt_every > 0 && step % inp.ckpt_every == 0 && step < inp.steps;
             let decision = policy.check(rt, step);
             if due || decision.checkpoint {
+                if let Some(g) = &gpu {
+                    g.to_host(&mut u)?;
+                }
                 let path = rt.timers().time("checkpoint", || checkpoint(&u, step))?;
                 progress.checkpointed(step, time, &path)?;
             } else {
@@ -154,6 +168,9 @@ fn main() {
             }
         }
 
+        if let Some(g) = &gpu {
+            g.to_host(&mut u)?;
+        }
         // Error against the exact decay of the mode, and the field's bits.
         let time = inp.steps as f64 * inp.dt;
         let decay = (-4.0 * std::f64::consts::PI.powi(2) * inp.dim as f64 * inp.alpha * time).exp();

@@ -56,12 +56,27 @@ fn bad_inputs_are_one_line_and_exit_2() {
         (vec!["n=1"], "error: --set n: `n` = 1: need at least 2 cells per side"),
         (vec!["dim=4"], "error: --set dim: `dim` = 4: must be 2 or 3"),
         (vec!["stpes=3"], "error: --set stpes: unknown input `stpes`"),
-        (vec!["backend=cuda"], "error: --set backend: `backend` = \"cuda\": this example runs on the CPU back end only, for now"),
+        (vec!["backend=gpu"], "error: --set backend: `backend` = \"gpu\": expected cpu, cuda or auto"),
     ] {
         let o = heat(2, &sets);
         assert_eq!(o.code, Some(2), "{}", o.show());
         assert_eq!(o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect::<Vec<_>>(), vec![msg], "{}", o.show());
     }
+}
+
+#[test]
+fn cuda_without_a_gpu_is_one_line_and_exit_2_and_auto_runs_on_the_cpu() {
+    if rankwise::kernels::CudaBackend::new(0).is_ok() {
+        eprintln!("skipping: a GPU is usable here (tests/gpu.rs runs heat on it)");
+        return;
+    }
+    let o = heat(2, &["backend=cuda"]);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errors: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", o.show());
+    assert!(errors[0].starts_with("error: --set backend: `backend` = \"cuda\": no usable GPU: "), "{}", o.show());
+    let sets = ["n=24", "steps=20"];
+    assert_eq!(final_line(&heat(2, &[&sets[..], &["backend=auto"]].concat())), final_line(&heat(2, &sets)));
 }
 
 #[test]

@@ -15,6 +15,10 @@ static MPIRUN: Mutex<()> = Mutex::new(());
 
 /// Path of an example or test program built alongside this test binary.
 pub fn program(name: &str) -> PathBuf {
+    // Programs built beforehand: scripts/gpu-check.sh carries them to a machine with no cargo.
+    if let Some(dir) = std::env::var_os("RANKWISE_TEST_PROGRAMS") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
     let p = dir.join("examples").join(name);
