@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Ix2, Ix3, Slice};
-use rankwise::io::{image, CheckpointDir, CheckpointWriter};
+use rankwise::io::{image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
 use rankwise::runtime::{self, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
@@ -110,7 +110,20 @@ fn main() {
         let catalogue = inp.ckpt_dir.as_ref().map(|dir| CheckpointDir::new(dir).keep(inp.ckpt_keep));
         let mut step = 0u64;
         if let Some(cat) = &catalogue {
-            if let Some(r) = cat.restore(d.comm(), |ck| ck.read_field("u", &mut u))? {
+            let load = |ck: &Checkpoint| {
+                ck.expect_param("n", inp.n as i64)?;
+                ck.expect_param("dim", inp.dim as i64)?;
+                ck.expect_param("alpha", inp.alpha)?;
+                ck.read_field("u", &mut u)
+            };
+            // Another run's checkpoint is the user's mistake: say so, and leave it where it is.
+            let restored = cat.restore(d.comm(), load).map_err(|e| match e {
+                IoError::Param { .. } | IoError::Shape { .. } | IoError::MissingField { .. } => {
+                    Box::new(BadInput(format!("{e}: use another checkpoint.dir, or move that one away"))) as Box<dyn std::error::Error + Send + Sync>
+                }
+                e => e.into(),
+            })?;
+            if let Some(r) = restored {
                 step = r.info.step;
                 if rt.is_root() {
                     log::info!("restarted from step {step} ({} ranks wrote it, {} now)", r.info.ranks, rt.size());

@@ -48,6 +48,15 @@ fn restart_from_a_checkpoint_on_another_rank_count_is_bit_identical() {
     let o = heat(2, &["n=20", "steps=40", "checkpoint.every=10", &dir]);
     assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20 (4 ranks wrote it, 2 now)")), "{}", o.show());
     assert_eq!(final_line(&o), reference);
+    // Another run's checkpoints (another alpha) are refused in one line, and left where they are.
+    let listing = || std::fs::read_dir(s.path().join("ckpt")).unwrap().map(|e| e.unwrap().file_name()).collect::<std::collections::BTreeSet<_>>();
+    let before = listing();
+    let o = heat(2, &["n=20", "steps=40", "alpha=2", &dir]);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errors: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", o.show());
+    assert!(errors[0].contains("written with alpha = 1.0, this run has alpha = 2.0"), "{}", o.show());
+    assert_eq!(listing(), before);
 }
 
 #[test]

@@ -188,6 +188,20 @@ impl<'c> Checkpoint<'c> {
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.info.param(name)
     }
+    /// Check that the checkpoint was written with `name = value`, so that a restart never picks
+    /// up another run's state ([`IoError::Param`] otherwise; a missing parameter counts as different).
+    pub fn expect_param(&self, name: &str, value: impl Into<Param>) -> Result<()> {
+        let expected = value.into();
+        match self.param(name) {
+            Some(found) if *found == expected => Ok(()),
+            found => Err(IoError::Param {
+                path: self.file.filename().into(),
+                name: name.into(),
+                expected: expected.to_string(),
+                found: found.map_or("nothing".into(), |f| f.to_string()),
+            }),
+        }
+    }
 
     /// Collective. Read this rank's block of field `name` (of shape `shape` at `start`; empty is
     /// fine) and verify the field's checksum. The blocks of all ranks must cover the array exactly

@@ -19,6 +19,9 @@ pub enum IoError {
     MissingField { path: PathBuf, name: String, have: String },
     #[error("field `{name}`: global shape {found:?} in the file, {expected:?} expected")]
     Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    /// The file was written by another run: a parameter it was written with differs.
+    #[error("{}: written with {name} = {found}, this run has {name} = {expected}", path.display())]
+    Param { path: PathBuf, name: String, expected: String, found: String },
     #[error("field `{name}`: element type {found} in the file, {expected} expected")]
     Dtype { name: String, expected: String, found: String },
     #[error("field `{name}`: block at {start:?} of shape {shape:?} does not fit in the global shape {global:?}")]
