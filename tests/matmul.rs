@@ -40,7 +40,7 @@ fn past_gather_max_only_the_matvec_check_runs() {
     o.assert_success();
     assert!(check(&o, "matvec").unwrap() < 1e-13, "{}", o.show());
     assert!(check(&o, "gather").is_none(), "{}", o.show());
-    assert!(o.line(0, "reference dgemm n=300 ranks=1 ").contains("summa/reference="), "{}", o.show());
+    assert!(o.line(0, "reference dgemm n=300 ranks=1 ").contains(" ratio="), "{}", o.show());
 }
 
 #[test]
