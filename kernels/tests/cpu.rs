@@ -205,6 +205,13 @@ fn dense_matmul_matches_the_triple_loop() {
     cpu::matmul(a.view(), b.view(), c.view_mut()).unwrap();
     assert_close("matmul", c.view(), naive_matmul(&a, &b).view(), TOL);
     assert!(matches!(cpu::matmul(a.view(), a.view(), c.view_mut()), Err(Error::Shape(_))));
+
+    // gemm accumulates: c = 2 a b - 0.5 c.
+    let c0 = random((70, 33));
+    let mut c = c0.clone();
+    cpu::gemm(2.0, a.view(), b.view(), -0.5, c.view_mut()).unwrap();
+    assert_close("gemm", c.view(), (naive_matmul(&a, &b) * 2.0 - &c0 * 0.5).view(), TOL);
+    assert!(matches!(cpu::gemm(1.0, a.view(), a.view(), 1.0, c.view_mut()), Err(Error::Shape(_))));
 }
 
 /// A random symmetric positive definite matrix, well conditioned.

@@ -9,11 +9,17 @@ fn linalg(e: ndarray_linalg::error::LinalgError) -> Error {
 }
 
 /// `c = a b` (BLAS `dgemm`).
-pub fn matmul(a: ArrayView2<f64>, b: ArrayView2<f64>, mut c: ArrayViewMut2<f64>) -> Result<()> {
+pub fn matmul(a: ArrayView2<f64>, b: ArrayView2<f64>, c: ArrayViewMut2<f64>) -> Result<()> {
+    gemm(1.0, a, b, 0.0, c)
+}
+
+/// `c = alpha a b + beta c` (BLAS `dgemm`); `beta = 1` accumulates a sum of products in place,
+/// as a blocked algorithm (SUMMA) does panel by panel.
+pub fn gemm(alpha: f64, a: ArrayView2<f64>, b: ArrayView2<f64>, beta: f64, mut c: ArrayViewMut2<f64>) -> Result<()> {
     if a.ncols() != b.nrows() || c.dim() != (a.nrows(), b.ncols()) {
         return Err(Error::Shape(format!("{:?} times {:?} into {:?}", a.dim(), b.dim(), c.dim())));
     }
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    general_mat_mul(alpha, &a, &b, beta, &mut c);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ mod sparse;
 mod stencil;
 mod vector;
 
-pub use dense::{cholesky, eigh, lu_solve, matmul};
+pub use dense::{cholesky, eigh, gemm, lu_solve, matmul};
 pub use sparse::spmv;
 pub use stencil::{heat_step_2d, heat_step_3d, jacobi_2d, jacobi_3d, laplacian_2d, laplacian_3d};
 pub(crate) use stencil::check_block;
