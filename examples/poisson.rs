@@ -142,10 +142,10 @@ fn main() {
             let sum = g.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3));
             let per_iter = |t: f64| t / iterations.max(1) as f64;
             println!(
-                "final iterations={iterations} residual={residual:.6e} l2_error={l2:.6e} checksum={sum:016x} s_per_iter={:.6e} cpu_per_iter={:.6e} dot={:?}",
+                "final iterations={iterations} residual={residual:.6e} l2_error={l2:.6e} checksum={sum:016x} s_per_iter={:.6e} cpu_per_iter={:.6e} dot={}",
                 per_iter(seconds),
                 per_iter(cpu_max),
-                inp.dot
+                format!("{:?}", inp.dot).to_lowercase()
             );
         }
         Ok(Exit::Done)
