@@ -165,8 +165,27 @@ pub(crate) fn volume(r: &Region) -> usize {
     r.iter().map(|x| x.len()).product()
 }
 
-fn region_view<'a, T>(a: &'a ArrayD<T>, r: &Region) -> ndarray::ArrayViewD<'a, T> {
-    a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone()))
+/// Append the cells of box `r` of `a` to `buf`, in C order, a row (last axis) at a time: rows of
+/// a field are contiguous, so most of the copy is memcpy.
+fn pack<T: Copy>(a: &ArrayD<T>, r: &Region, buf: &mut Vec<T>) {
+    for row in a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone())).rows() {
+        match row.as_slice() {
+            Some(cells) => buf.extend_from_slice(cells),
+            None => buf.extend(row.iter().copied()),
+        }
+    }
+}
+
+/// Fill box `r` of `a` from the front of `src` (in C order) and advance `src` past it.
+fn unpack<T: Copy>(a: &mut ArrayD<T>, r: &Region, src: &mut &[T]) {
+    for mut row in a.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone())).rows_mut() {
+        let (head, rest) = src.split_at(row.len());
+        match row.as_slice_mut() {
+            Some(cells) => cells.copy_from_slice(head),
+            None => row.iter_mut().zip(head).for_each(|(d, s)| *d = *s),
+        }
+        *src = rest;
+    }
 }
 
 /// The owned cells of a block of `shape` split for a split-phase update by a stencil that
@@ -249,7 +268,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             let mut buf = Vec::with_capacity(fields.len() * regions.iter().map(volume).sum::<usize>());
             for f in fields {
                 for r in regions {
-                    buf.extend(region_view(&f.data, r).iter().copied());
+                    pack(&f.data, r, &mut buf);
                 }
             }
             if *peer == me {
@@ -287,11 +306,10 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         }
         self.wait();
         for ((_, regions), buf) in self.plan.recvs.iter().zip(&self.recv_bufs) {
-            let mut it = buf.iter();
+            let mut src = &buf[..];
             for f in fields.iter_mut() {
                 for r in regions {
-                    let mut dst = f.data.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone()));
-                    dst.iter_mut().zip(&mut it).for_each(|(d, s)| *d = *s);
+                    unpack(&mut f.data, r, &mut src);
                 }
             }
         }
