@@ -1,11 +1,12 @@
 # Sourced by slurm-cluster.sh and slurm-hosts.sh: the slurm.conf settings both clusters share
 # (see ../shared/SLURM.md for why each one matters here).
-# usage: slurm_common_conf DIR   (DIR holds the munge socket and the job-completion log)
+# usage: slurm_common_conf DIR [CRED_EXPIRE]   (DIR holds the munge socket and the job-completion
+# log; CRED_EXPIRE, default 10 s, is also how long a requeued job waits before it may start again)
 slurm_common_conf() {
   cat <<CONF
 SlurmUser=root
 AuthType=auth/munge
-AuthInfo=socket=$1/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$1/munge/munge.socket,cred_expire=${2:-10}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres

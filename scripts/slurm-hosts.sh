@@ -49,10 +49,14 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd-%n.log
-# Declare a silent node DOWN quickly.
-SlurmdTimeout=10
+# Node loss, detected fast: slurmctld pings each slurmd every SlurmdTimeout/3 s, a ping fails
+# after MessageTimeout (the hosts share one machine: answers take milliseconds), and a node silent
+# for SlurmdTimeout goes DOWN; its jobs end with NODE_FAIL (requeued if they allow it).
+SlurmdTimeout=5
+MessageTimeout=3
 CONF
-    slurm_common_conf "$dir"
+    # A requeued job waits cred_expire seconds before it starts again.
+    slurm_common_conf "$dir" 5
     for n in $nodes; do
       echo "NodeName=${n%=*} NodeAddr=${n#*=} NodeHostname=${n%=*} CPUs=2 State=UNKNOWN"
     done

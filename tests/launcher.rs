@@ -9,24 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{mpi_env, program, run_with_timeout, Outcome, Scratch};
+use common::{mpi_env, program, rankwise_bin, run_with_timeout, Outcome, Scratch};
 
 /// One job at a time (2 cores).
 static ONE: Mutex<()> = Mutex::new(());
-
-/// The `rankwise` binary of this profile, built if needed.
-fn rankwise_bin() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "rankwise-launcher"]).args(common::build_profile());
-        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
-        *built = true;
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("rankwise")
-}
 
 /// `rankwise ARGS` with the single-host MPI settings, but without the root and oversubscribe
 /// variables: the launcher must add what this host needs itself.

@@ -44,6 +44,20 @@ pub fn program(name: &str) -> PathBuf {
     p
 }
 
+/// The `rankwise` binary of this profile, built if needed.
+pub fn rankwise_bin() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", "rankwise-launcher"]).args(build_profile());
+        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        *built = true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("rankwise")
+}
+
 /// The cargo profile flags that build into this test binary's folder with the profile `cargo test`
 /// used: the plain dev profile would rebuild the dependency chain back and forth with it
 /// (openblas-build's build dependencies resolve differently).
