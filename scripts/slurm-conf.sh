@@ -18,8 +18,9 @@ SlurmdParameters=config_overrides
 JobCompType=jobcomp/filetxt
 JobCompLoc=$1/log/jobcomp.txt
 MinJobAge=600
-# Short waits keep tests quick: TERM-to-KILL at the time limit, and the scheduler's pace.
+# Short waits keep tests quick: TERM-to-KILL at the time limit, and the scheduler's pace (a
+# requeued job starts within a second of its begin time, not at the next 30 s backfill pass).
 KillWait=5
-SchedulerParameters=sched_min_interval=100000
+SchedulerParameters=sched_min_interval=100000,sched_interval=1,bf_interval=1
 CONF
 }
