@@ -20,6 +20,7 @@ test: setup
 bench: build
 	scripts/bench.sh
 
-# On a machine with a GPU: the CUDA kernel tests and benchmarks, results into kernels/GPU-RESULTS.md.
+# On a machine with a GPU: the CUDA kernel tests, the device-field and GPU heat tests under
+# mpirun, and the kernel benchmarks; results into kernels/GPU-RESULTS.md.
 gpu-check: setup
 	$(ENV) scripts/gpu-check.sh

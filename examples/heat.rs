@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Ix2, Ix3, Slice};
-use rankwise::io::CheckpointDir;
+use rankwise::io::{image, CheckpointDir, CheckpointWriter};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
 use rankwise::runtime::{self, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
+
+#[path = "heat/gpu.rs"]
+mod gpu;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -28,10 +31,15 @@ struct Inputs {
     steps: u64,
     alpha: f64,
     dt: f64,
+    backend: String,
     ckpt_dir: Option<PathBuf>,
     ckpt_every: u64,
     ckpt_keep: usize,
     progress_every: u64,
+    /// The final state as `heat-final.h5` + `.xmf` (ParaView) in this folder.
+    out_dir: Option<PathBuf>,
+    /// A picture of the final field (3-D: its middle plane along the first axis).
+    png: Option<PathBuf>,
 }
 
 fn inputs(cfg: &Config) -> Res<Inputs> {
@@ -49,8 +57,8 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     if !(alpha > 0.0) || !(cfl > 0.0 && cfl <= 1.0) {
         return Err(BadInput("alpha must be positive and cfl in (0, 1]".into()).into());
     }
-    if backend != "cpu" {
-        return Err(cfg.invalid("backend", "this example runs on the CPU back end only, for now").into());
+    if !["cpu", "cuda", "auto"].contains(&backend.as_str()) {
+        return Err(cfg.invalid("backend", "expected cpu, cuda or auto").into());
     }
     // Forward Euler is stable for dt <= h^2 / (2 dim alpha).
     let h = 1.0 / n as f64;
@@ -61,16 +69,27 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         dt = t_end / steps as f64;
     }
     let every: u64 = cfg.get_or("checkpoint.every", 0)?;
+    let out_dir: Option<PathBuf> = cfg.get("output.dir")?;
+    // `output.png`: true (the default: heat-final.png in output.dir, if given), false, or a path.
+    let png = match (cfg.get::<bool>("output.png"), cfg.get::<PathBuf>("output.png")) {
+        (Ok(Some(false)), _) => None,
+        (Ok(_), _) => out_dir.as_ref().map(|d| d.join("heat-final.png")),
+        (_, Ok(path)) => path,
+        _ => return Err(cfg.invalid("output.png", "expected true, false or a file name").into()),
+    };
     let inputs = Inputs {
         n,
         dim,
         steps,
         alpha,
         dt,
+        backend,
         ckpt_dir: cfg.get::<PathBuf>("checkpoint.dir")?,
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
         progress_every: cfg.get_or("progress.every", 0)?,
+        out_dir,
+        png,
     };
     cfg.finish()?;
     Ok(inputs)
@@ -106,6 +125,7 @@ fn main() {
             Ok(w.commit()?)
         };
 
+        let mut gpu = gpu::select(rt, &cfg, &inp.backend, &u)?;
         let policy = StopPolicy::new(rt, StopOptions::default())?;
         let mut progress = Progress::new(rt);
         let nu_dt = inp.alpha * inp.dt;
@@ -114,14 +134,22 @@ fn main() {
         while step < inp.steps {
             {
                 let _t = rt.timers().start("step");
-                heat_step(&mut u, &mut v, h, nu_dt)?;
-                std::mem::swap(&mut u, &mut v);
+                match &mut gpu {
+                    Some(g) => g.step(h, nu_dt)?,
+                    None => {
+                        heat_step(&mut u, &mut v, h, nu_dt)?;
+                        std::mem::swap(&mut u, &mut v);
+                    }
+                }
             }
             step += 1;
             let time = step as f64 * inp.dt;
             let due = inp.ckpt_every > 0 && step % inp.ckpt_every == 0 && step < inp.steps;
             let decision = policy.check(rt, step);
             if due || decision.checkpoint {
+                if let Some(g) = &gpu {
+                    g.to_host(&mut u)?;
+                }
                 let path = rt.timers().time("checkpoint", || checkpoint(&u, step))?;
                 progress.checkpointed(step, time, &path)?;
             } else {
@@ -140,6 +168,9 @@ fn main() {
             }
         }
 
+        if let Some(g) = &gpu {
+            g.to_host(&mut u)?;
+        }
         // Error against the exact decay of the mode, and the field's bits.
         let time = inp.steps as f64 * inp.dt;
         let decay = (-4.0 * std::f64::consts::PI.powi(2) * inp.dim as f64 * inp.alpha * time).exp();
@@ -147,13 +178,41 @@ fn main() {
         v.interior_mut().zip_mut_with(&u.interior(), |e, a| *e = a - *e);
         // Exact, so the figure too is the same on any rank count.
         let l2 = (reduce::reproducible_dot(&v, &v) / (inp.n.pow(inp.dim as u32) as f64)).sqrt();
-        if let Some(g) = u.gather(0) {
+        let whole = u.gather(0);
+        if let Some(g) = &whole {
             // FNV-1a over the bits in global C order: equal on any rank count iff the field is.
             let sum = g.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3));
             println!("final step={} time={time:.6e} l2_error={l2:.6e} checksum={sum:016x}", inp.steps);
         }
+        output(rt, &inp, &u, whole, time)?;
         Ok(Exit::Done)
     })
+}
+
+/// Collective. The final state for ParaView (HDF5 + XDMF, written by every rank) and as a PNG
+/// (from rank 0's gathered copy, `whole`).
+fn output(rt: &Runtime, inp: &Inputs, u: &Field<f64>, whole: Option<ndarray::ArrayD<f64>>, time: f64) -> Res<()> {
+    if let Some(dir) = &inp.out_dir {
+        let mut w = CheckpointWriter::create_file(u.decomposition().comm(), dir.join("heat-final.h5"), inp.steps, time)?;
+        w.param("n", inp.n as i64)?.param("dim", inp.dim as i64)?.param("alpha", inp.alpha)?;
+        w.write_field("u", u)?;
+        let h5 = w.commit()?;
+        if rt.is_root() {
+            log::info!("wrote {} and {}", h5.display(), h5.with_extension("xmf").display());
+        }
+    }
+    if let (Some(path), Some(g)) = (&inp.png, whole) {
+        let plane = match inp.dim {
+            2 => g.into_dimensionality::<Ix2>()?,
+            _ => g.index_axis_move(ndarray::Axis(0), inp.n / 2).into_dimensionality::<Ix2>()?,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let (lo, hi) = image::write_png(path, plane.view())?;
+        log::info!("wrote {} (colours from {lo:.3e} to {hi:.3e})", path.display());
+    }
+    Ok(())
 }
 
 /// One explicit step, `v = u + nu_dt lap(u)`, overlapping the halo exchange with the cells that do

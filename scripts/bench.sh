@@ -5,5 +5,7 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 echo "== kernels: stencils and vector ops vs a STREAM triad, dense GFLOP/s"; cargo bench -p rankwise-kernels
 echo "== 2-D heat step vs the C + MPI reference"; scripts/bench-heat.sh
+echo "== time per CG iteration: the poisson example vs PETSc KSPCG"; scripts/bench-poisson.sh
 echo "== checkpoint write/read vs raw sequential I/O"; scripts/bench-ckpt.sh
 echo "== rankwise run vs bare mpirun"; scripts/bench-launcher.sh
+echo "== scale model: messages, allreduce, checkpoints, heat kernels; predictions to 1,000 nodes"; scripts/bench-scaling.sh

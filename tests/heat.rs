@@ -56,12 +56,27 @@ fn bad_inputs_are_one_line_and_exit_2() {
         (vec!["n=1"], "error: --set n: `n` = 1: need at least 2 cells per side"),
         (vec!["dim=4"], "error: --set dim: `dim` = 4: must be 2 or 3"),
         (vec!["stpes=3"], "error: --set stpes: unknown input `stpes`"),
-        (vec!["backend=cuda"], "error: --set backend: `backend` = \"cuda\": this example runs on the CPU back end only, for now"),
+        (vec!["backend=gpu"], "error: --set backend: `backend` = \"gpu\": expected cpu, cuda or auto"),
     ] {
         let o = heat(2, &sets);
         assert_eq!(o.code, Some(2), "{}", o.show());
         assert_eq!(o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect::<Vec<_>>(), vec![msg], "{}", o.show());
     }
+}
+
+#[test]
+fn cuda_without_a_gpu_is_one_line_and_exit_2_and_auto_runs_on_the_cpu() {
+    if rankwise::kernels::CudaBackend::new(0).is_ok() {
+        eprintln!("skipping: a GPU is usable here (tests/gpu.rs runs heat on it)");
+        return;
+    }
+    let o = heat(2, &["backend=cuda"]);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errors: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", o.show());
+    assert!(errors[0].starts_with("error: --set backend: `backend` = \"cuda\": no usable GPU: "), "{}", o.show());
+    let sets = ["n=24", "steps=20"];
+    assert_eq!(final_line(&heat(2, &[&sets[..], &["backend=auto"]].concat())), final_line(&heat(2, &sets)));
 }
 
 #[test]
@@ -73,4 +88,71 @@ fn the_inputs_file_runs() {
         .dir(s.path())
         .run();
     assert!(field(&final_line(&o), "step") == "20", "{}", o.show());
+}
+
+/// Decode a PNG into (width, height, RGB bytes).
+fn decode_png(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap()).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// Each pixel's place on the colour map (0 bottom, 1 top), by the nearest of 1024 map colours.
+fn colour_positions(rgb: &[u8]) -> Vec<f64> {
+    let map: Vec<[u8; 3]> = (0..1024).map(|k| rankwise::io::image::colour(k as f64 / 1023.0)).collect();
+    let d = |a: [u8; 3], p: &[u8]| a.iter().zip(p).map(|(&x, &y)| (x as i32 - y as i32).pow(2)).sum::<i32>();
+    rgb.chunks(3)
+        .map(|p| {
+            let (k, best) = map.iter().enumerate().min_by_key(|(_, &c)| d(c, p)).unwrap();
+            assert!(d(*best, p) <= 3, "pixel {p:?} is not a colour of the map");
+            k as f64 / 1023.0
+        })
+        .collect()
+}
+
+#[test]
+fn final_state_as_png_and_xdmf_that_paraview_and_h5py_open() {
+    let s = Scratch::new("heat-output");
+    let n = 24;
+    let out = format!("output.dir={}", s.path().join("out").display());
+    let line = final_line(&heat(3, &[&format!("n={n}"), "steps=30", &out]));
+    // The field stays the initial mode times a decay factor (the mode is an eigenvector of the
+    // discrete step), so its picture scaled min..max is the mode's: sin(2 pi x) sin(2 pi y).
+    let (w, h, rgb) = decode_png(&s.path().join("out/heat-final.png"));
+    assert_eq!((w, h), (n as u32, n as u32));
+    let m = |k: usize| (2.0 * std::f64::consts::PI * (k as f64 + 0.5) / n as f64).sin();
+    let mode: Vec<f64> = (0..n * n).map(|c| m(c / n) * m(c % n)).collect();
+    let (lo, hi) = mode.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let t = colour_positions(&rgb);
+    for (c, (got, v)) in t.iter().zip(&mode).enumerate() {
+        let want = (v - lo) / (hi - lo);
+        assert!((got - want).abs() < 0.01, "pixel ({}, {}): colour at {got:.3} of the map, field at {want:.3}", c / n, c % n);
+    }
+    assert!(t.iter().any(|&x| x == 0.0) && t.iter().any(|&x| x == 1.0), "the colours span the whole map");
+
+    // h5py opens the dataset the XDMF names: the right shape and exactly the final field's bits.
+    let xmf = s.path().join("out/heat-final.xmf");
+    let py = std::process::Command::new("/usr/bin/python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heat_xdmf.py"))
+        .arg(&xmf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&py.stdout);
+    assert!(py.status.success(), "{text}{}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(text.trim(), format!("u shape={n}x{n} checksum={}", field(&line, "checksum")));
+
+    // 3-D: the PNG is the middle plane, at a path of its own.
+    let png = s.path().join("pics/mid.png");
+    final_line(&heat(2, &["n=10", "dim=3", "steps=5", &format!("output.png={}", png.display())]));
+    let (w, h, rgb) = decode_png(&png);
+    assert_eq!((w, h), (10, 10));
+    // Plane x = 5 (cell centre 0.55): the profile is a negative multiple of sin(2 pi y) sin(2 pi z).
+    let t = colour_positions(&rgb);
+    assert!(t[2 * 10 + 7] == 1.0 && t[2 * 10 + 2] == 0.0, "{t:?}");
+    let o = heat(2, &["n=8", "steps=2", "output.png=3"]);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    assert!(o.rank_errs[0].iter().any(|l| l == "error: --set output.png: `output.png` = 3: expected true, false or a file name"), "{}", o.show());
 }

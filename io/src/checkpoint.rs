@@ -44,7 +44,18 @@ pub struct CheckpointWriter<'c> {
 impl<'c> CheckpointWriter<'c> {
     /// Collective. Start the checkpoint of `step` at simulation `time` in `dir`.
     pub(crate) fn create(comm: &'c SimpleCommunicator, dir: &CheckpointDir, step: u64, time: f64) -> Result<Self> {
-        let path = dir.path_for(step);
+        Self::create_at(comm, dir, dir.path_for(step), step, time)
+    }
+
+    /// Collective. A checkpoint-format file at `path` itself, outside any catalogue (a final
+    /// state, a snapshot for ParaView): the same format and atomic commit, with its `.xmf` beside it.
+    pub fn create_file(comm: &'c SimpleCommunicator, path: impl Into<PathBuf>, step: u64, time: f64) -> Result<Self> {
+        let path = path.into();
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::create_at(comm, &CheckpointDir::new(parent), path, step, time)
+    }
+
+    fn create_at(comm: &'c SimpleCommunicator, dir: &CheckpointDir, path: PathBuf, step: u64, time: f64) -> Result<Self> {
         let partial = partial_name(&path);
         let prep = if comm.rank() == 0 { dir.prepare() } else { Ok(()) };
         agree(comm, "preparing the checkpoint directory", prep)?;

@@ -7,7 +7,9 @@
 //! field its element type, every writing rank's block and a checksum that does not depend on the rank count
 //! ([`checksum`]). A checkpoint is written as `NAME.partial`, closed, fsynced and renamed, so a
 //! crash never leaves a file that looks complete. [`CheckpointDir`] keeps the last K and restarts
-//! from the newest one that verifies, on any number of ranks.
+//! from the newest one that verifies, on any number of ranks. [`CheckpointWriter::create_file`]
+//! writes the same format to a file of any name (a final state for ParaView), and [`image`]
+//! draws a 2-D slice as a PNG.
 //!
 //! ```ignore
 //! // Every call is collective: every rank makes it, with its own block.
@@ -29,6 +31,7 @@ mod catalogue;
 mod checkpoint;
 mod error;
 mod hyperslab;
+pub mod image;
 mod meta;
 pub mod xdmf;
 

@@ -6,6 +6,7 @@
 //! [`CudaBackend::join`] orders them again. cudarc records which stream last used each buffer,
 //! so a buffer handed from one stream to the other is waited for correctly.
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg};
@@ -226,74 +227,99 @@ impl CudaBackend {
         Ok(Array::from_shape_vec(a.dim.clone(), v).expect("length matches shape"))
     }
 
-    /// `out = a*u + b*(lap(u) + f)` on the interior, see `cpu/stencil.rs`.
+    /// `out = a*u + b*(lap(u) + f)` on the interior of a block with `g` ghost layers, see
+    /// `cpu/stencil.rs`.
     #[allow(clippy::too_many_arguments)]
-    fn stencil_2d(&self, u: &DeviceArray<Ix2>, f: Option<&DeviceArray<Ix2>>, out: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], a: f64, b: f64) -> Result<()> {
+    fn stencil_interior<D: Dimension>(&self, u: &DeviceArray<D>, f: Option<&DeviceArray<D>>, out: &mut DeviceArray<D>, g: usize, h: &[f64], a: f64, b: f64) -> Result<()> {
         check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
-        let (nx, ny, g) = (int(u.dim[0])?, int(u.dim[1])?, g as i32);
-        let [cx, cy] = h.map(|h| 1.0 / (h * h));
-        let has_f = f.is_some() as i32;
-        let f = f.unwrap_or(u);
-        let (bx, by) = (32, 8);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks((ny - 2 * g) as usize, bx), blocks((nx - 2 * g) as usize, by), 1),
-            block_dim: (bx, by, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut l = self.stream.launch_builder(self.function("stencil_2d"));
-        l.arg(&u.data).arg(&f.data).arg(&has_f).arg(&mut out.data);
-        l.arg(&nx).arg(&ny).arg(&g).arg(&cx).arg(&cy).arg(&a).arg(&b);
-        // Safety: the argument list matches stencil.cu's signature and the grid stays inside the block.
-        unsafe { l.launch(cfg) }?;
-        Ok(())
+        let cells: Vec<Range<usize>> = u.shape().iter().map(|&n| g..n - g).collect();
+        self.stencil(u, f, out, &cells, h, a, b)
     }
 
+    /// `out = a*u + b*(lap(u) + f)` on the box `cells` of a 2-D or 3-D block (block indices,
+    /// ghosts included), every cell at least one in from the block's edges.
     #[allow(clippy::too_many_arguments)]
-    fn stencil_3d(&self, u: &DeviceArray<Ix3>, f: Option<&DeviceArray<Ix3>>, out: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], a: f64, b: f64) -> Result<()> {
-        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
-        let (nx, ny, nz, g) = (int(u.dim[0])?, int(u.dim[1])?, int(u.dim[2])?, g as i32);
-        let [cx, cy, cz] = h.map(|h| 1.0 / (h * h));
+    fn stencil<D: Dimension>(&self, u: &DeviceArray<D>, f: Option<&DeviceArray<D>>, out: &mut DeviceArray<D>, cells: &[Range<usize>], h: &[f64], a: f64, b: f64) -> Result<()> {
+        let n = u.shape();
+        same_shape(n, out.shape())?;
+        same_shape(n, f.unwrap_or(u).shape())?;
+        if !(2..=3).contains(&n.len()) || cells.len() != n.len() || h.len() != n.len() {
+            return Err(Error::Shape(format!("a stencil on {} axes needs a 2-D or 3-D block (block {n:?}, box {cells:?}, {} spacings)", cells.len(), h.len())));
+        }
+        if cells.iter().zip(n).any(|(c, &n)| c.start < 1 || c.end + 1 > n) {
+            return Err(Error::Shape(format!("cells {cells:?} of block {n:?}: a stencil needs one cell beyond the box on every side")));
+        }
+        if cells.iter().any(|c| c.is_empty()) {
+            return Ok(());
+        }
+        let c: Vec<f64> = h.iter().map(|h| 1.0 / (h * h)).collect();
         let has_f = f.is_some() as i32;
         let f = f.unwrap_or(u);
-        let (bx, by, bz) = (32, 4, 2);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks((nz - 2 * g) as usize, bx), blocks((ny - 2 * g) as usize, by), blocks((nx - 2 * g) as usize, bz)),
-            block_dim: (bx, by, bz),
-            shared_mem_bytes: 0,
+        let (lo, hi): (Vec<i32>, Vec<i32>) = (cells.iter().map(|c| int(c.start)).collect::<Result<_>>()?, cells.iter().map(|c| int(c.end)).collect::<Result<_>>()?);
+        let ext = |k: usize| cells[k].len();
+        let (cfg, name) = if n.len() == 2 {
+            let (bx, by) = (32, 8);
+            (LaunchConfig { grid_dim: (blocks(ext(1), bx), blocks(ext(0), by), 1), block_dim: (bx, by, 1), shared_mem_bytes: 0 }, "stencil_2d")
+        } else {
+            let (bx, by, bz) = (32, 4, 2);
+            let grid_dim = (blocks(ext(2), bx), blocks(ext(1), by), blocks(ext(0), bz));
+            (LaunchConfig { grid_dim, block_dim: (bx, by, bz), shared_mem_bytes: 0 }, "stencil_3d")
         };
-        let mut l = self.stream.launch_builder(self.function("stencil_3d"));
+        let sizes: Vec<i32> = n[1..].iter().map(|&n| int(n)).collect::<Result<_>>()?;
+        let mut l = self.stream.launch_builder(self.function(name));
         l.arg(&u.data).arg(&f.data).arg(&has_f).arg(&mut out.data);
-        l.arg(&nx).arg(&ny).arg(&nz).arg(&g).arg(&cx).arg(&cy).arg(&cz).arg(&a).arg(&b);
-        // Safety: as in stencil_2d.
+        for s in &sizes {
+            l.arg(s);
+        }
+        for k in 0..n.len() {
+            l.arg(&lo[k]).arg(&hi[k]);
+        }
+        for ck in &c {
+            l.arg(ck);
+        }
+        l.arg(&a).arg(&b);
+        // Safety: the argument list matches stencil.cu's signatures (2-D: ny; 3-D: ny, nz) and
+        // the box, checked above, keeps every access inside the block.
         unsafe { l.launch(cfg) }?;
         Ok(())
     }
 
     /// `dst = lap(src)` on the interior, see [`crate::cpu::laplacian_2d`].
     pub fn laplacian_2d(&self, src: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2]) -> Result<()> {
-        self.stencil_2d(src, None, dst, g, h, 0.0, 1.0)
+        self.stencil_interior(src, None, dst, g, &h, 0.0, 1.0)
     }
     /// `dst = lap(src)` on the interior, see [`crate::cpu::laplacian_3d`].
     pub fn laplacian_3d(&self, src: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3]) -> Result<()> {
-        self.stencil_3d(src, None, dst, g, h, 0.0, 1.0)
+        self.stencil_interior(src, None, dst, g, &h, 0.0, 1.0)
     }
     /// See [`crate::cpu::heat_step_2d`].
     pub fn heat_step_2d(&self, src: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], nu_dt: f64) -> Result<()> {
-        self.stencil_2d(src, None, dst, g, h, 1.0, nu_dt)
+        self.stencil_interior(src, None, dst, g, &h, 1.0, nu_dt)
     }
     /// See [`crate::cpu::heat_step_3d`].
     pub fn heat_step_3d(&self, src: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], nu_dt: f64) -> Result<()> {
-        self.stencil_3d(src, None, dst, g, h, 1.0, nu_dt)
+        self.stencil_interior(src, None, dst, g, &h, 1.0, nu_dt)
     }
     /// See [`crate::cpu::jacobi_2d`].
     pub fn jacobi_2d(&self, u: &DeviceArray<Ix2>, f: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], omega: f64) -> Result<()> {
         let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
-        self.stencil_2d(u, Some(f), dst, g, h, 1.0, omega / diag)
+        self.stencil_interior(u, Some(f), dst, g, &h, 1.0, omega / diag)
     }
     /// See [`crate::cpu::jacobi_3d`].
     pub fn jacobi_3d(&self, u: &DeviceArray<Ix3>, f: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], omega: f64) -> Result<()> {
         let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
-        self.stencil_3d(u, Some(f), dst, g, h, 1.0, omega / diag)
+        self.stencil_interior(u, Some(f), dst, g, &h, 1.0, omega / diag)
+    }
+
+    /// `dst = src + nu_dt lap(src)` on the box `cells` only (block indices, ghosts included;
+    /// one cell beyond it on every side must lie in the block), 2-D or 3-D: a split-phase step
+    /// updates the cells that need no ghost while the halo exchange runs, then the shell.
+    pub fn heat_step_cells<D: Dimension>(&self, src: &DeviceArray<D>, dst: &mut DeviceArray<D>, cells: &[Range<usize>], h: &[f64], nu_dt: f64) -> Result<()> {
+        self.stencil(src, None, dst, cells, h, 1.0, nu_dt)
+    }
+    /// `dst = lap(src)` on the box `cells` only, see [`CudaBackend::heat_step_cells`].
+    pub fn laplacian_cells<D: Dimension>(&self, src: &DeviceArray<D>, dst: &mut DeviceArray<D>, cells: &[Range<usize>], h: &[f64]) -> Result<()> {
+        self.stencil(src, None, dst, cells, h, 0.0, 1.0)
     }
 
     /// `y = a x + b y`.

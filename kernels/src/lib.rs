@@ -16,6 +16,8 @@ pub mod csr;
 pub mod cuda;
 
 pub use backend::{Backend, Buffer, Sparse};
+/// cudarc, re-exported so that codes name the device types (`CudaSlice`, ...) of the same version.
+pub use cudarc;
 pub use csr::Csr;
 pub use cuda::{CudaBackend, CudaError, DeviceArray, DeviceBlock};
 

@@ -183,3 +183,35 @@ fn faces_pack_and_unpack_like_host_slices() {
     let mut small = gpu.face_buffer(3).unwrap();
     assert!(matches!(block.pack(&gpu, 0, Side::Low, &mut small), Err(Error::Shape(_))));
 }
+
+/// A split-phase step updates the inner box and the shell apart: together they give the whole
+/// interior's update bit for bit, and a box that reaches the block's edge is an error.
+#[test]
+fn stencils_on_boxes_tile_the_interior() {
+    let Some(Backend::Cuda(gpu)) = gpu() else { return };
+    let (u2, u3) = (random((37, 70)).into_dyn(), random((9, 12, 35)).into_dyn());
+    for u0 in [u2, u3] {
+        let n = u0.shape().to_vec();
+        let h: Vec<f64> = (0..n.len()).map(|k| 0.1 + 0.2 * k as f64).collect();
+        let u = gpu.upload(u0.view()).unwrap();
+        let (mut whole, mut parts) = (gpu.upload(u0.view()).unwrap(), gpu.upload(u0.view()).unwrap());
+        let interior: Vec<_> = n.iter().map(|&n| 1..n - 1).collect();
+        gpu.heat_step_cells(&u, &mut whole, &interior, &h, 0.01).unwrap();
+        // The inner box 3 cells in, then the shell: along each axis its low and high slabs,
+        // earlier axes limited to the inner range.
+        let inner: Vec<_> = n.iter().map(|&n| 4..n - 4).collect();
+        gpu.heat_step_cells(&u, &mut parts, &inner, &h, 0.01).unwrap();
+        for a in 0..n.len() {
+            for slab in [1..4, n[a] - 4..n[a] - 1] {
+                let cells: Vec<_> = (0..n.len()).map(|k| if k < a { inner[k].clone() } else if k == a { slab.clone() } else { interior[k].clone() }).collect();
+                gpu.heat_step_cells(&u, &mut parts, &cells, &h, 0.01).unwrap();
+            }
+        }
+        let (whole, parts) = (gpu.download(&whole).unwrap(), gpu.download(&parts).unwrap());
+        assert!(whole.iter().zip(&parts).all(|(a, b)| a.to_bits() == b.to_bits()), "{n:?}");
+        assert_ne!(whole, u0, "the interior was updated");
+        let edge: Vec<_> = n.iter().map(|&n| 0..n - 1).collect();
+        let mut out = gpu.upload(u0.view()).unwrap();
+        assert!(matches!(gpu.heat_step_cells(&u, &mut out, &edge, &h, 0.01), Err(Error::Shape(_))));
+    }
+}

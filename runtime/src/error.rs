@@ -11,6 +11,15 @@ pub enum Error {
     Config(#[from] crate::ConfigError),
     #[error(transparent)]
     BadInput(#[from] BadInput),
+    /// A kernel or a GPU call failed (device fields).
+    #[error(transparent)]
+    Kernels(#[from] rankwise_kernels::Error),
+}
+
+impl From<rankwise_kernels::CudaError> for Error {
+    fn from(e: rankwise_kernels::CudaError) -> Self {
+        Error::Kernels(e.into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,17 +31,17 @@ pub enum Stencil {
 }
 
 /// A box of the local array (ghosts included), one index range per dimension.
-type Region = Vec<Range<usize>>;
+pub(crate) type Region = Vec<Range<usize>>;
 
 /// What one rank sends and receives in an exchange, in the order both sides agree on.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    ghost: usize,
+    pub(crate) ghost: usize,
     /// Per peer rank (this rank included, for periodic images of its own cells): the regions of
     /// its owned block it sends.
-    sends: Vec<(usize, Vec<Region>)>,
+    pub(crate) sends: Vec<(usize, Vec<Region>)>,
     /// Per peer rank: the ghost regions it fills, in the order the peer packs them.
-    recvs: Vec<(usize, Vec<Region>)>,
+    pub(crate) recvs: Vec<(usize, Vec<Region>)>,
 }
 
 /// A piece of a receiver's ghost layer: which rank owns it and under which periodic shift
@@ -161,12 +161,37 @@ fn to_local(d: &Decomposition, cells: &[Range<isize>], ghost: usize) -> Region {
         .collect()
 }
 
-fn volume(r: &Region) -> usize {
+pub(crate) fn volume(r: &Region) -> usize {
     r.iter().map(|x| x.len()).product()
 }
 
 fn region_view<'a, T>(a: &'a ArrayD<T>, r: &Region) -> ndarray::ArrayViewD<'a, T> {
     a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone()))
+}
+
+/// The owned cells of a block of `shape` split for a split-phase update by a stencil that
+/// reaches `reach` cells: first the inner box, whose updates need no ghost cell (computed while
+/// the exchange runs), then disjoint boxes that cover the shell next to the ghosts (computed
+/// after it). Indices count owned cells (no ghosts); empty boxes are left out.
+pub fn overlap_boxes(shape: &[usize], reach: usize) -> (Region, Vec<Region>) {
+    let inner: Region = shape.iter().map(|&n| reach.min(n)..n.saturating_sub(reach).max(reach.min(n))).collect();
+    let mut shell = Vec::new();
+    // A shell cell belongs to the box of the first axis along which it is outside `inner`.
+    for a in 0..shape.len() {
+        for part in [0..inner[a].start, inner[a].end..shape[a]] {
+            let b: Region = (0..shape.len())
+                .map(|k| match k.cmp(&a) {
+                    std::cmp::Ordering::Less => inner[k].clone(),
+                    std::cmp::Ordering::Equal => part.clone(),
+                    std::cmp::Ordering::Greater => 0..shape[k],
+                })
+                .collect();
+            if volume(&b) > 0 {
+                shell.push(b);
+            }
+        }
+    }
+    (inner, shell)
 }
 
 const TAG: c_int = 7301;
@@ -291,6 +316,32 @@ impl<T> Drop for HaloExchange<T> {
     }
 }
 
-fn count(n: usize) -> c_int {
+pub(crate) fn count(n: usize) -> c_int {
     c_int::try_from(n).expect("a halo message longer than 2^31 elements")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Dimension;
+
+    #[test]
+    fn overlap_boxes_cover_every_cell_once() {
+        for shape in [vec![7], vec![1, 5], vec![2, 2], vec![6, 5], vec![3, 1, 4], vec![5, 6, 7], vec![0, 3]] {
+            for reach in 1..=3 {
+                let (inner, shell) = overlap_boxes(&shape, reach);
+                let mut seen = ndarray::ArrayD::<u8>::zeros(shape.clone());
+                for b in std::iter::once(&inner).chain(&shell) {
+                    seen.slice_each_axis_mut(|ax| Slice::from(b[ax.axis.index()].clone())).mapv_inplace(|c| c + 1);
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{shape:?} reach {reach}: {seen:?}");
+                // The inner box is exactly the cells at least `reach` from every face.
+                for (idx, _) in seen.indexed_iter() {
+                    let far = idx.slice().iter().zip(&shape).all(|(&i, &n)| i >= reach && i + reach < n);
+                    let inside = idx.slice().iter().zip(&inner).all(|(i, r)| r.contains(i));
+                    assert_eq!(far, inside, "{shape:?} reach {reach} at {idx:?}");
+                }
+            }
+        }
+    }
 }

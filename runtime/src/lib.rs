@@ -2,7 +2,8 @@
 //!
 //! [`Runtime::init`] brings MPI up and learns where this rank sits (rank, node-local rank, host,
 //! GPU); [`Decomposition`] splits a global index space over a Cartesian grid of ranks; [`Field`]
-//! holds one rank's block with ghost layers and exchanges halos; [`reduce`] gives global
+//! holds one rank's block with ghost layers and exchanges halos, [`DeviceField`] the same in GPU
+//! memory; [`reduce`] gives global
 //! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
 //! [`Config`] reads an inputs file with `--set` overrides; [`stop`] turns signals and time limits
 //! into a collective decision to checkpoint and stop; [`status`] tells a supervising launcher how
@@ -10,6 +11,7 @@
 
 mod config;
 mod decomposition;
+mod device_field;
 mod error;
 mod field;
 mod gpu;
@@ -23,8 +25,9 @@ mod timers;
 
 pub use config::{Config, ConfigError};
 pub use decomposition::{auto_grid, Decomposition, DecompositionError};
+pub use device_field::{cuda_aware_mpi, device_pointers_to_mpi, DeviceField, DeviceHaloExchange, CUDA_AWARE_ENV};
 pub use field::Field;
-pub use halo::{HaloExchange, Stencil};
+pub use halo::{overlap_boxes, HaloExchange, Stencil};
 pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};

@@ -15,6 +15,10 @@ static MPIRUN: Mutex<()> = Mutex::new(());
 
 /// Path of an example or test program built alongside this test binary.
 pub fn program(name: &str) -> PathBuf {
+    // Programs built beforehand: scripts/gpu-check.sh carries them to a machine with no cargo.
+    if let Some(dir) = std::env::var_os("RANKWISE_TEST_PROGRAMS") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
     let p = dir.join("examples").join(name);
@@ -23,20 +27,8 @@ pub fn program(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         // `cargo test` builds every example but `cargo test --test X` does not: make sure it is
         // there and fresh (a no-op when it is).
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
-        // Drop what `cargo test` set for this test process: build scripts (ring's) watch
-        // CARGO_MANIFEST_DIR and CARGO_PKG_*, and would rebuild half the tree on every run.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                .iter()
-                .any(|p| k.starts_with(p))
-            {
-                cargo.env_remove(&*k);
-            }
-        }
-        cargo.args(build_profile());
+        let mut cargo = cargo();
+        cargo.args(["build", "--example", name]).args(build_profile());
         let st = cargo.status().expect("cannot run cargo");
         assert!(st.success() && p.exists(), "cannot build {}", p.display());
         built.push(name.to_string());
@@ -49,13 +41,34 @@ pub fn rankwise_bin() -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !*built {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut cargo = cargo();
         cargo.args(["build", "-p", "rankwise-launcher"]).args(build_profile());
-        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        assert!(cargo.status().unwrap().success(), "cannot build rankwise");
         *built = true;
     }
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("rankwise")
+}
+
+/// `cargo`, in the workspace root, without what `cargo test` set for this test process: build
+/// scripts (ring's) watch CARGO_MANIFEST_DIR and CARGO_PKG_*, and would rebuild half the tree on
+/// every run.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(env!("CARGO_MANIFEST_DIR"));
+    clean_cargo_env(&mut cargo);
+    cargo
+}
+
+/// Drop this test process's cargo variables from `cmd` (see [`cargo`]).
+pub fn clean_cargo_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR", "OUT_DIR"].iter().any(|p| k.starts_with(p)) {
+            cmd.env_remove(&*k);
+        }
+    }
+    cmd
 }
 
 /// The cargo profile flags that build into this test binary's folder with the profile `cargo test`

@@ -1,0 +1,345 @@
+//! The Poisson equation `-lap u = f` on the unit square or cube with `u = 0` on the boundary,
+//! solved by matrix-free conjugate gradients on a distributed field.
+//!
+//! Cell-centred grid of `n` cells per side (as in the heat example); the Dirichlet condition
+//! lives in the ghost cells (`ghost = -inside`, so `u` vanishes on the cell face). `f` comes from
+//! the manufactured solution `u = prod_i x_i (1 - x_i)`, which excites the whole spectrum (a
+//! single sine mode is an eigenvector of the discrete operator: CG would solve it in one step).
+//! The final line gives the CG iterations, the relative residual, the L2 error against that
+//! solution (second order in `1/n`), a checksum of the solution's bits and the time per iteration
+//! (wall and CPU, the slowest rank's).
+//!
+//! The CG scalars are reproducible by default (`cg.dot = "rows"`): every row of the grid (the
+//! last axis, never split over ranks here) gets its partial sum in a fixed order inside the
+//! fused vector loops, and the row sums are added exactly ([`ExactSum`]). So the iterates, the
+//! iteration count and the checksum are bit-identical on any rank count, at the cost of a plain
+//! sum. `cg.dot = "exact"` takes the correctly rounded [`reduce::reproducible_dot`] instead (any
+//! decomposition; a pass of its own at about 3 ns per value), `cg.dot = "plain"` a plain MPI sum
+//! (its last bits depend on the rank count).
+//!
+//! ```text
+//! rankwise run -n 4 poisson -i examples/inputs/poisson.toml --set n=512
+//! ```
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mpi::collective::SystemOperation;
+use mpi::traits::*;
+use ndarray::{aview1, ArrayViewD, Axis, Ix2, Ix3, Slice};
+use rankwise::kernels::cpu;
+use rankwise::runtime::{self, reduce, Config, Decomposition, Exit, ExactSum, Field, InitOptions, Runtime, Stencil};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How the CG scalars are summed over the cells.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dot {
+    /// Row partial sums in the fused loops, rows added exactly: reproducible and cheap.
+    Rows,
+    /// `reduce::reproducible_dot`: correctly rounded, a separate pass.
+    Exact,
+    /// Row partial sums added in `f64`, then by MPI: last bits depend on the rank count.
+    Plain,
+}
+
+struct Inputs {
+    n: usize,
+    dim: usize,
+    tol: f64,
+    max_iter: u64,
+    dot: Dot,
+    progress_every: u64,
+}
+
+fn inputs(cfg: &Config) -> Res<Inputs> {
+    let n: usize = cfg.get_or("n", 64)?;
+    let dim: usize = cfg.get_or("dim", 2)?;
+    let backend: String = cfg.get_or("backend", "cpu".to_string())?;
+    let tol: f64 = cfg.get_or("cg.tol", 1e-10)?;
+    let dot: String = cfg.get_or("cg.dot", "rows".to_string())?;
+    if n < 2 {
+        return Err(cfg.invalid("n", "need at least 2 cells per side").into());
+    }
+    if !(2..=3).contains(&dim) {
+        return Err(cfg.invalid("dim", "must be 2 or 3").into());
+    }
+    if backend != "cpu" {
+        return Err(cfg.invalid("backend", "this example runs on the CPU back end only, for now").into());
+    }
+    if !(tol >= 0.0 && tol < 1.0) {
+        return Err(cfg.invalid("cg.tol", "must be in [0, 1) (0 runs exactly cg.max_iter iterations)").into());
+    }
+    let dot = match dot.as_str() {
+        "rows" => Dot::Rows,
+        "exact" => Dot::Exact,
+        "plain" => Dot::Plain,
+        _ => return Err(cfg.invalid("cg.dot", "must be rows, exact or plain").into()),
+    };
+    let inputs = Inputs {
+        n,
+        dim,
+        tol,
+        // CG converges in at most as many iterations as unknowns (in exact arithmetic).
+        max_iter: cfg.get_or("cg.max_iter", 10 * n.pow(dim as u32 - 1) as u64)?,
+        dot,
+        progress_every: cfg.get_or("progress.every", 0)?,
+    };
+    cfg.finish()?;
+    Ok(inputs)
+}
+
+fn main() {
+    // This thread joins rayon's pool, so a kernel call on it runs there and then instead of being
+    // handed to a pool thread and waited for (a wake-up of some 10 us per call, and CG makes
+    // several per tile).
+    rayon::ThreadPoolBuilder::new().use_current_thread().build_global().expect("rayon's pool is not built yet");
+    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
+        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let inp = inputs(&cfg)?;
+        let global = vec![inp.n; inp.dim];
+        // Slabs along the first axis: rows (the last axis) stay whole on one rank, so a row's
+        // partial sum does not depend on the rank count.
+        let mut grid = vec![1; inp.dim];
+        grid[0] = rt.size();
+        let d = Arc::new(Decomposition::with_grid(rt, &global, &grid, &vec![false; inp.dim])?);
+        let h = 1.0 / inp.n as f64;
+        // The bubble b(x) = x (1 - x) per axis, at cell centres: u = prod b, -lap u = sum_i 2 prod_{j != i} b.
+        let bubble = |k: usize| -> f64 {
+            let x = (k as f64 + 0.5) * h;
+            x * (1.0 - x)
+        };
+        let exact = |i: &[usize]| -> f64 { i.iter().map(|&k| bubble(k)).product() };
+        let rhs = |i: &[usize]| -> f64 {
+            (0..i.len()).map(|a| 2.0 * i.iter().enumerate().filter(|&(b, _)| b != a).map(|(_, &k)| bubble(k)).product::<f64>()).sum()
+        };
+        let mut cg = Cg::new(&d, h, inp.dot);
+        // x = 0, so the residual starts as the right-hand side.
+        cg.r.fill_with(rhs);
+
+        d.comm().barrier();
+        let (t0, cpu0) = (Instant::now(), cpu_seconds());
+        let (iterations, residual) = cg.solve(inp.tol, inp.max_iter, |k, res| {
+            if rt.is_root() && inp.progress_every > 0 && k % inp.progress_every == 0 {
+                log::info!("iteration {k} residual {res:.3e}");
+            }
+        })?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let (cpu, mut cpu_max) = (cpu_seconds() - cpu0, 0.0);
+        d.comm().all_reduce_into(&cpu, &mut cpu_max, SystemOperation::max());
+        if rt.is_root() && inp.tol > 0.0 && residual > inp.tol {
+            log::warn!("CG stopped at cg.max_iter = {iterations} with residual {residual:.3e} > cg.tol");
+        }
+
+        // Error against the manufactured solution (exact sum: the same on any rank count).
+        let e = &mut cg.q;
+        e.fill_with(exact);
+        e.interior_mut().zip_mut_with(&cg.x.interior(), |e, x| *e = x - *e);
+        let l2 = (reduce::reproducible_dot(e, e) / (inp.n.pow(inp.dim as u32) as f64)).sqrt();
+        if let Some(g) = cg.x.gather(0) {
+            // FNV-1a over the bits in global C order: equal on any rank count iff the field is.
+            let sum = g.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3));
+            let per_iter = |t: f64| t / iterations.max(1) as f64;
+            println!(
+                "final iterations={iterations} residual={residual:.6e} l2_error={l2:.6e} checksum={sum:016x} s_per_iter={:.6e} cpu_per_iter={:.6e} dot={:?}",
+                per_iter(seconds),
+                per_iter(cpu_max),
+                inp.dot
+            );
+        }
+        Ok(Exit::Done)
+    })
+}
+
+/// CPU time of this process: unlike the wall time, it leaves out the time the rank waited for a
+/// core on a loaded machine.
+fn cpu_seconds() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Cells per tile: the vector loops of one CG step run tile by tile, so that what one loop
+/// leaves (a tile of four fields) is still in the L2 cache for the next.
+const TILE_CELLS: usize = 1 << 14;
+
+/// Conjugate gradients for `A = -lap` (Dirichlet ghosts) on slabs; `q` holds `lap(p) = -A p`.
+struct Cg {
+    x: Field<f64>,
+    r: Field<f64>,
+    p: Field<f64>,
+    q: Field<f64>,
+    h: f64,
+    dot: Dot,
+    /// Partial sums per row of the local block (rows in C order), reused every iteration.
+    rows: Vec<f64>,
+    /// Planes (first-axis layers) per tile.
+    tile: usize,
+}
+
+impl Cg {
+    fn new(d: &Arc<Decomposition>, h: f64, dot: Dot) -> Cg {
+        let shape = d.local_shape();
+        let plane: usize = shape[1..].iter().product();
+        let field = || Field::new(d, 1);
+        Cg {
+            x: field(),
+            r: field(),
+            p: field(),
+            q: field(),
+            h,
+            dot,
+            rows: vec![0.0; shape[0] * plane / shape[shape.len() - 1]],
+            tile: (TILE_CELLS / plane).max(1),
+        }
+    }
+
+    /// Collective. Solve from `x = 0` with `r` set to the right-hand side, until the residual
+    /// falls below `tol` times the initial one or after `max_iter` iterations; `progress` sees
+    /// each iteration's relative residual. Returns the iterations and the relative residual.
+    fn solve(&mut self, tol: f64, max_iter: u64, mut progress: impl FnMut(u64, f64)) -> Res<(u64, f64)> {
+        cpu::copy(self.r.interior(), self.p.interior_mut())?;
+        let mut rr = self.rr(None)?;
+        let rr0 = rr;
+        let mut k = 0;
+        while k < max_iter && rr > tol * tol * rr0 {
+            let alpha = rr / self.p_ap()?;
+            let rr_new = self.rr(Some(alpha))?;
+            cpu::axpby(1.0, self.r.interior(), rr_new / rr, self.p.interior_mut())?;
+            rr = rr_new;
+            k += 1;
+            progress(k, (rr / rr0).sqrt());
+        }
+        Ok((k, if rr0 > 0.0 { (rr / rr0).sqrt() } else { 0.0 }))
+    }
+
+    /// Collective. `q = lap(p)` and `p . A p`, the halo exchange overlapped with the planes that
+    /// need no ghost from a neighbour.
+    fn p_ap(&mut self) -> Res<f64> {
+        dirichlet(&mut self.p);
+        let nx = self.p.decomposition().local_shape()[0];
+        let exchange = self.p.begin_exchange(Stencil::Star);
+        self.for_tiles(1..nx.saturating_sub(1), |cg, planes| cg.laplacian(planes))?;
+        exchange.finish(&mut self.p);
+        // The first and the last plane (one plane when nx = 1).
+        self.laplacian(0..nx.min(1))?;
+        self.laplacian(nx.max(2) - 1..nx)?;
+        Ok(-match self.dot {
+            Dot::Exact => reduce::reproducible_dot(&self.p, &self.q),
+            _ => self.sum_rows(),
+        })
+    }
+
+    /// Collective. With `alpha`, the step `x += alpha p`, `r -= alpha A p`; then `r . r`.
+    fn rr(&mut self, alpha: Option<f64>) -> Res<f64> {
+        let nx = self.x.decomposition().local_shape()[0];
+        self.for_tiles(0..nx, |cg, planes| {
+            if let Some(alpha) = alpha {
+                cpu::axpy(alpha, planes_of(&cg.p, &planes), planes_of_mut(&mut cg.x, &planes))?;
+                cpu::axpy(alpha, planes_of(&cg.q, &planes), planes_of_mut(&mut cg.r, &planes))?;
+            }
+            if cg.dot != Dot::Exact {
+                let rows = cg.rows_of(&planes);
+                row_sums(planes_of(&cg.r, &planes), planes_of(&cg.r, &planes), &mut cg.rows[rows]);
+            }
+            Ok(())
+        })?;
+        Ok(match self.dot {
+            Dot::Exact => reduce::reproducible_dot(&self.r, &self.r),
+            _ => self.sum_rows(),
+        })
+    }
+
+    /// `q = lap(p)` on `planes` (local first-axis indices), and their row sums of `p q`.
+    fn laplacian(&mut self, planes: Range<usize>) -> Res<()> {
+        if planes.is_empty() {
+            return Ok(());
+        }
+        // Owned plane i is data plane i + 1: with its neighbours, data planes start..end + 2.
+        let with_ghosts = Slice::from(planes.start..planes.end + 2);
+        let src = self.p.data();
+        let src = src.slice_axis(Axis(0), with_ghosts);
+        let mut dst = self.q.data_mut();
+        let dst = dst.slice_axis_mut(Axis(0), with_ghosts);
+        let h = self.h;
+        match src.ndim() {
+            2 => cpu::laplacian_2d(src.into_dimensionality::<Ix2>()?, dst.into_dimensionality::<Ix2>()?, 1, [h; 2])?,
+            _ => cpu::laplacian_3d(src.into_dimensionality::<Ix3>()?, dst.into_dimensionality::<Ix3>()?, 1, [h; 3])?,
+        }
+        if self.dot != Dot::Exact {
+            let rows = self.rows_of(&planes);
+            row_sums(planes_of(&self.p, &planes), planes_of(&self.q, &planes), &mut self.rows[rows]);
+        }
+        Ok(())
+    }
+
+    /// `f(self, planes)` for consecutive tiles of `range`.
+    fn for_tiles(&mut self, range: Range<usize>, mut f: impl FnMut(&mut Cg, Range<usize>) -> Res<()>) -> Res<()> {
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + self.tile);
+            f(self, start..end)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Where the rows of `planes` sit in `self.rows`.
+    fn rows_of(&self, planes: &Range<usize>) -> Range<usize> {
+        let per_plane = self.rows.len() / self.x.decomposition().local_shape()[0];
+        planes.start * per_plane..planes.end * per_plane
+    }
+
+    /// Collective. The global sum of the row sums.
+    fn sum_rows(&self) -> f64 {
+        let comm = self.x.decomposition().comm();
+        if self.dot == Dot::Plain {
+            let (local, mut global) = (self.rows.iter().sum::<f64>(), 0.0);
+            comm.all_reduce_into(&local, &mut global, SystemOperation::sum());
+            return global;
+        }
+        let mut exact = ExactSum::new();
+        self.rows.iter().for_each(|&s| exact.add(s));
+        exact.all_reduce(comm)
+    }
+}
+
+/// The owned cells of `planes` (local first-axis indices).
+fn planes_of<'a>(f: &'a Field<f64>, planes: &Range<usize>) -> ArrayViewD<'a, f64> {
+    f.interior().slice_axis_move(Axis(0), Slice::from(planes.clone()))
+}
+
+fn planes_of_mut<'a>(f: &'a mut Field<f64>, planes: &Range<usize>) -> ndarray::ArrayViewMutD<'a, f64> {
+    f.interior_mut().slice_axis_move(Axis(0), Slice::from(planes.clone()))
+}
+
+/// `out[k] = a_k . b_k` for the rows (last-axis lanes) of `a` and `b`, each summed in a fixed
+/// order: chunks short enough that `cpu::dot` sums them on one thread, added left to right.
+fn row_sums(a: ArrayViewD<f64>, b: ArrayViewD<f64>, out: &mut [f64]) {
+    let last = Axis(a.ndim() - 1);
+    for ((a, b), o) in a.lanes(last).into_iter().zip(b.lanes(last)).zip(out) {
+        let (a, b) = (a.to_slice().expect("rows are contiguous"), b.to_slice().expect("rows are contiguous"));
+        *o = a.chunks(4096).zip(b.chunks(4096)).map(|(a, b)| cpu::dot(aview1(a), aview1(b)).expect("same length")).sum();
+    }
+}
+
+/// Dirichlet `u = 0` on the faces of the domain: each ghost layer there is minus the owned layer
+/// beside it. Ghost layers between ranks are left to the halo exchange.
+fn dirichlet(f: &mut Field<f64>) {
+    let d = f.decomposition().clone();
+    let shape = d.local_shape();
+    let mut data = f.data_mut();
+    for a in 0..shape.len() {
+        let n = shape[a];
+        if d.owned()[a].start == 0 {
+            let (mut ghost, inside) = data.view_mut().split_at(Axis(a), 1);
+            ghost.zip_mut_with(&inside.slice_axis(Axis(a), Slice::from(0..1)), |g, &u| *g = -u);
+        }
+        if d.owned()[a].end == d.global_shape()[a] {
+            let (inside, mut ghost) = data.view_mut().split_at(Axis(a), n + 1);
+            ghost.zip_mut_with(&inside.slice_axis(Axis(a), Slice::from(n..n + 1)), |g, &u| *g = -u);
+        }
+    }
+}
