@@ -187,7 +187,7 @@ fn first_step(slurm: &Slurm) -> Outcome {
     step()
 }
 
-/// `--set` arguments for the heat example; small, so that latency, not arithmetic, sets the pace.
+/// `--set KEY=VALUE` arguments for the heat example.
 fn heat_args(sets: &[&str]) -> Vec<String> {
     sets.iter().flat_map(|kv| ["--set".to_string(), kv.to_string()]).collect()
 }
