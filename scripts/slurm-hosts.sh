@@ -3,7 +3,9 @@
 #   scripts/slurm-hosts.sh up DIR      munged and slurmctld on rw-head, `slurmd -N rw-nodeK` on each node
 #   scripts/slurm-hosts.sh down DIR    cancel jobs, stop the daemons by PID
 #   scripts/slurm-hosts.sh client DIR CMD...   run a Slurm client (sbatch, srun, squeue...) on rw-head
-# Config, key, state, per-node spool and TmpFS (a shared /tmp breaks multi-node pmix), logs: all in DIR.
+# Config, key, state, logs: in DIR. Per-node spool and TmpFS (a shared /tmp breaks multi-node pmix)
+# hold Unix sockets, whose paths must stay under 108 bytes: they go under hosts.sh's short state
+# folder, which `hosts.sh down` removes.
 # Every daemon lives in the hosts' namespaces, so `hosts.sh down` also ends whatever is left.
 # Needs slurm-wlm and munge. The config follows scripts/slurm-cluster.sh (one node on loopback);
 # the two should share one writer once both have landed.
@@ -22,13 +24,14 @@ export SLURM_CONF=$dir/slurm.conf   # never let a client fall back to a DNS look
 on_head() { "$hosts" exec rw-head "$@"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 logs() { tail -n 20 "$dir"/log/*.log >&2 2>/dev/null || true; }
+nodedirs=${state%/*}/slurm
 nodes=$(awk '$1 ~ /^rw-node/ {print $1 "=" $2}' "$state")
 
 up() {
   command -v slurmctld >/dev/null && command -v munged >/dev/null ||
     { echo "slurm-hosts: error: slurm-wlm and munge are not installed" >&2; exit 1; }
   alive "$dir/slurmctld.pid" && { echo "slurm-hosts: error: already up in $dir" >&2; exit 1; }
-  rm -rf "$dir"/{state,spool,log,tmp,munge}
+  rm -rf "$dir"/{state,log,munge} "$nodedirs"
   mkdir -p "$dir"/{state,log,munge}
   chmod 755 "$dir" "$dir/munge"
   mungekey --create --keyfile="$dir/munge/munge.key" 2>/dev/null
@@ -36,23 +39,27 @@ up() {
   on_head munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
     --pid-file="$dir/munge.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed"
   local n names=""
-  for n in $nodes; do mkdir -p "$dir/spool/${n%=*}" "$dir/tmp/${n%=*}"; names+="${n%=*},"; done
+  for n in $nodes; do mkdir -p "$nodedirs/spool/${n%=*}" "$nodedirs/tmp/${n%=*}"; names+="${n%=*},"; done
   {
     cat <<CONF
 # Written by scripts/slurm-hosts.sh: controller on rw-head, one slurmd per host.
 ClusterName=rankwise
 SlurmctldHost=rw-head(10.231.0.254)
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool/%n
-TmpFS=$dir/tmp/%n
+SlurmdSpoolDir=$nodedirs/spool/%n
+TmpFS=$nodedirs/tmp/%n
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd-%n.log
-# Declare a silent node DOWN quickly.
-SlurmdTimeout=10
+# Node loss, detected fast: slurmctld pings each slurmd every SlurmdTimeout/3 s, a ping fails
+# after MessageTimeout (the hosts share one machine: answers take milliseconds), and a node silent
+# for SlurmdTimeout goes DOWN; its jobs end with NODE_FAIL (requeued if they allow it).
+SlurmdTimeout=5
+MessageTimeout=3
 CONF
-    slurm_common_conf "$dir"
+    # A requeued job waits cred_expire seconds before it starts again.
+    slurm_common_conf "$dir" 5
     for n in $nodes; do
       echo "NodeName=${n%=*} NodeAddr=${n#*=} NodeHostname=${n%=*} CPUs=2 State=UNKNOWN"
     done

@@ -4,29 +4,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{mpi_env, program, run_with_timeout, Outcome, Scratch};
+use common::{mpi_env, program, rankwise_bin, run_with_timeout, Outcome, Scratch};
 
 /// One job at a time (2 cores).
 static ONE: Mutex<()> = Mutex::new(());
-
-/// The `rankwise` binary of this profile, built if needed.
-fn rankwise_bin() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
-        let mut cargo = common::cargo();
-        cargo.args(["build", "-p", "rankwise-launcher"]).args(common::build_profile());
-        assert!(cargo.status().unwrap().success(), "cannot build rankwise");
-        *built = true;
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("rankwise")
-}
 
 /// `rankwise ARGS` with the single-host MPI settings, but without the root and oversubscribe
 /// variables: the launcher must add what this host needs itself.
@@ -83,6 +68,27 @@ fn dry_run_prints_the_exact_command() {
 }
 
 #[test]
+fn dry_run_with_a_hostfile_passes_it_and_its_slots_to_mpirun() {
+    let hello = program("hello");
+    let s = Scratch::new("launcher-hostfile");
+    let hosts = s.path().join("hosts");
+    std::fs::write(&hosts, "node1 slots=2\nnode2 slots=2\n").unwrap();
+    let mut cmd = rankwise(&["run", "-n", "4", "--hostfile", hosts.to_str().unwrap(), "--dry-run", "hello"]);
+    // Open MPI reads its agent from this variable itself: nothing to add for it.
+    cmd.env("OMPI_MCA_plm_rsh_agent", "/opt/agent.sh");
+    let o = run(cmd);
+    o.assert_success();
+    // SAFETY: geteuid cannot fail.
+    let root = if unsafe { libc::geteuid() } == 0 { "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " } else { "" };
+    let mpirun = o.stdout.split_whitespace().find(|w| w.ends_with("mpirun")).unwrap_or_else(|| panic!("{}", o.show()));
+    let status = o.stdout.split_whitespace().find(|w| w.starts_with("RANKWISE_STATUS_FILE=")).unwrap_or_else(|| panic!("{}", o.show()));
+    assert_eq!(
+        o.stdout.trim(),
+        format!("{status} {root}{mpirun} -np 4 --hostfile {} -x RANKWISE_STATUS_FILE {}", hosts.display(), hello.display())
+    );
+}
+
+#[test]
 fn exit_codes_pass_through() {
     program("rt-basics");
     let o = run(rankwise(&["run", "-n", "2", "rt-basics", "--", "requeue"]));
@@ -121,6 +127,9 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         (vec!["run", "-n", "2", "--launcher", "srun", "hello"], vec![("PATH", "/nonexistent")], "error: no srun found on PATH"),
         (vec!["run", "-n", "2", "--gpus-per-rank", "1", "hello"], vec![], "error: --gpus-per-rank needs srun"),
         (vec!["run", "-n", "2", "--backoff=-1", "hello"], vec![], "error: --backoff must be between 0 and 3600 seconds"),
+        (vec!["run", "-n", "2", "--hostfile", "/no/hosts", "hello"], vec![], "error: cannot read hostfile /no/hosts: No such file or directory"),
+        (vec!["run", "-n", "2", "--hostfile", "/dev/null", "hello"], vec![], "error: hostfile /dev/null names no hosts (one per line: HOST slots=N)"),
+        (vec!["run", "-n", "2", "--hostfile", "/dev/null", "hello"], vec![("SLURM_JOB_ID", "1")], "error: --hostfile is for mpirun: srun runs on the nodes of the Slurm job"),
         (vec!["launch"], vec![], "error: unrecognized subcommand 'launch'"),
     ];
     for (args, env, expect) in cases {

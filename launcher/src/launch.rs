@@ -29,6 +29,13 @@ pub struct Request {
     pub ranks_per_node: Option<usize>,
     pub threads: Option<usize>,
     pub gpus_per_rank: Option<usize>,
+    /// The hosts for mpirun, one per line with their slots (`node1 slots=2`); srun takes the
+    /// job's nodes instead.
+    pub hostfile: Option<PathBuf>,
+    /// An ssh stand-in that starts mpirun's daemons on the other hosts (`AGENT HOST CMD...`).
+    /// Open MPI reads it from `OMPI_MCA_plm_rsh_agent` itself; MPICH's Hydra is told on its
+    /// command line.
+    pub rsh_agent: Option<String>,
     pub program: PathBuf,
     pub args: Vec<String>,
     /// Variables the ranks need (the status contract); exported to every host.
@@ -121,7 +128,11 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 arg("--npernode");
                 arg(&m.to_string());
             }
-            if req.ranks_per_node.unwrap_or(req.np) > host.cores {
+            if let Some(f) = &req.hostfile {
+                // The hostfile's slots say how many ranks each host takes.
+                arg("--hostfile");
+                arg(&f.to_string_lossy());
+            } else if req.ranks_per_node.unwrap_or(req.np) > host.cores {
                 arg("--oversubscribe");
             }
             if req.threads.is_some_and(|t| t > 1) {
@@ -144,12 +155,31 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 arg("-ppn");
                 arg(&m.to_string());
             }
+            if let Some(f) = &req.hostfile {
+                arg("-f");
+                arg(&f.to_string_lossy());
+                if let Some(a) = &req.rsh_agent {
+                    for a in ["-launcher", "rsh", "-launcher-exec", a] {
+                        arg(a);
+                    }
+                }
+            }
             path.clone()
         }
     };
     args.push(req.program.to_string_lossy().into_owned());
     args.extend(req.args.iter().cloned());
     Plan { program, args, env }
+}
+
+/// Check that `path` is a hostfile mpirun can use: readable, naming at least one host.
+pub fn check_hostfile(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read hostfile {}", path.display()))?;
+    let hosts = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).count();
+    if hosts == 0 {
+        bail!("hostfile {} names no hosts (one per line: HOST slots=N)", path.display());
+    }
+    Ok(())
 }
 
 /// Which launcher to use, as asked on the command line.
@@ -303,6 +333,36 @@ mod tests {
             "RAYON_NUM_THREADS=4 OMP_NUM_THREADS=4 srun --mpi=pmix --ntasks=8 --cpus-per-task=4 --gpus-per-task=1 /x/heat --set n=8"
         );
         assert!(plan(&req(2), &Via::Srun { flavour: Flavour::Mpich }, HERE).args.contains(&"--mpi=pmi2".into()));
+    }
+
+    #[test]
+    fn hostfile_and_rsh_agent() {
+        let r = Request { hostfile: Some("/h/hosts".into()), rsh_agent: Some("/s/agent.sh".into()), ..req(4) };
+        // Open MPI: the slots in the hostfile, not this host's cores, decide oversubscription; it
+        // reads the agent from its environment.
+        assert_eq!(
+            plan(&r, &openmpi(), HERE).to_string(),
+            "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 /usr/bin/mpirun -np 4 --hostfile /h/hosts /x/heat --set n=8"
+        );
+        let mpich = Via::Mpirun { path: "mpirun.mpich".into(), flavour: Flavour::Mpich };
+        assert_eq!(
+            plan(&r, &mpich, HERE).to_string(),
+            "mpirun.mpich -n 4 -f /h/hosts -launcher rsh -launcher-exec /s/agent.sh /x/heat --set n=8"
+        );
+    }
+
+    #[test]
+    fn hostfiles_are_checked() {
+        let dir = std::env::temp_dir().join(format!("rankwise-hostfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("hosts");
+        std::fs::write(&f, "# two hosts\nnode1 slots=2\n\nnode2 slots=2 # the second\n").unwrap();
+        assert!(check_hostfile(&f).is_ok());
+        std::fs::write(&f, "# none yet\n\n").unwrap();
+        assert_eq!(check_hostfile(&f).unwrap_err().to_string(), format!("hostfile {} names no hosts (one per line: HOST slots=N)", f.display()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = check_hostfile(&dir.join("hosts")).unwrap_err();
+        assert_eq!(format!("{e:#}"), format!("cannot read hostfile {}: No such file or directory (os error 2)", f.display()));
     }
 
     #[test]

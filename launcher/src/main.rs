@@ -43,6 +43,7 @@ Examples:
   rankwise run -n 4 --dry-run hello                      print the exact command only
   rankwise run -n 16 --ranks-per-node 4 --threads 8 heat -i heat.toml --set steps=1000
   rankwise run -n 4 --restarts 3 heat -i heat.toml       relaunch from the newest checkpoint
+  rankwise run -n 8 --hostfile hosts heat -i heat.toml   over the hosts named in a hostfile
   rankwise run -n 2 ./my-solver -- --extra program args")]
     Run(RunArgs),
     /// Show what a run here would use: MPI, launcher, HDF5, BLAS, CUDA and GPUs, Slurm, threads.
@@ -96,6 +97,10 @@ struct RunArgs {
     /// Override one input, passed to the program as --set KEY=VALUE.
     #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Hosts for mpirun, one per line with its slots (`node1 slots=4`). Daemons on the other hosts
+    /// start through ssh, or the agent named by OMPI_MCA_plm_rsh_agent (for MPICH too).
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
     /// Which launcher starts the ranks.
     #[arg(long, value_enum, default_value_t = Choice::Auto)]
     launcher: Choice,
@@ -173,6 +178,12 @@ fn run(a: RunArgs) -> Result<i32> {
     if a.gpus_per_rank.is_some() && !matches!(via, launch::Via::Srun { .. }) {
         anyhow::bail!("--gpus-per-rank needs srun; under mpirun the runtime gives each rank a GPU round robin");
     }
+    if let Some(f) = &a.hostfile {
+        if matches!(via, launch::Via::Srun { .. }) {
+            anyhow::bail!("--hostfile is for mpirun: srun runs on the nodes of the Slurm job (add --launcher mpirun to use it)");
+        }
+        launch::check_hostfile(f)?;
+    }
     if !(0.0..=3600.0).contains(&a.backoff) {
         anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
     }
@@ -196,6 +207,8 @@ fn run(a: RunArgs) -> Result<i32> {
         ranks_per_node: a.ranks_per_node,
         threads: a.threads,
         gpus_per_rank: a.gpus_per_rank,
+        hostfile: a.hostfile,
+        rsh_agent: std::env::var("OMPI_MCA_plm_rsh_agent").ok().filter(|a| !a.is_empty()),
         program,
         args,
         env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],

@@ -97,6 +97,16 @@ impl Slurm {
         self.output("scancel", &args).map(drop)
     }
 
+    /// `scontrol update jobid=ID KEY=VALUE...`: change a job, e.g. one requeued after a node
+    /// failure, which keeps its first run's node and task counts, so that it fits the nodes left
+    /// (`NumTasks=2`, then `NumNodes=1-2`: Slurm checks the node count against the tasks).
+    pub fn update(&self, id: &str, fields: &[&str]) -> Result<()> {
+        let job = format!("jobid={id}");
+        let mut args = vec!["update", job.as_str()];
+        args.extend_from_slice(fields);
+        self.output("scontrol", &args).map(drop)
+    }
+
     /// `scontrol requeue`: end the job now and queue it again (it must be running or done).
     pub fn requeue(&self, id: &str) -> Result<()> {
         self.output("scontrol", &["requeue", id]).map(drop)

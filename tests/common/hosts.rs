@@ -144,6 +144,23 @@ impl<'h> Slurm<'h> {
         c
     }
 
+    /// The project's Slurm client for this cluster: sbatch, scontrol, squeue and scancel run on
+    /// rw-head (through small wrappers), with the environment of [`Slurm::client`].
+    pub fn api(&self) -> rankwise::slurm::Slurm {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for p in ["sbatch", "scontrol", "squeue", "scancel"] {
+            let w = bin.join(p);
+            std::fs::write(&w, format!("#!/bin/sh\nexec {} exec rw-head {p} \"$@\"\n", script("hosts.sh").display())).unwrap();
+            std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let probe = self.client("true");
+        probe.get_envs().fold(rankwise::slurm::Slurm::new().program_dir(bin), |s, (k, v)| {
+            s.env(k.to_string_lossy(), v.map_or(String::new(), |v| v.to_string_lossy().into_owned()))
+        })
+    }
+
     /// A Slurm client command (sbatch, srun, squeue...) run on rw-head, with this cluster's config
     /// and the MPI settings for the hosts' subnet, which srun passes on to the tasks.
     pub fn client(&self, program: &str) -> Command {

@@ -36,6 +36,20 @@ pub fn program(name: &str) -> PathBuf {
     p
 }
 
+/// The `rankwise` binary of this profile, built if needed.
+pub fn rankwise_bin() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let mut cargo = cargo();
+        cargo.args(["build", "-p", "rankwise-launcher"]).args(build_profile());
+        assert!(cargo.status().unwrap().success(), "cannot build rankwise");
+        *built = true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("rankwise")
+}
+
 /// `cargo`, in the workspace root, without what `cargo test` set for this test process: build
 /// scripts (ring's) watch CARGO_MANIFEST_DIR and CARGO_PKG_*, and would rebuild half the tree on
 /// every run.
