@@ -224,13 +224,13 @@ impl JobSpec {
 # Bash runs a trap only between commands, hence the step in the background and `wait`.
 forward() {{ echo "rankwise: job $SLURM_JOB_ID got SIG$1, passing it to the program" >&2; kill -s "$1" "$step" 2>/dev/null; }}
 trap 'forward {sig}' {sig}
-trap 'forward TERM' TERM
-{launch} &
+{term}{launch} &
 step=$!
 while kill -0 "$step" 2>/dev/null; do wait "$step"; done
 wait "$step"; status=$?
 "#,
             sig = self.signal_name(),
+            term = if self.signal_name() == "TERM" { "" } else { "trap 'forward TERM' TERM\n" },
             launch = launch.join(" "),
         )
         .unwrap();

@@ -235,3 +235,17 @@ impl Drop for Scratch {
         }
     }
 }
+
+/// The `rankwise` binary of this test's profile, built if needed.
+pub fn rankwise_bin() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", "rankwise-launcher"]).args(build_profile());
+        assert!(cargo.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap().success(), "cannot build rankwise");
+        *built = true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("rankwise")
+}
