@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::{Ix2, Ix3, Slice};
 use rankwise::io::CheckpointDir;
@@ -32,6 +32,7 @@ struct Inputs {
     ckpt_every: u64,
     ckpt_keep: usize,
     progress_every: u64,
+    stop: StopOptions,
 }
 
 fn inputs(cfg: &Config) -> Res<Inputs> {
@@ -61,6 +62,11 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         dt = t_end / steps as f64;
     }
     let every: u64 = cfg.get_or("checkpoint.every", 0)?;
+    // Seconds kept before the job's end for the last checkpoint (plus two steps).
+    let margin: f64 = cfg.get_or("stop.margin", 30.0)?;
+    if !(0.0..=86400.0).contains(&margin) {
+        return Err(cfg.invalid("stop.margin", "must be between 0 and 86400 seconds").into());
+    }
     let inputs = Inputs {
         n,
         dim,
@@ -71,6 +77,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
         progress_every: cfg.get_or("progress.every", 0)?,
+        stop: StopOptions { margin: Duration::from_secs_f64(margin), ..StopOptions::default() },
     };
     cfg.finish()?;
     Ok(inputs)
@@ -106,7 +113,7 @@ fn main() {
             Ok(w.commit()?)
         };
 
-        let policy = StopPolicy::new(rt, StopOptions::default())?;
+        let policy = StopPolicy::new(rt, inp.stop.clone())?;
         let mut progress = Progress::new(rt);
         let nu_dt = inp.alpha * inp.dt;
         let t0 = Instant::now();

@@ -219,6 +219,8 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
 }
 
 fn run(a: RunArgs) -> Result<i32> {
+    // First: in a Slurm job the checkpoint signal may come any time, and would kill us unhandled.
+    supervise::forward_signals()?;
     let program = launch::resolve_program(&a.program)?;
     // Bad inputs fail here, in one line, before any rank starts.
     rankwise_runtime::Config::load(a.inputs.as_deref(), &a.sets)?;
@@ -258,7 +260,6 @@ fn run(a: RunArgs) -> Result<i32> {
         println!("{}", launch::plan(&req, &via, host));
         return Ok(0);
     }
-    supervise::forward_signals()?;
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
     supervise::run(req, &via, host, &policy)
 }
