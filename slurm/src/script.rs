@@ -188,6 +188,21 @@ impl JobSpec {
         for o in &self.sbatch {
             writeln!(s, "#SBATCH {}", directive_quote("sbatch", o)?).unwrap();
         }
+        write!(
+            s,
+            r#"
+# The checkpoint signal (and TERM) reach this script only: pass them on to the running step.
+# Trapped first, as unhandled they would end the script; and bash runs a trap only between
+# commands, hence the step in the background and `wait`.
+forward() {{ echo "rankwise: job $SLURM_JOB_ID got SIG$1, passing it to the program" >&2; kill -s "$1" "$step" 2>/dev/null; }}
+trap 'forward {sig}' {sig}
+"#,
+            sig = self.signal_name(),
+        )
+        .unwrap();
+        if self.signal_name() != "TERM" {
+            s.push_str("trap 'forward TERM' TERM\n");
+        }
         s.push('\n');
         for (k, v) in &self.env {
             writeln!(s, "export {k}={}", quote(v)).unwrap();
@@ -217,23 +232,7 @@ impl JobSpec {
             s.push_str(&sweep.selection()?);
             launch.push("\"${params[@]}\"".into());
         }
-        write!(
-            s,
-            r#"
-# The checkpoint signal (and TERM) reach this script only: pass them on to the running step.
-# Bash runs a trap only between commands, hence the step in the background and `wait`.
-forward() {{ echo "rankwise: job $SLURM_JOB_ID got SIG$1, passing it to the program" >&2; kill -s "$1" "$step" 2>/dev/null; }}
-trap 'forward {sig}' {sig}
-{term}{launch} &
-step=$!
-while kill -0 "$step" 2>/dev/null; do wait "$step"; done
-wait "$step"; status=$?
-"#,
-            sig = self.signal_name(),
-            term = if self.signal_name() == "TERM" { "" } else { "trap 'forward TERM' TERM\n" },
-            launch = launch.join(" "),
-        )
-        .unwrap();
+        writeln!(s, "{} &\nstep=$!\nwhile kill -0 \"$step\" 2>/dev/null; do wait \"$step\"; done\nwait \"$step\"; status=$?", launch.join(" ")).unwrap();
         if self.requeue {
             write!(
                 s,
