@@ -405,7 +405,7 @@ fn cli_sweep(c: &Cluster) {
 
 /// Heat at 4 ranks, checkpointing every few seconds, from an inputs file that gives the steps.
 fn heat_inputs(dir: &Path, steps: u64) {
-    let text = format!("n = 256\nsteps = {steps}\n[checkpoint]\ndir = \"ckpt\"\nevery = 20000\n[progress]\nevery = 10000\n");
+    let text = format!("n = 256\nsteps = {steps}\n[checkpoint]\ndir = \"ckpt\"\nevery = 20000\n[progress]\nevery = 2000\n");
     std::fs::write(dir.join("heat.toml"), text).unwrap();
 }
 
@@ -514,7 +514,7 @@ fn heat_preempted(c: &Cluster) {
     assert_eq!(stopped, resumed, "each run resumes where the last stopped:\n{out}");
     for (k, ((at, down), step)) in moments.iter().zip(&stopped).enumerate() {
         println!(
-            "  interruption {}: signalled past step {at}, stopped at step {step} with a checkpoint and resumed there (0 steps lost), {:.1} s from the signal to the resumed run",
+            "  interruption {}: signalled once past step {at}, stopped at step {step} with a checkpoint and resumed there (0 steps lost), {:.1} s from the signal to the resumed run",
             k + 1,
             down.as_secs_f64()
         );
