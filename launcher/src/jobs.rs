@@ -15,27 +15,34 @@ pub struct JobArgs {
     /// TOML file whose [job] section describes the job (see rankwise_slurm::JobSpec).
     #[arg(long, value_name = "FILE")]
     spec: Option<PathBuf>,
+    /// Job name.
     #[arg(short = 'J', long = "job-name", value_name = "NAME")]
     name: Option<String>,
+    /// Nodes.
     #[arg(short = 'N', long, value_name = "N")]
     nodes: Option<u32>,
     /// Tasks (ranks) in all.
     #[arg(short = 'n', long, value_name = "N")]
     ntasks: Option<u32>,
+    /// Tasks on each node.
     #[arg(long, value_name = "N")]
     ntasks_per_node: Option<u32>,
     /// CPUs per task: the threads of each rank.
     #[arg(short = 'c', long, value_name = "N")]
     cpus_per_task: Option<u32>,
+    /// GPUs on each node.
     #[arg(long, value_name = "N")]
     gpus_per_node: Option<u32>,
     /// Time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
     #[arg(short = 't', long, value_name = "TIME")]
     time: Option<String>,
+    /// Partition (queue).
     #[arg(short = 'p', long)]
     partition: Option<String>,
+    /// Account charged.
     #[arg(short = 'A', long)]
     account: Option<String>,
+    /// Quality of service.
     #[arg(short = 'q', long)]
     qos: Option<String>,
     /// File for stdout (%j: job id, %A: array id, %a: array task).
