@@ -386,8 +386,10 @@ fn cli_sbatch_status_cancel(c: &Cluster) {
 fn cli_sweep(c: &Cluster) {
     let dir = c.workdir("cli-sweep");
     std::fs::write(dir.join("params.toml"), "[sweep]\nsets = [{ n = 16 }, { n = 24 }, { n = 32 }]\ndir = \"runs\"\n").unwrap();
+    // Without a checkpoint folder heat refuses to stop: the checkpoint signal must not come
+    // (with the default 120 s, Slurm sends it at once to a 2-minute job).
     let args = ["--set", "steps=50"];
-    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "-o", "task-%a.txt", "heat"][..], &args].concat());
+    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "-o", "task-%a.txt", "heat"][..], &args].concat());
     let jobs = c.wait(id, 90);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(jobs.iter().all(|j| j.state() == "COMPLETED"), "array {id}: {jobs:#?}");
