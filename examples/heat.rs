@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::{Ix2, Ix3, Slice};
 use rankwise::io::{image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
@@ -40,6 +40,7 @@ struct Inputs {
     out_dir: Option<PathBuf>,
     /// A picture of the final field (3-D: its middle plane along the first axis).
     png: Option<PathBuf>,
+    stop: StopOptions,
 }
 
 fn inputs(cfg: &Config) -> Res<Inputs> {
@@ -77,6 +78,11 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         (_, Ok(path)) => path,
         _ => return Err(cfg.invalid("output.png", "expected true, false or a file name").into()),
     };
+    // Seconds kept before the job's end for the last checkpoint (plus two steps).
+    let margin: f64 = cfg.get_or("stop.margin", 30.0)?;
+    if !(0.0..=86400.0).contains(&margin) {
+        return Err(cfg.invalid("stop.margin", "must be between 0 and 86400 seconds").into());
+    }
     let inputs = Inputs {
         n,
         dim,
@@ -90,6 +96,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         progress_every: cfg.get_or("progress.every", 0)?,
         out_dir,
         png,
+        stop: StopOptions { margin: Duration::from_secs_f64(margin), ..StopOptions::default() },
     };
     cfg.finish()?;
     Ok(inputs)
@@ -139,7 +146,7 @@ fn main() {
         };
 
         let mut gpu = gpu::select(rt, &cfg, &inp.backend, &u)?;
-        let policy = StopPolicy::new(rt, StopOptions::default())?;
+        let policy = StopPolicy::new(rt, inp.stop.clone())?;
         let mut progress = Progress::new(rt);
         let nu_dt = inp.alpha * inp.dt;
         let t0 = Instant::now();

@@ -5,8 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use rankwise::slurm::{JobInfo, JobSpec, Launcher, ParamSet, Slurm, Sweep};
 
@@ -17,6 +18,10 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("a_job_array_of_3_parameter_sets_writes_3_separate_outputs", job_array),
     ("usr2_to_the_batch_script_stops_every_rank_and_requeues_the_job_once", signal_and_requeue),
     ("the_stop_policy_learns_the_time_left_from_slurm", time_left_from_slurm),
+    ("rankwise_sbatch_then_status_and_cancel", cli_sbatch_status_cancel),
+    ("rankwise_sweep_of_3_sets_writes_3_correct_outputs", cli_sweep),
+    ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
+    ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
 ];
 
 fn main() {
@@ -43,6 +48,7 @@ fn main() {
 /// The cluster for this test run: up once, down on drop (after a failure too).
 struct Cluster {
     dir: PathBuf,
+    conf: PathBuf,
     slurm: Slurm,
 }
 
@@ -67,7 +73,7 @@ impl Cluster {
         for (k, v) in common::mpi_env(&mut probe).get_envs() {
             slurm = slurm.env(k.to_str().unwrap(), v.unwrap().to_str().unwrap());
         }
-        Cluster { dir, slurm }
+        Cluster { dir, conf, slurm }
     }
 
     /// A fresh folder for one test's job files.
@@ -312,4 +318,221 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+impl Cluster {
+    /// `rankwise ARGS` in `dir`, with this cluster's config and the MPI settings (sbatch passes
+    /// the environment on to the job).
+    fn rankwise(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(common::rankwise_bin());
+        common::mpi_env(&mut cmd).env("SLURM_CONF", &self.conf).current_dir(dir).args(args);
+        cmd.output().unwrap()
+    }
+
+    /// `rankwise sbatch|sweep ARGS`: the job id it printed.
+    fn submit(&self, dir: &Path, args: &[&str]) -> u64 {
+        let o = self.rankwise(dir, args);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "rankwise {args:?}: {o:?}");
+        text.trim().parse().unwrap_or_else(|_| panic!("rankwise {args:?} printed {text:?}, not a job id"))
+    }
+
+    /// `rankwise status ID`, which must succeed.
+    fn status(&self, id: u64) -> String {
+        let o = self.rankwise(&self.dir, &["status", &id.to_string()]);
+        assert!(o.status.success(), "rankwise status {id}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn wait_running(&self, id: u64) {
+        let start = Instant::now();
+        while self.slurm.show_job(&id.to_string()).unwrap()[0].state() != "RUNNING" {
+            assert!(start.elapsed() < Duration::from_secs(30), "job {id} never ran: {:?}", self.slurm.show_job(&id.to_string()));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn cli_sbatch_status_cancel(c: &Cluster) {
+    let dir = c.workdir("cli");
+    common::program("hello");
+    // Through `rankwise run` in the job: 4 tasks from the job, srun with pmix.
+    let id = c.submit(&dir, &["sbatch", "-J", "cli hello", "-n", "4", "-t", "2", "-o", "out.txt", "hello"]);
+    let jobs = c.wait(id, 60);
+    let out = read(dir.join("out.txt"));
+    assert_eq!(jobs[0].state(), "COMPLETED", "job {id}:\n{out}");
+    assert!(out.lines().any(|l| l == "allreduce: sum of rank+1 over 4 ranks = 10 (expected 10)"), "{out}");
+    let st = c.status(id);
+    assert!(st.starts_with(&format!("job={id} state=COMPLETED reason=None restarts=0 run_time=")) && st.ends_with(" exit_code=0:0\n"), "{st}");
+    assert_eq!(st.lines().count(), 1, "{st}");
+
+    let id = c.submit(&dir, &["sbatch", "-t", "2", "-o", "sleep.txt", "--launcher", "srun", "/bin/sleep", "300"]);
+    c.wait_running(id);
+    let st = c.status(id);
+    let left = st.split(" time_left=0-00:").nth(1).and_then(|t| t.get(..5)).unwrap_or_else(|| panic!("{st}"));
+    let secs = left[..2].parse::<u64>().unwrap() * 60 + left[3..].parse::<u64>().unwrap();
+    assert!(st.starts_with(&format!("job={id} state=RUNNING ")) && (90..=120).contains(&secs), "{st}");
+    let o = c.rankwise(&dir, &["cancel", &id.to_string()]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("job {id}: cancelled\n"), "{o:?}");
+    assert_eq!(c.wait(id, 30)[0].state(), "CANCELLED");
+    assert!(c.status(id).starts_with(&format!("job={id} state=CANCELLED ")));
+
+    // A job Slurm never had: its error, on one line, exit 1.
+    let o = c.rankwise(&dir, &["status", "999999"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.starts_with("error: ") && err.lines().count() == 1, "{o:?}");
+}
+
+fn cli_sweep(c: &Cluster) {
+    let dir = c.workdir("cli-sweep");
+    std::fs::write(dir.join("params.toml"), "[sweep]\nsets = [{ n = 16 }, { n = 24 }, { n = 32 }]\ndir = \"runs\"\n").unwrap();
+    // Without a checkpoint folder heat refuses to stop: the checkpoint signal must not come
+    // (with the default 120 s, Slurm sends it at once to a 2-minute job).
+    let args = ["--set", "steps=50"];
+    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "-o", "task-%a.txt", "heat"][..], &args].concat());
+    let jobs = c.wait(id, 90);
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.state() == "COMPLETED"), "array {id}: {jobs:#?}");
+    let status = c.status(id);
+    assert_eq!(status.lines().filter(|l| l.contains(" state=COMPLETED ")).count(), 3, "{status}");
+    for (i, n) in ["16", "24", "32"].iter().enumerate() {
+        let direct = common::Job::new(2, "heat").args(args).args(["--set", &format!("n={n}")]).run();
+        let expect = direct.assert_success().line(0, "final ");
+        let out = read(dir.join(format!("task-{i}.txt")));
+        assert!(out.lines().any(|l| l == expect), "task {i}: not {expect}\n{out}");
+        let params: toml::Table = toml::from_str(&read(dir.join("runs").join(i.to_string()).join("params.toml"))).unwrap();
+        assert_eq!(params["n"].as_str(), Some(*n), "task {i}");
+    }
+}
+
+/// Heat at 4 ranks, checkpointing every few seconds, from an inputs file that gives the steps.
+fn heat_inputs(dir: &Path, steps: u64) {
+    let text = format!("n = 256\nsteps = {steps}\n[checkpoint]\ndir = \"ckpt\"\nevery = 20000\n[progress]\nevery = 2000\n");
+    std::fs::write(dir.join("heat.toml"), text).unwrap();
+}
+
+/// The steps of the heat runs: as many as the time-limit test's first run managed, and a few
+/// more (so the figures follow this machine's speed), else this many.
+static HEAT_STEPS: OnceLock<u64> = OnceLock::new();
+const HEAT_STEPS_DEFAULT: u64 = 60_000;
+
+/// The final line of an uninterrupted run of `steps` (under mpirun), once per step count.
+fn reference(steps: u64) -> String {
+    static DONE: std::sync::Mutex<Vec<(u64, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, line)) = done.iter().find(|(s, _)| *s == steps) {
+        return line.clone();
+    }
+    let s = common::Scratch::new("slurm-heat-reference");
+    heat_inputs(s.path(), steps);
+    let t = Instant::now();
+    let o = common::Job::new(4, "heat").args(["-i", "heat.toml"]).dir(s.path()).timeout(300).run();
+    let line = o.assert_success().line(0, "final ").to_string();
+    println!("  reference: {line} ({:.1} s uninterrupted under mpirun)", t.elapsed().as_secs_f64());
+    done.push((steps, line.clone()));
+    line
+}
+
+/// Numbers after `prefix` on each line that has it, e.g. the steps of "restarted from step N".
+fn numbers_after(out: &str, prefix: &str) -> Vec<u64> {
+    out.lines().filter_map(|l| l.split(prefix).nth(1)).map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()).collect()
+}
+
+/// The time limit: `--time=1`, the checkpoint signal 58 s before it (Slurm sends it up to half a
+/// minute late), a stop margin of 20 s. The
+/// signal comes first (checkpoint, carry on); then the end time that the runtime learnt from
+/// Slurm stops the run (checkpoint, exit 75) and the script requeues it. While it waits, the
+/// test sets the steps to where it stopped plus 5000 and gives the job 5 minutes: the next run
+/// resumes and finishes, equal to an uninterrupted run of as many steps.
+fn heat_time_limit(c: &Cluster) {
+    let dir = c.workdir("heat-time-limit");
+    heat_inputs(&dir, 1 << 40);
+    let id = c.submit(&dir, &["sbatch", "-n", "4", "-t", "1", "--signal", "58", "-o", "out.txt", "heat", "-i", "heat.toml", "--set", "stop.margin=20"]);
+    let start = Instant::now();
+    while c.slurm.show_job(&id.to_string()).unwrap()[0].restarts() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(90), "job {id} was never requeued:\n{}", read(dir.join("out.txt")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = read(dir.join("out.txt"));
+    let cut = *numbers_after(&first, "stopping at step ").first().unwrap_or_else(|| panic!("no stop:\n{first}"));
+    let steps = cut + 5000;
+    heat_inputs(&dir, steps);
+    c.slurm.output("scontrol", &["update", &format!("JobId={id}"), "TimeLimit=5"]).unwrap();
+    let jobs = c.wait(id, 120);
+    let out = read(dir.join("out.txt"));
+    assert_eq!((jobs[0].state(), jobs[0].exit_code(), jobs[0].restarts()), ("COMPLETED", Some((0, 0)), 1), "{jobs:?}\n{out}");
+    let expect = reference(steps);
+    assert!(out.lines().any(|l| l == expect), "not the uninterrupted {expect}:\n{out}");
+    // Stopped by the end time, 20 s (the margin) and two steps before it.
+    let stop: Vec<&str> = first.lines().filter(|l| l.ends_with("s left: checkpoint and stop")).collect();
+    assert_eq!(stop.len(), 1, "{first}");
+    let left = numbers_after(stop[0], ": TimeLimit, ")[0];
+    assert!((15..=22).contains(&left), "{}", stop[0]);
+    assert!(first.contains("got SIGUSR2, passing it to the program") && first.contains("s left: checkpoint, then carry on"), "{first}");
+    assert_eq!(out.matches("requeueing job").count(), 1, "{out}");
+    assert_eq!(numbers_after(&out, "restarted from step "), [cut], "resumes where it stopped:\n{out}");
+    println!("  cut at step {cut}, {left} s before the limit, after a checkpoint on USR2; resumed at {cut}: no step lost");
+    let _ = HEAT_STEPS.set(steps);
+}
+
+/// Preemption: USR2 to the batch script (`scancel --signal=USR2 --batch`), then to the ranks
+/// (`rankwise cancel --signal USR2`), each at a random step, far from the time limit.
+fn heat_preempted(c: &Cluster) {
+    let steps = *HEAT_STEPS.get().unwrap_or(&HEAT_STEPS_DEFAULT);
+    let dir = c.workdir("heat-preempted");
+    heat_inputs(&dir, steps);
+    let id = c.submit(&dir, &["sbatch", "-n", "4", "-t", "10", "-o", "out.txt", "heat", "-i", "heat.toml"]);
+    let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let mut moments = Vec::new();
+    for (k, range) in [(0.1, 0.4), (0.6, 0.9)].iter().enumerate() {
+        let at = (steps as f64 * (range.0 + (range.1 - range.0) * ((seed >> (k * 16)) % 1000) as f64 / 1000.0)) as u64;
+        let start = Instant::now();
+        // This run (after k restarts) has passed step `at`, then a random fraction of a second more.
+        while !out_runs(&dir).get(k).is_some_and(|run| numbers_after(run, "INFO  step ").last().is_some_and(|s| *s >= at)) {
+            assert!(start.elapsed() < Duration::from_secs(120), "run {k} never reached step {at}:\n{}", read(dir.join("out.txt")));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis((seed >> (k * 16 + 8)) % 1000));
+        let sent = Instant::now();
+        if k == 0 {
+            c.slurm.cancel(&id.to_string(), Some("USR2"), true).unwrap();
+        } else {
+            let o = c.rankwise(&dir, &["cancel", &id.to_string(), "--signal", "USR2"]);
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("job {id}: sent USR2\n"), "{o:?}");
+        }
+        while !out_runs(&dir).get(k + 1).is_some_and(|run| run.contains("restarted from step")) {
+            assert!(sent.elapsed() < Duration::from_secs(120), "no restart after interruption {k}:\n{}", read(dir.join("out.txt")));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moments.push((at, sent.elapsed()));
+    }
+    let jobs = c.wait(id, 120);
+    let out = read(dir.join("out.txt"));
+    assert_eq!((jobs[0].state(), jobs[0].restarts()), ("COMPLETED", 2), "{jobs:?}\n{out}");
+    let expect = reference(steps);
+    assert!(out.lines().any(|l| l == expect), "not the uninterrupted {expect}:\n{out}");
+    assert_eq!(out.lines().filter(|l| l.contains(": Preemption, ") && l.ends_with("s left: checkpoint and stop")).count(), 2, "{out}");
+    let (stopped, resumed) = (numbers_after(&out, "stopping at step "), numbers_after(&out, "restarted from step "));
+    assert_eq!(stopped, resumed, "each run resumes where the last stopped:\n{out}");
+    for (k, ((at, down), step)) in moments.iter().zip(&stopped).enumerate() {
+        println!(
+            "  interruption {}: signalled once past step {at}, stopped at step {step} with a checkpoint and resumed there (0 steps lost), {:.1} s from the signal to the resumed run",
+            k + 1,
+            down.as_secs_f64()
+        );
+    }
+}
+
+/// The job's output split at each requeue (runs append to it).
+fn out_runs(dir: &Path) -> Vec<String> {
+    let out = std::fs::read_to_string(dir.join("out.txt")).unwrap_or_default();
+    let mut runs = vec![String::new()];
+    for l in out.lines() {
+        runs.last_mut().unwrap().push_str(l);
+        runs.last_mut().unwrap().push('\n');
+        if l.contains("requeueing job") {
+            runs.push(String::new());
+        }
+    }
+    runs
 }

@@ -3,6 +3,7 @@
 
 mod ckpt;
 mod info;
+mod jobs;
 mod launch;
 mod supervise;
 
@@ -21,6 +22,7 @@ Examples:
   rankwise info                                  what MPI, HDF5, BLAS, GPUs and Slurm a run here uses
   rankwise run -n 4 hello                        an example, on 4 ranks
   rankwise run -n 8 --restarts 3 heat -i heat.toml --set n=512
+  rankwise sbatch -n 8 -t 2:00:00 heat -i heat.toml   a Slurm job that checkpoints and requeues
   rankwise ckpt list ckpt/                       the checkpoints of a run, and whether they verify
   rankwise completions bash > /etc/bash_completion.d/rankwise")]
 struct Cli {
@@ -52,7 +54,54 @@ Examples:
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  rankwise completions bash > ~/.local/share/bash-completion/completions/rankwise")]
     Completions { shell: clap_complete::Shell },
-    // Slurm jobs (`sbatch`, `status`, `cancel`, `sweep`, from rankwise-slurm) go here.
+    /// Submit PROGRAM as a Slurm batch job that checkpoints before its time limit and on
+    /// preemption, then requeues itself; print the job id.
+    #[command(after_help = "\
+The script launches PROGRAM with `rankwise run` on the job's tasks, passes the checkpoint signal
+(USR2, 120 s before the limit by default) and TERM on to it, and requeues the job when the program
+stops with a checkpoint (exit 75). Every string is quoted: names and arguments never run as shell.
+
+Examples:
+  rankwise sbatch --dry-run -n 4 -t 30 heat -i heat.toml        print the script only
+  rankwise sbatch -N 2 --ntasks-per-node 64 -t 12:00:00 -p batch --setup 'module load openmpi' \\
+      heat -i heat.toml --set n=4096
+  rankwise sbatch --spec job.toml -t 1:00:00                    a [job] section, flags over it")]
+    Sbatch(jobs::JobArgs),
+    /// Submit one job array over a parameter sweep: task i runs set i (as --set KEY=VALUE
+    /// arguments) in its own folder, DIR/i.
+    #[command(after_help = "\
+sweep.toml:
+  [sweep]
+  grid = { n = [64, 128], alpha = [0.5, 1.0] }    # every combination; or sets = [{ n = 64 }, ..]
+  max_parallel = 2                                # optional
+  dir = \"sweep\"                                 # optional: task i runs in sweep/i
+
+Examples:
+  rankwise sweep --params sweep.toml --dry-run -n 4 -t 30 heat -i heat.toml
+  rankwise sweep --params sweep.toml --max-parallel 4 -n 16 -t 2:00:00 heat")]
+    Sweep(jobs::SweepArgs),
+    /// State, reason, restarts, run time, time left, nodes and exit code of a job (one line per
+    /// array task), from scontrol, or sacct for jobs the controller has forgotten.
+    #[command(after_help = "Example:\n  rankwise status 1234\n  job=1234 state=RUNNING reason=None restarts=1 run_time=00:10:02 time_left=0-01:49:58 nodes=cn[01-02] exit_code=0:0")]
+    Status {
+        /// A job id, or ARRAYID_TASK.
+        job: String,
+    },
+    /// Cancel a job, or only send it a signal.
+    #[command(after_help = "\
+Examples:
+  rankwise cancel 1234                           end it
+  rankwise cancel 1234 --signal USR2             checkpoint now, stop and requeue (a preemption)
+  rankwise cancel 1234 --signal USR2 --batch     the same, through the batch script")]
+    Cancel {
+        job: String,
+        /// Send this signal to the job's steps instead of ending it.
+        #[arg(long, value_name = "SIG")]
+        signal: Option<String>,
+        /// Send the signal to the batch script (which passes it on) instead.
+        #[arg(long)]
+        batch: bool,
+    },
     /// Checkpoint tools: list a directory, verify checksums, inspect one file (no MPI needed).
     #[command(subcommand, after_help = "\
 Examples:
@@ -156,6 +205,10 @@ fn main() {
 fn dispatch(cmd: Cmd) -> Result<i32> {
     match cmd {
         Cmd::Run(a) => run(a),
+        Cmd::Sbatch(a) => jobs::sbatch(&a),
+        Cmd::Sweep(a) => jobs::sweep(&a),
+        Cmd::Status { job } => jobs::status(&job),
+        Cmd::Cancel { job, signal, batch } => jobs::cancel(&job, signal.as_deref(), batch),
         Cmd::Info => {
             info::print();
             Ok(0)
@@ -171,6 +224,8 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
 }
 
 fn run(a: RunArgs) -> Result<i32> {
+    // First: in a Slurm job the checkpoint signal may come any time, and would kill us unhandled.
+    supervise::forward_signals()?;
     let program = launch::resolve_program(&a.program)?;
     // Bad inputs fail here, in one line, before any rank starts.
     rankwise_runtime::Config::load(a.inputs.as_deref(), &a.sets)?;
@@ -218,7 +273,6 @@ fn run(a: RunArgs) -> Result<i32> {
         println!("{}", launch::plan(&req, &via, host));
         return Ok(0);
     }
-    supervise::forward_signals()?;
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
     supervise::run(req, &via, host, &policy)
 }

@@ -6,7 +6,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rankwise_runtime::status::{Status, RESTART_COUNT_ENV, RESTART_ENV};
@@ -20,6 +21,13 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The user asked the job to end (INT or TERM): never restart it.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// When the running child was started.
+static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
+/// A warning signal (USR1, USR2) waits until the launch is this old: before the ranks have
+/// installed their handlers it would kill them. Slurm sends it minutes ahead of the limit, so
+/// it can wait; but it comes right at the start of a job shorter than that.
+const WARNING_HOLD: Duration = Duration::from_secs(3);
+
 /// Forward INT, TERM, USR1 and USR2 to the running launcher child from now on.
 pub fn forward_signals() -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2])?;
@@ -27,15 +35,27 @@ pub fn forward_signals() -> Result<()> {
         for sig in signals.forever() {
             if sig == SIGINT || sig == SIGTERM {
                 INTERRUPTED.store(true, Ordering::SeqCst);
+                pass_on(sig);
+                continue;
             }
-            let pid = CHILD.load(Ordering::SeqCst);
-            if pid > 0 {
-                // SAFETY: plain kill(2) of our own child.
-                unsafe { libc::kill(pid, sig) };
-            }
+            std::thread::spawn(move || {
+                let ready = || STARTED.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() >= WARNING_HOLD);
+                while !ready() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                pass_on(sig);
+            });
         }
     });
     Ok(())
+}
+
+fn pass_on(sig: i32) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid, sig) };
+    }
 }
 
 /// How to supervise.
@@ -112,6 +132,7 @@ fn launch(plan: &Plan) -> Result<Ended> {
     // SAFETY: prctl is async-signal-safe. If we die, take the job down with us.
     unsafe { cmd.pre_exec(|| { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM); Ok(()) }) };
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", plan.program.display()))?;
+    *STARTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     // Pass its stderr through, listening for which rank failed.
     let stderr = child.stderr.take().expect("piped");

@@ -72,6 +72,7 @@ impl Runtime {
     /// into node communicators, bind a GPU, set up rank-prefixed logging, and make a panic on any
     /// rank abort the whole job instead of leaving the others waiting.
     pub fn init_with(opts: InitOptions) -> Result<Runtime> {
+        crate::stop::catch_warning_early();
         let (universe, provided) =
             mpi::initialize_with_threading(opts.threading).ok_or(Error::AlreadyInitialised)?;
         if provided < opts.threading {

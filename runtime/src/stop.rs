@@ -21,6 +21,16 @@ use rankwise_slurm::{Job, Slurm};
 
 use crate::{BadInput, Exit, Result, Runtime};
 
+/// USR2 counted from [`Runtime::init`] on. Slurm sends it by the clock, so it may come while a
+/// program still starts up (MPI, a restore), before its [`StopPolicy`] exists: its default action
+/// would kill the rank; counted here, the first check sees it.
+static EARLY_WARNINGS: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn catch_warning_early() {
+    // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+    let _ = unsafe { signal_hook::low_level::register(libc::SIGUSR2, || { EARLY_WARNINGS.fetch_add(1, Ordering::SeqCst); }) };
+}
+
 /// Why a run checkpoints or stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -106,6 +116,9 @@ impl StopPolicy {
                     .map_err(|e| BadInput(format!("cannot handle signal {sig}: {e}")))?;
                 handlers.push(id);
             }
+        }
+        if opts.warning_signals.contains(&libc::SIGUSR2) {
+            warnings.fetch_add(EARLY_WARNINGS.swap(0, Ordering::SeqCst), Ordering::SeqCst);
         }
         let mut left = f64::INFINITY;
         if rt.is_root() && opts.slurm {

@@ -69,6 +69,19 @@ impl Slurm {
         Ok(out.lines().filter(|l| !l.trim().is_empty()).map(JobInfo::parse).collect())
     }
 
+    /// The accounting records of job `id` from sacct (one per array task; steps left out), with
+    /// scontrol's keys: for jobs the controller has forgotten. An error where accounting is off.
+    pub fn accounting(&self, id: &str) -> Result<Vec<JobInfo>> {
+        const KEYS: [&str; 6] = ["JobId", "JobState", "ExitCode", "RunTime", "NodeList", "JobName"];
+        let format = "JobID,State,ExitCode,Elapsed,NodeList,JobName"; // the name last: it may hold `|`
+        let out = self.output("sacct", &["--noheader", "--parsable2", "--allocations", "--jobs", id, "--format", format])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| JobInfo { fields: KEYS.iter().zip(l.splitn(KEYS.len(), '|')).map(|(k, v)| (k.to_string(), v.to_string())).collect() })
+            .collect())
+    }
+
     /// The queued or running jobs of `id` (array tasks too), as `(job id, state)`, from squeue.
     pub fn queue(&self, id: &str) -> Result<Vec<(String, String)>> {
         let out = self.output("squeue", &["--noheader", "--jobs", id, "--format", "%i %T"])?;

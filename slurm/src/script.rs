@@ -14,7 +14,7 @@ use crate::{Error, Result, EXIT_REQUEUE};
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Launcher {
-    /// `rankwise run PROGRAM ARGS` (the launcher picks srun and the task count from the job).
+    /// `rankwise run -n <the job's tasks> PROGRAM -- ARGS` (the launcher picks srun inside the job).
     #[default]
     Rankwise,
     /// `srun --mpi=<mpi> PROGRAM ARGS`.
@@ -98,7 +98,8 @@ impl Default for JobSpec {
 }
 
 impl JobSpec {
-    /// The `[job]` section of a TOML document (other sections are left to their owners).
+    /// The `[job]` section of a TOML document (other sections are left to their owners). It may
+    /// leave `program` out for the command line to fill in: [`JobSpec::script`] checks the whole.
     pub fn from_toml(text: &str) -> Result<JobSpec> {
         #[derive(Deserialize)]
         struct Doc {
@@ -106,9 +107,7 @@ impl JobSpec {
         }
         let doc: Doc = toml::from_str(text).map_err(|e| Error::Spec(e.message().to_string()))?;
         let job = doc.job.ok_or_else(|| Error::Spec("no [job] section".into()))?;
-        let spec: JobSpec = job.try_into().map_err(|e: toml::de::Error| Error::Spec(format!("[job]: {}", e.message())))?;
-        spec.validate()?;
-        Ok(spec)
+        job.try_into().map_err(|e: toml::de::Error| Error::Spec(format!("[job]: {}", e.message())))
     }
 
     /// Check what sbatch would otherwise reject only at submission.
@@ -189,6 +188,21 @@ impl JobSpec {
         for o in &self.sbatch {
             writeln!(s, "#SBATCH {}", directive_quote("sbatch", o)?).unwrap();
         }
+        write!(
+            s,
+            r#"
+# The checkpoint signal (and TERM) reach this script only: pass them on to the running step.
+# Trapped first, as unhandled they would end the script; and bash runs a trap only between
+# commands, hence the step in the background and `wait`.
+forward() {{ echo "rankwise: job $SLURM_JOB_ID got SIG$1, passing it to the program" >&2; kill -s "$1" "$step" 2>/dev/null; }}
+trap 'forward {sig}' {sig}
+"#,
+            sig = self.signal_name(),
+        )
+        .unwrap();
+        if self.signal_name() != "TERM" {
+            s.push_str("trap 'forward TERM' TERM\n");
+        }
         s.push('\n');
         for (k, v) in &self.env {
             writeln!(s, "export {k}={}", quote(v)).unwrap();
@@ -197,33 +211,28 @@ impl JobSpec {
             writeln!(s, "{line}").unwrap();
         }
         let mut launch: Vec<String> = match self.launcher {
-            Launcher::Rankwise => vec![quote(&self.rankwise), "run".into()],
+            // Tasks as the job has them: sbatch sets SLURM_NTASKS when tasks are asked for (also
+            // per node), else Slurm runs one per node.
+            Launcher::Rankwise => {
+                let mut l = vec![quote(&self.rankwise), "run".into(), "-n".into(), "\"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\"".into()];
+                if let Some(c) = self.cpus_per_task {
+                    l.extend(["--threads".into(), c.to_string()]);
+                }
+                l
+            }
             Launcher::Srun => vec!["srun".into(), quote(&format!("--mpi={}", self.mpi))],
             Launcher::Mpirun => vec!["mpirun".into()],
         };
         launch.push(quote(&self.program));
+        if self.launcher == Launcher::Rankwise {
+            launch.push("--".into()); // the rest is the program's, even `-n` or `--set`
+        }
         launch.extend(self.args.iter().map(|a| quote(a)));
         if let Some(sweep) = sweep {
             s.push_str(&sweep.selection()?);
             launch.push("\"${params[@]}\"".into());
         }
-        write!(
-            s,
-            r#"
-# The checkpoint signal (and TERM) reach this script only: pass them on to the running step.
-# Bash runs a trap only between commands, hence the step in the background and `wait`.
-forward() {{ echo "rankwise: job $SLURM_JOB_ID got SIG$1, passing it to the program" >&2; kill -s "$1" "$step" 2>/dev/null; }}
-trap 'forward {sig}' {sig}
-trap 'forward TERM' TERM
-{launch} &
-step=$!
-while kill -0 "$step" 2>/dev/null; do wait "$step"; done
-wait "$step"; status=$?
-"#,
-            sig = self.signal_name(),
-            launch = launch.join(" "),
-        )
-        .unwrap();
+        writeln!(s, "{} &\nstep=$!\nwhile kill -0 \"$step\" 2>/dev/null; do wait \"$step\"; done\nwait \"$step\"; status=$?", launch.join(" ")).unwrap();
         if self.requeue {
             write!(
                 s,
@@ -323,7 +332,7 @@ mod tests {
             "#SBATCH --signal=\"B:USR2@120\"\n",
             "#SBATCH --requeue\n",
             "\nexport OMP_NUM_THREADS='1'\nmodule load openmpi\n",
-            "'rankwise' run '/bin/echo' '--set' 'n=64' &\n",
+            "'rankwise' run -n \"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\" '/bin/echo' -- '--set' 'n=64' &\n",
             "trap 'forward USR2' USR2\n",
             "if [ \"$status\" -eq 75 ]; then\n",
             "scontrol requeue \"$SLURM_JOB_ID\"",
