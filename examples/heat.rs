@@ -70,6 +70,10 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         dt = t_end / steps as f64;
     }
     let every: u64 = cfg.get_or("checkpoint.every", 0)?;
+    let ckpt_dir: Option<PathBuf> = cfg.get("checkpoint.dir")?;
+    if every > 0 && ckpt_dir.is_none() {
+        return Err(cfg.invalid("checkpoint.every", "needs checkpoint.dir (where to write them)").into());
+    }
     let out_dir: Option<PathBuf> = cfg.get("output.dir")?;
     // `output.png`: true (the default: heat-final.png in output.dir, if given), false, or a path.
     let png = match (cfg.get::<bool>("output.png"), cfg.get::<PathBuf>("output.png")) {
@@ -90,7 +94,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         alpha,
         dt,
         backend,
-        ckpt_dir: cfg.get::<PathBuf>("checkpoint.dir")?,
+        ckpt_dir,
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
         progress_every: cfg.get_or("progress.every", 0)?,
@@ -137,8 +141,7 @@ fn main() {
                 }
             }
         }
-        let checkpoint = |u: &Field<f64>, step: u64| -> Res<PathBuf> {
-            let cat = catalogue.as_ref().ok_or_else(|| BadInput("stopping needs checkpoint.dir".into()))?;
+        let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64| -> Res<PathBuf> {
             let mut w = cat.create(d.comm(), step, step as f64 * inp.dt)?;
             w.param("n", inp.n as i64)?.param("dim", inp.dim as i64)?.param("alpha", inp.alpha)?;
             w.write_field("u", u)?;
@@ -166,18 +169,24 @@ fn main() {
             let time = step as f64 * inp.dt;
             let due = inp.ckpt_every > 0 && step % inp.ckpt_every == 0 && step < inp.steps;
             let decision = policy.check(rt, step);
-            if due || decision.checkpoint {
-                if let Some(g) = &gpu {
-                    g.to_host(&mut u)?;
+            match &catalogue {
+                Some(cat) if due || decision.checkpoint => {
+                    if let Some(g) = &gpu {
+                        g.to_host(&mut u)?;
+                    }
+                    let path = rt.timers().time("checkpoint", || checkpoint(cat, &u, step))?;
+                    progress.checkpointed(step, time, &path)?;
                 }
-                let path = rt.timers().time("checkpoint", || checkpoint(&u, step))?;
-                progress.checkpointed(step, time, &path)?;
-            } else {
-                progress.step(step, time)?;
+                _ => progress.step(step, time)?,
             }
             if let Some(exit) = decision.exit() {
                 if rt.is_root() {
-                    log::info!("stopping at step {step} ({:?}); checkpoint written", decision.reason);
+                    match catalogue {
+                        Some(_) => log::info!("stopping at step {step} ({:?}); checkpoint written", decision.reason),
+                        // Without a place for checkpoints a warning only stops the run; a requeued
+                        // run begins again.
+                        None => log::warn!("stopping at step {step} ({:?}) without a checkpoint: no checkpoint.dir", decision.reason),
+                    }
                 }
                 return Ok(exit);
             }

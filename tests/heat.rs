@@ -65,6 +65,7 @@ fn bad_inputs_are_one_line_and_exit_2() {
         (vec!["n=1"], "error: --set n: `n` = 1: need at least 2 cells per side"),
         (vec!["dim=4"], "error: --set dim: `dim` = 4: must be 2 or 3"),
         (vec!["stpes=3"], "error: --set stpes: unknown input `stpes`"),
+        (vec!["checkpoint.every=10"], "error: --set checkpoint.every: `checkpoint.every` = 10: needs checkpoint.dir (where to write them)"),
         (vec!["backend=gpu"], "error: --set backend: `backend` = \"gpu\": expected cpu, cuda or auto"),
     ] {
         let o = heat(2, &sets);
