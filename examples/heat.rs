@@ -10,6 +10,7 @@
 //! rankwise run -n 4 heat -i examples/inputs/heat.toml --set n=256
 //! ```
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use ndarray::{Ix2, Ix3, Slice};
 use rankwise::io::{image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
-use rankwise::runtime::{self, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
+use rankwise::runtime::{self, overlap_boxes, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
 
 #[path = "heat/gpu.rs"]
 mod gpu;
@@ -247,44 +248,29 @@ fn output(rt: &Runtime, inp: &Inputs, u: &Field<f64>, whole: Option<ndarray::Arr
 /// One explicit step, `v = u + nu_dt lap(u)`, overlapping the halo exchange with the cells that do
 /// not need ghosts, then the shell of cells next to the ghosts.
 fn heat_step(u: &mut Field<f64>, v: &mut Field<f64>, h: f64, nu_dt: f64) -> Res<()> {
-    let shape = u.decomposition().local_shape();
+    let (inner, shell) = overlap_boxes(&u.decomposition().local_shape(), 1);
     let exchange = u.begin_exchange(Stencil::Star);
-    let inner: Vec<(usize, usize)> = shape.iter().map(|&n| (1.min(n), n.saturating_sub(1).max(1.min(n)))).collect();
     update(u, v, &inner, h, nu_dt)?;
     exchange.finish(u);
-    // The shell: along each axis the first and last layer, earlier axes limited to the inner range
-    // so no cell is updated twice.
-    for a in 0..shape.len() {
-        if shape[a] == 0 {
-            return Ok(());
-        }
-        let layers = if shape[a] > 1 { vec![0, shape[a] - 1] } else { vec![0] };
-        for l in layers {
-            let region: Vec<(usize, usize)> = (0..shape.len())
-                .map(|b| match b.cmp(&a) {
-                    std::cmp::Ordering::Less => inner[b],
-                    std::cmp::Ordering::Equal => (l, l + 1),
-                    std::cmp::Ordering::Greater => (0, shape[b]),
-                })
-                .collect();
-            update(u, v, &region, h, nu_dt)?;
-        }
+    for cells in &shell {
+        update(u, v, cells, h, nu_dt)?;
     }
     Ok(())
 }
 
-/// The heat kernel on the owned cells `region` (local interior coordinates, half-open).
-fn update(u: &Field<f64>, v: &mut Field<f64>, region: &[(usize, usize)], h: f64, nu_dt: f64) -> Res<()> {
-    if region.iter().any(|&(a, b)| a >= b) {
+/// The heat kernel on the owned cells `cells` (local interior coordinates).
+fn update(u: &Field<f64>, v: &mut Field<f64>, cells: &[Range<usize>], h: f64, nu_dt: f64) -> Res<()> {
+    if cells.iter().any(|r| r.is_empty()) {
         return Ok(());
     }
-    let src = u.data();
     // With ghost width 1, owned cell i sits at data index i + 1: the source block with its ghosts
-    // is data[a .. b + 2].
-    let src = src.slice_each_axis(|ax| Slice::from(region[ax.axis.index()].0..region[ax.axis.index()].1 + 2));
+    // is data[start .. end + 2].
+    let block = |ax: ndarray::AxisDescription| Slice::from(cells[ax.axis.index()].start..cells[ax.axis.index()].end + 2);
+    let src = u.data();
+    let src = src.slice_each_axis(block);
     let mut dst = v.data_mut();
-    let dst = dst.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].0..region[ax.axis.index()].1 + 2));
-    match region.len() {
+    let dst = dst.slice_each_axis_mut(block);
+    match cells.len() {
         2 => cpu::heat_step_2d(src.into_dimensionality::<Ix2>()?, dst.into_dimensionality::<Ix2>()?, 1, [h; 2], nu_dt)?,
         _ => cpu::heat_step_3d(src.into_dimensionality::<Ix3>()?, dst.into_dimensionality::<Ix3>()?, 1, [h; 3], nu_dt)?,
     }
