@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{build_profile, cargo, clean_cargo_env, mpi_env, program, run_with_timeout, Scratch};
+use common::{build_profile, cargo, clean_cargo_env, mpi_env, program, rankwise_bin, run_with_timeout, Scratch};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -145,12 +145,6 @@ fn toml_blocks_parse_and_name_what_exists() {
     }
 }
 
-/// The `rankwise` binary of this profile, built if needed.
-fn rankwise_dir() -> PathBuf {
-    assert!(cargo().args(["build", "-p", "rankwise-launcher"]).args(build_profile()).status().unwrap().success(), "cannot build rankwise");
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 /// Whether `actual` fits `expected`, whose `[..]` stand for any text in a line and whose `...`
 /// lines stand for any number of lines.
 fn fits(expected: &[&str], actual: &[&str]) -> bool {
@@ -179,7 +173,7 @@ fn fits(expected: &[&str], actual: &[&str]) -> bool {
 #[test]
 fn console_blocks_print_what_the_readme_shows() {
     let blocks = of_kind("console");
-    let dir = rankwise_dir();
+    let dir = rankwise_bin().parent().unwrap().to_path_buf();
     let s = Scratch::new("readme");
     std::os::unix::fs::symlink(Path::new(ROOT).join("examples"), s.path().join("examples")).unwrap();
     for b in &blocks {
