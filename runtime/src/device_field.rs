@@ -17,7 +17,7 @@ use ndarray::IxDyn;
 use rankwise_kernels::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PinnedHostSlice};
 use rankwise_kernels::{CudaBackend, DeviceBlock};
 
-use crate::halo::{count, volume, Plan, Region};
+use crate::halo::{count, volume, wait_all, Plan, Region};
 use crate::{BadInput, Decomposition, Field, Result, Stencil};
 
 /// The variable that lets MPI take device pointers: `1` (the MPI is CUDA-aware), `auto` (when
@@ -346,11 +346,8 @@ impl DeviceHaloExchange {
     }
 
     fn wait(&mut self) {
-        if !self.requests.is_empty() {
-            // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
-            unsafe { ffi::MPI_Waitall(count(self.requests.len()), self.requests.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE) };
-            self.requests.clear();
-        }
+        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
+        unsafe { wait_all(&mut self.requests) }
     }
 }
 

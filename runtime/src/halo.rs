@@ -318,13 +318,19 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
 
 impl<T> HaloExchange<T> {
     fn wait(&mut self) {
-        if !self.requests.is_empty() {
-            // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-            unsafe {
-                ffi::MPI_Waitall(count(self.requests.len()), self.requests.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE)
-            };
-            self.requests.clear();
-        }
+        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
+        unsafe { wait_all(&mut self.requests) }
+    }
+}
+
+/// Wait for `requests` and forget them.
+///
+/// # Safety
+/// Each request must have been posted on buffers that are still alive.
+pub(crate) unsafe fn wait_all(requests: &mut Vec<ffi::MPI_Request>) {
+    if !requests.is_empty() {
+        ffi::MPI_Waitall(count(requests.len()), requests.as_mut_ptr(), ffi::RSMPI_STATUSES_IGNORE);
+        requests.clear();
     }
 }
 
