@@ -28,3 +28,13 @@ if ! command -v cargo >/dev/null; then
   echo "setup: no Rust toolchain; installing one with rustup" >&2
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >&2
 fi
+# NVIDIA's CUDA compilers as Python wheels, into target/cuda-tools: NVRTC (the library the CUDA
+# back end compiles its kernels with) and ptxas. Neither needs a GPU, so the test suite compiles
+# and assembles every kernel here too. Optional: without them (no PyPI) those tests skip.
+cuda_tools="$(cd "$(dirname "$0")/.." && pwd)/target/cuda-tools"
+if [ ! -x "$cuda_tools/nvidia/cu13/bin/ptxas" ] || [ ! -e "$cuda_tools/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+  echo "setup: installing NVRTC and ptxas 13.0 (pip wheels) into $cuda_tools" >&2
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$cuda_tools" "nvidia-cuda-nvrtc==13.0.88" "nvidia-cuda-nvcc==13.0.88" >&2 ||
+    echo "setup: warning: could not install NVRTC/ptxas; the kernel compile tests will skip" >&2
+fi

@@ -455,3 +455,59 @@ pub(crate) fn elementwise(n: usize) -> LaunchConfig {
     let nblocks = blocks(n, 256).min(64 * MAX_BLOCKS);
     LaunchConfig { grid_dim: (nblocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
+
+/// Compiling and assembling the kernels needs no GPU: these run wherever NVRTC (and ptxas) are
+/// installed, as scripts/setup.sh does.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Ampere, Hopper (H100, H200) and Blackwell.
+    const GENERATIONS: [(i32, i32); 3] = [(8, 0), (9, 0), (10, 0)];
+
+    /// The PTX of every generation, or why there is none here.
+    fn all_ptx() -> Option<Vec<((i32, i32), String)>> {
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("skipping: no libnvrtc found (scripts/setup.sh installs one)");
+            return None;
+        }
+        Some(GENERATIONS.iter().map(|&cc| (cc, ptx(cc).unwrap_or_else(|e| panic!("compute_{}{}: {e}", cc.0, cc.1)).to_src())).collect())
+    }
+
+    #[test]
+    fn every_kernel_compiles_with_nvrtc() {
+        for ((major, minor), ptx) in all_ptx().unwrap_or_default() {
+            for f in FUNCTIONS {
+                assert!(ptx.contains(&format!(".entry {f}(")), "compute_{major}{minor}: no kernel {f} in the PTX");
+            }
+        }
+    }
+
+    /// ptxas turns the PTX into machine code as the driver would: no kernel may spill registers
+    /// (a spill costs a memory-bound kernel bandwidth) or use more shared memory than a block has.
+    #[test]
+    fn every_kernel_assembles_without_spills() {
+        if Command::new("ptxas").arg("--version").output().is_err() {
+            eprintln!("skipping: no ptxas on PATH (scripts/setup.sh installs one)");
+            return;
+        }
+        for ((major, minor), ptx) in all_ptx().unwrap_or_default() {
+            let file = std::env::temp_dir().join(format!("rankwise-kernels-{}-{major}{minor}.ptx", std::process::id()));
+            std::fs::write(&file, ptx).unwrap();
+            let out = Command::new("ptxas").args([&format!("-arch=sm_{major}{minor}"), "-v", "-o", "/dev/null"]).arg(&file).output().unwrap();
+            std::fs::remove_file(&file).unwrap();
+            let report = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "ptxas sm_{major}{minor} failed:\n{report}");
+            for f in FUNCTIONS {
+                // ptxas -v: "Compiling entry function 'f' for 'sm_90'", then the frame and
+                // spill figures and the registers and memory used, up to the next function.
+                let at = report.find(&format!("function '{f}'")).unwrap_or_else(|| panic!("sm_{major}{minor}: ptxas did not assemble {f}"));
+                let section = report[at..].split("Compiling entry").next().unwrap();
+                assert!(section.contains(" 0 bytes spill stores, 0 bytes spill loads"), "sm_{major}{minor}: {f} spills:\n{section}");
+                let used = section.lines().find_map(|l| l.split_once("Used ")).map_or("", |(_, u)| u);
+                eprintln!("sm_{major}{minor} {f}: {used}");
+            }
+        }
+    }
+}
