@@ -10,7 +10,7 @@ case "$mpi" in
   mpich)   pkgs="libmpich-dev mpich libhdf5-mpich-dev" ;;
   *) echo "error: RANKWISE_MPI must be openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
 esac
-pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
+pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy python3-pip slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
 # Network namespaces for the multi-host tests (scripts/hosts.sh: ip, nsenter, unshare).
 pkgs="$pkgs iproute2 util-linux"
@@ -34,7 +34,7 @@ fi
 cuda_tools="$(cd "$(dirname "$0")/.." && pwd)/target/cuda-tools"
 if [ ! -x "$cuda_tools/nvidia/cu13/bin/ptxas" ] || [ ! -e "$cuda_tools/nvidia/cu13/lib/libnvrtc.so.13" ]; then
   echo "setup: installing NVRTC and ptxas 13.0 (pip wheels) into $cuda_tools" >&2
-  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
     --target "$cuda_tools" "nvidia-cuda-nvrtc==13.0.88" "nvidia-cuda-nvcc==13.0.88" >&2 ||
     echo "setup: warning: could not install NVRTC/ptxas; the kernel compile tests will skip" >&2
 fi
