@@ -55,7 +55,7 @@ fn formula(g: &[usize], salt: f64) -> f64 {
 const SENTINEL: f64 = -1.0;
 
 /// `SHAPE:PERIODIC:GHOST:STENCIL`, e.g. `11x7:10:2:box`.
-fn spec(spec: &str) -> Result<(Vec<usize>, Vec<bool>, usize, Stencil), E> {
+fn parse_spec(spec: &str) -> Result<(Vec<usize>, Vec<bool>, usize, Stencil), E> {
     let parts: Vec<&str> = spec.split(':').collect();
     let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}")).into()) };
     let periodic: Vec<bool> = per.chars().map(|c| c == '1').collect();
@@ -66,7 +66,7 @@ fn spec(spec: &str) -> Result<(Vec<usize>, Vec<bool>, usize, Stencil), E> {
 fn halo(rt: &Runtime, specs: &[String]) -> Result<(), E> {
     let (mut runs, mut checked, mut bad) = (0, 0, 0);
     for spec in specs {
-        let (global, periodic, ghost, stencil) = self::spec(spec)?;
+        let (global, periodic, ghost, stencil) = parse_spec(spec)?;
         // The automatic grid, then every other grid of the job's size that fits the shape.
         let mut grids = vec![runtime::auto_grid(&global, &periodic, rt.size())?];
         grids.extend(all_grids(rt.size(), global.len()).into_iter().filter(|g| g.iter().zip(&global).all(|(p, n)| p <= n)));
@@ -131,7 +131,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn reuse(rt: &Runtime, spec: &str) -> Result<(), E> {
-    let (global, periodic, ghost, stencil) = self::spec(spec)?;
+    let (global, periodic, ghost, stencil) = parse_spec(spec)?;
     let d = Arc::new(Decomposition::new(rt, &global, &periodic)?);
     let fresh = |salt: f64| {
         let mut f = Field::new(&d, ghost);
