@@ -13,7 +13,8 @@ use crate::Decomposition;
 /// owned cells plus `ghost` layers on every side (row-major, the last dimension contiguous).
 ///
 /// Ghost cells past a non-periodic edge of the domain belong to the program (boundary
-/// conditions): exchanges never touch them.
+/// conditions): exchanges never touch them. A field keeps the message buffers of its last
+/// exchange (the first field's, for several at once), so repeating it allocates nothing.
 pub struct Field<T> {
     decomposition: Arc<Decomposition>,
     ghost: usize,
