@@ -27,6 +27,23 @@ fn halo_exchange_fills_every_ghost_cell_for_every_rank_grid() {
     }
 }
 
+/// A field keeps its exchange's message buffers: exchanges in a row (one field, split phase,
+/// two at once; values changing between them; periodic images of a rank's own cells, corners,
+/// a 2 x 2 grid) fill exactly the ghosts a fresh field's exchange fills, and once each kind has
+/// run, none allocates a message-sized buffer.
+#[test]
+fn repeated_exchanges_reuse_their_buffers_and_fill_the_same_ghosts() {
+    for np in 2..=4 {
+        let o = Job::new(np, "fields").args(["reuse", "400x64:11:2:box", "96x96:00:1:star", "96x96:11:1:star"]).run();
+        o.assert_success();
+        for r in 0..np {
+            let lines: Vec<_> = o.ranks[r].iter().filter(|l| l.starts_with("rank=")).collect();
+            assert_eq!(lines.len(), 3, "{}", o.show());
+            assert!(lines.iter().all(|l| l.ends_with(" bad=0 allocs=0")), "{}", o.show());
+        }
+    }
+}
+
 #[test]
 fn gather_scatter_round_trip_is_exact() {
     for np in 1..=4 {

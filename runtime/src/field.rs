@@ -1,30 +1,38 @@
 //! A distributed field: one rank's block of a global array, with ghost layers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::traits::*;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Slice};
 
-use crate::halo::{HaloExchange, Stencil};
+use crate::halo::{HaloBuffers, HaloExchange, Stencil};
 use crate::Decomposition;
 
 /// One rank's block of a global array over a [`Decomposition`], stored as an ndarray of the
 /// owned cells plus `ghost` layers on every side (row-major, the last dimension contiguous).
 ///
 /// Ghost cells past a non-periodic edge of the domain belong to the program (boundary
-/// conditions): exchanges never touch them.
+/// conditions): exchanges never touch them. A field keeps the message buffers of its last
+/// exchange (the first field's, for several at once), so repeating it allocates nothing.
 pub struct Field<T> {
     decomposition: Arc<Decomposition>,
     ghost: usize,
     pub(crate) data: ArrayD<T>,
+    /// The message buffers of this field's last halo exchange, for its next one.
+    halo_buffers: Mutex<HaloBuffers<T>>,
 }
 
 impl<T: Equivalence + Copy + Default> Field<T> {
     /// A field of `T::default()` (zero) over `d` with `ghost` layers.
     pub fn new(d: &Arc<Decomposition>, ghost: usize) -> Field<T> {
         let shape: Vec<usize> = d.local_shape().iter().map(|n| n + 2 * ghost).collect();
-        Field { decomposition: d.clone(), ghost, data: ArrayD::from_elem(IxDyn(&shape), T::default()) }
+        Field {
+            decomposition: d.clone(),
+            ghost,
+            data: ArrayD::from_elem(IxDyn(&shape), T::default()),
+            halo_buffers: Mutex::default(),
+        }
     }
 
     /// Set every owned cell to `f(global index)`.
@@ -159,6 +167,11 @@ impl<T> Field<T> {
         self.data.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone()))
     }
 
+    pub(crate) fn halo_buffers(&self) -> MutexGuard<'_, HaloBuffers<T>> {
+        // Held only to swap the buffers, which cannot panic midway.
+        self.halo_buffers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn ranges(&self, side: &[isize]) -> Vec<std::ops::Range<usize>> {
         assert_eq!(side.len(), self.data.ndim(), "a region names one side per dimension");
         let g = self.ghost;
@@ -176,7 +189,12 @@ impl<T> Field<T> {
 
 impl<T: Clone> Clone for Field<T> {
     fn clone(&self) -> Self {
-        Field { decomposition: self.decomposition.clone(), ghost: self.ghost, data: self.data.clone() }
+        Field {
+            decomposition: self.decomposition.clone(),
+            ghost: self.ghost,
+            data: self.data.clone(),
+            halo_buffers: Mutex::default(),
+        }
     }
 }
 

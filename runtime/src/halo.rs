@@ -224,10 +224,26 @@ pub struct HaloExchange<T> {
     decomposition: Arc<Decomposition>,
     fields: usize,
     requests: Vec<ffi::MPI_Request>,
-    /// One buffer per entry of `plan.recvs`; the loopback one is filled at the start.
-    recv_bufs: Vec<Vec<T>>,
-    /// Kept alive until the sends complete.
-    _send_bufs: Vec<Vec<T>>,
+    /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
+    /// them until the requests complete: until then only this handle owns them (moving it
+    /// moves no heap memory), and it neither grows nor frees them before it has waited (in
+    /// finish or drop); dropped unfinished, it frees them after waiting.
+    buffers: HaloBuffers<T>,
+}
+
+/// The message buffers of a field's last exchange, kept for its next one: the same plan has
+/// the same message lengths, so a time step's exchange allocates and fills nothing.
+pub(crate) struct HaloBuffers<T> {
+    /// One per entry of `plan.recvs`; the loopback one stays unused.
+    recv: Vec<Vec<T>>,
+    /// One per entry of `plan.sends`; the loopback one is unpacked straight into the ghosts.
+    send: Vec<Vec<T>>,
+}
+
+impl<T> Default for HaloBuffers<T> {
+    fn default() -> Self {
+        HaloBuffers { recv: Vec::new(), send: Vec::new() }
+    }
 }
 
 impl<T: Equivalence + Copy + Default> HaloExchange<T> {
@@ -246,46 +262,41 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         let comm = decomposition.comm().as_raw();
         let datatype = T::equivalent_datatype().as_raw();
         let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
-        let mut recv_bufs = Vec::with_capacity(plan.recvs.len());
-        for (peer, regions) in &plan.recvs {
+        let mut b = std::mem::take(&mut *first.halo_buffers());
+        b.recv.resize_with(plan.recvs.len(), Vec::new);
+        b.send.resize_with(plan.sends.len(), Vec::new);
+        for ((peer, regions), buf) in plan.recvs.iter().zip(&mut b.recv) {
             if *peer == me {
-                recv_bufs.push(Vec::new()); // filled by the loopback "send" below
                 continue;
             }
-            let len = fields.len() * regions.iter().map(volume).sum::<usize>();
-            let mut buf = vec![T::default(); len];
+            // The message overwrites it all: a kept buffer of this length is used as it is.
+            buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: the buffer is heap memory owned by the returned handle, which neither grows
-            // it nor frees it before the request completes (finish or drop waits).
+            // SAFETY: see `HaloExchange::buffers`.
             unsafe {
-                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(len), datatype, *peer as c_int, TAG, comm, &mut req)
+                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(buf.len()), datatype, *peer as c_int, TAG, comm, &mut req)
             };
             requests.push(req);
-            recv_bufs.push(buf);
         }
-        let mut send_bufs = Vec::with_capacity(plan.sends.len());
-        for (peer, regions) in &plan.sends {
-            let mut buf = Vec::with_capacity(fields.len() * regions.iter().map(volume).sum::<usize>());
+        for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
+            buf.clear();
+            buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
             for f in fields {
                 for r in regions {
-                    pack(&f.data, r, &mut buf);
+                    pack(&f.data, r, buf);
                 }
             }
             if *peer == me {
-                // Periodic images of this rank's own cells: no message, straight to the ghosts.
-                let i = plan.recvs.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric");
-                recv_bufs[i] = buf;
-                continue;
+                continue; // periodic images of this rank's own cells: no message
             }
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: as above; the send buffer is only read.
+            // SAFETY: see `HaloExchange::buffers`; the send buffer is only read.
             unsafe {
                 ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, TAG, comm, &mut req)
             };
             requests.push(req);
-            send_bufs.push(buf);
         }
-        HaloExchange { plan, decomposition, fields: fields.len(), requests, recv_bufs, _send_bufs: send_bufs }
+        HaloExchange { plan, decomposition, fields: fields.len(), requests, buffers: b }
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
@@ -305,7 +316,14 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             );
         }
         self.wait();
-        for ((_, regions), buf) in self.plan.recvs.iter().zip(&self.recv_bufs) {
+        let me = self.decomposition.rank();
+        let b = &self.buffers;
+        for ((peer, regions), buf) in self.plan.recvs.iter().zip(&b.recv) {
+            let buf = if *peer == me {
+                &b.send[self.plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
+            } else {
+                buf
+            };
             let mut src = &buf[..];
             for f in fields.iter_mut() {
                 for r in regions {
@@ -313,6 +331,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
                 }
             }
         }
+        *fields[0].halo_buffers() = std::mem::take(&mut self.buffers);
     }
 }
 

@@ -4,11 +4,16 @@
 //! - `halo SPEC...`: for each SPEC `SHAPE:PERIODIC:GHOST:STENCIL` (e.g. `11x7:10:2:box`) and every
 //!   rank grid that fits, fill fields from a formula, exchange (one call, split phase, several
 //!   together) and check every cell of the local blocks.
+//! - `reuse SPEC...`: many exchanges in a row on the same fields (values changing between them,
+//!   one field and two at once): every one gives the ghosts a fresh field's exchange gives, and
+//!   after the first of each kind none allocates a message-sized buffer.
 //! - `gather SHAPE...`: gather/scatter round trip, f64 and f32.
 //! - `sums SHAPE`: reductions of awkward data, printed as bits.
 //! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints a hash of the final field's bits.
 //! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use ndarray::{ArrayD, Dimension, IxDyn};
@@ -23,6 +28,7 @@ fn main() {
         let arg = |i: usize| args.get(i).map(String::as_str).ok_or_else(|| BadInput(format!("missing argument {i}")));
         match arg(0)? {
             "halo" => halo(rt, &args[1..])?,
+            "reuse" => args[1..].iter().try_for_each(|s| reuse(rt, s))?,
             "gather" => args[1..].iter().try_for_each(|s| gather(rt, &shape(s)?))?,
             "sums" => sums(rt, &shape(arg(1)?)?)?,
             "heat" => heat(rt, &shape(arg(1)?)?, arg(2)?.parse()?)?,
@@ -48,15 +54,19 @@ fn formula(g: &[usize], salt: f64) -> f64 {
 
 const SENTINEL: f64 = -1.0;
 
+/// `SHAPE:PERIODIC:GHOST:STENCIL`, e.g. `11x7:10:2:box`.
+fn parse_spec(spec: &str) -> Result<(Vec<usize>, Vec<bool>, usize, Stencil), E> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}")).into()) };
+    let periodic: Vec<bool> = per.chars().map(|c| c == '1').collect();
+    let ghost: usize = ghost.parse().map_err(|_| BadInput(format!("bad ghost in {spec:?}")))?;
+    Ok((shape(sh)?, periodic, ghost, if stencil == "box" { Stencil::Box } else { Stencil::Star }))
+}
+
 fn halo(rt: &Runtime, specs: &[String]) -> Result<(), E> {
     let (mut runs, mut checked, mut bad) = (0, 0, 0);
     for spec in specs {
-        let parts: Vec<&str> = spec.split(':').collect();
-        let [sh, per, ghost, stencil] = parts[..] else { return Err(BadInput(format!("bad spec {spec:?}")).into()) };
-        let global = shape(sh)?;
-        let periodic: Vec<bool> = per.chars().map(|c| c == '1').collect();
-        let ghost: usize = ghost.parse().map_err(|_| BadInput(format!("bad ghost in {spec:?}")))?;
-        let stencil = if stencil == "box" { Stencil::Box } else { Stencil::Star };
+        let (global, periodic, ghost, stencil) = parse_spec(spec)?;
         // The automatic grid, then every other grid of the job's size that fits the shape.
         let mut grids = vec![runtime::auto_grid(&global, &periodic, rt.size())?];
         grids.extend(all_grids(rt.size(), global.len()).into_iter().filter(|g| g.iter().zip(&global).all(|(p, n)| p <= n)));
@@ -89,6 +99,72 @@ fn halo(rt: &Runtime, specs: &[String]) -> Result<(), E> {
         }
     }
     println!("rank={} runs={runs} checked={checked} bad={bad}", rt.rank());
+    Ok(())
+}
+
+/// Counts this program's allocations of [`BIG`] bytes or more.
+struct Counting;
+static BIG_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// Above an exchange's own bookkeeping (its list of requests), below every message of the
+/// `reuse` specs the tests give.
+const BIG: usize = 256;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        BIG_ALLOCS.fetch_add((l.size() >= BIG) as usize, Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        BIG_ALLOCS.fetch_add((l.size() >= BIG) as usize, Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        BIG_ALLOCS.fetch_add((new_size >= BIG) as usize, Relaxed);
+        System.realloc(p, l, new_size)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn reuse(rt: &Runtime, spec: &str) -> Result<(), E> {
+    let (global, periodic, ghost, stencil) = parse_spec(spec)?;
+    let d = Arc::new(Decomposition::new(rt, &global, &periodic)?);
+    let fresh = |salt: f64| {
+        let mut f = Field::new(&d, ghost);
+        f.data_mut().fill(SENTINEL);
+        f.fill_with(|g| formula(g, salt));
+        f
+    };
+    let (mut a, mut b) = (fresh(0.0), fresh(0.5));
+    let (mut bad, mut allocs) = (0, 0);
+    for round in 0..12 {
+        let salt = round as f64;
+        a.fill_with(|g| formula(g, salt));
+        b.fill_with(|g| formula(g, salt + 0.5));
+        let before = BIG_ALLOCS.load(Relaxed);
+        // One field (whole and split phase), then two in one round: longer messages.
+        match round % 3 {
+            0 => a.exchange(stencil),
+            1 => a.begin_exchange(stencil).finish(&mut a),
+            _ => Field::exchange_many(&mut [&mut a, &mut b], stencil),
+        }
+        if round >= 3 {
+            allocs += BIG_ALLOCS.load(Relaxed) - before;
+        }
+        let mut want = fresh(salt);
+        want.exchange(stencil);
+        bad += (a.data() != want.data()) as usize + check(&a, stencil, salt).1.len();
+        if round % 3 == 2 {
+            let mut want = fresh(salt + 0.5);
+            want.exchange(stencil);
+            bad += (b.data() != want.data()) as usize;
+        }
+    }
+    println!("rank={} spec={spec} grid={:?} bad={bad} allocs={allocs}", rt.rank(), d.grid());
     Ok(())
 }
 
