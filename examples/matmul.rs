@@ -73,13 +73,17 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     Ok(inputs)
 }
 
-/// Entry (i, j) of matrix `which`: uniform in [-1, 1), from a hash of the indices (SplitMix64).
-fn entry(which: u64, i: usize, j: usize) -> f64 {
-    let mut z = (which << 62) ^ ((i as u64) << 31) ^ j as u64;
+/// The SplitMix64 hash.
+fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    z ^ (z >> 31)
+}
+
+/// Entry (i, j) of matrix `which`: uniform in [-1, 1), from a hash of the indices.
+fn entry(which: u64, i: usize, j: usize) -> f64 {
+    let z = mix((which << 62) ^ ((i as u64) << 31) ^ j as u64);
     (z >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0
 }
 const A: u64 = 0;
@@ -237,6 +241,16 @@ fn idle_barrier(comm: &SimpleCommunicator) {
     }
 }
 
+/// Collective. A hash of every bit of the distributed matrix `m` (n x n), the same on any rank
+/// grid for the same values: two products agree to the last bit when their checksums do.
+fn checksum(d: &Decomposition, m: ArrayView2<f64>) -> u64 {
+    let (n, rows, cols) = (d.global_shape()[1], &d.owned()[0], &d.owned()[1]);
+    let part = m.indexed_iter().fold(0, |h, ((i, j), v)| h ^ mix(v.to_bits() ^ mix(((rows.start + i) * n + cols.start + j) as u64)));
+    let mut all = 0;
+    d.comm().all_reduce_into(&part, &mut all, SystemOperation::bitwise_xor());
+    all
+}
+
 fn relative_error(got: &[f64], want: &[f64]) -> f64 {
     let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
     let norm: f64 = want.iter().map(|w| w * w).sum();
@@ -288,6 +302,11 @@ fn main() {
                 rt.size(),
                 gflops(inp.n, best)
             );
+        }
+
+        let sum = checksum(&d, as_2d(&c));
+        if rt.is_root() {
+            println!("checksum c={sum:016x}");
         }
 
         // C x against A (B x).
