@@ -34,6 +34,7 @@ const TOLERANCE: f64 = 1e-10;
 struct Inputs {
     n: usize,
     block: usize,
+    overlap: bool,
     cuda: bool,
     grid: Option<Vec<usize>>,
     reps: usize,
@@ -63,6 +64,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     let inputs = Inputs {
         n,
         block,
+        overlap: cfg.get_or("summa.overlap", true)?,
         cuda,
         grid: cfg.get("grid")?,
         reps,
@@ -189,33 +191,70 @@ fn owner_of(blocks: &[Range<usize>], k: usize) -> usize {
     blocks.iter().position(|r| r.contains(&k)).expect("k < n")
 }
 
+/// A panel: columns `k` of A (held by grid column `col`) and the same rows of B (grid row `row`).
+struct Panel {
+    k: Range<usize>,
+    col: usize,
+    row: usize,
+}
+
+/// The panels in order: `block` wide, cut where a grid column's or grid row's block ends.
+fn panels(grid: &Grid, n: usize, block: usize) -> Vec<Panel> {
+    let mut panels = vec![];
+    let mut k0 = 0;
+    while k0 < n {
+        let (col, row) = (owner_of(&grid.col_blocks, k0), owner_of(&grid.row_blocks, k0));
+        let k1 = (k0 + block).min(grid.col_blocks[col].end).min(grid.row_blocks[row].end);
+        panels.push(Panel { k: k0..k1, col, row });
+        k0 = k1;
+    }
+    panels
+}
+
 /// Collective. `c += a b` by SUMMA, with `a`, `b`, `c` this rank's blocks.
-fn summa(grid: &Grid, d: &Decomposition, block: usize, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
+///
+/// Pipelined: step t posts the broadcasts of panel t into one set of panel buffers, multiplies
+/// panel t - 1 from the other set, then waits for the broadcasts; the sets swap each step. With
+/// `overlap` off it waits before multiplying instead (the same panels and sums, unoverlapped).
+fn summa(grid: &Grid, d: &Decomposition, block: usize, overlap: bool, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
     let n = d.global_shape()[0];
     let (rows, cols) = (&d.owned()[0], &d.owned()[1]);
     let (m, l) = (rows.len(), cols.len());
     let (i, j) = (d.coords()[0], d.coords()[1]);
-    // Panel buffers, reused: a panel is at most `block` wide.
-    let (mut ap, mut bp) = (vec![0.0; m * block.min(n)], vec![0.0; block.min(n) * l]);
-    let mut k0 = 0;
-    while k0 < n {
-        // A panel lies within one grid column's block of A and one grid row's block of B.
-        let (owner_col, owner_row) = (owner_of(&grid.col_blocks, k0), owner_of(&grid.row_blocks, k0));
-        let k1 = (k0 + block).min(grid.col_blocks[owner_col].end).min(grid.row_blocks[owner_row].end);
-        let w = k1 - k0;
-        let (ap, bp) = (&mut ap[..m * w], &mut bp[..w * l]);
-        if j == owner_col {
-            let k = k0 - cols.start..k1 - cols.start;
-            ArrayViewMut2::from_shape((m, w), &mut *ap)?.assign(&a.slice(s![.., k]));
-        }
-        if i == owner_row {
-            let k = k0 - rows.start..k1 - rows.start;
-            ArrayViewMut2::from_shape((w, l), &mut *bp)?.assign(&b.slice(s![k, ..]));
-        }
-        grid.row_comm.process_at_rank(owner_col as i32).broadcast_into(&mut *ap);
-        grid.col_comm.process_at_rank(owner_row as i32).broadcast_into(&mut *bp);
-        local.accumulate(ArrayView2::from_shape((m, w), &*ap)?, ArrayView2::from_shape((w, l), &*bp)?, c)?;
-        k0 = k1;
+    let panels = panels(grid, n, block);
+    let w = block.min(n);
+    let mut bufs = [[vec![0.0; m * w], vec![0.0; w * l]], [vec![0.0; m * w], vec![0.0; w * l]]];
+    for t in 0..=panels.len() {
+        let [even, odd] = &mut bufs;
+        let ([an, bn], [ac, bc]) = if t % 2 == 0 { (even, &*odd) } else { (odd, &*even) };
+        mpi::request::scope(|scope| -> Res<()> {
+            let mut pending = Vec::new();
+            if let Some(p) = panels.get(t) {
+                let w = p.k.len();
+                let (an, bn) = (&mut an[..m * w], &mut bn[..w * l]);
+                if j == p.col {
+                    let k = p.k.start - cols.start..p.k.end - cols.start;
+                    ArrayViewMut2::from_shape((m, w), &mut *an)?.assign(&a.slice(s![.., k]));
+                }
+                if i == p.row {
+                    let k = p.k.start - rows.start..p.k.end - rows.start;
+                    ArrayViewMut2::from_shape((w, l), &mut *bn)?.assign(&b.slice(s![k, ..]));
+                }
+                pending.push(grid.row_comm.process_at_rank(p.col as i32).immediate_broadcast_into(scope, an));
+                pending.push(grid.col_comm.process_at_rank(p.row as i32).immediate_broadcast_into(scope, bn));
+            }
+            if !overlap {
+                pending.drain(..).for_each(|r| r.wait_without_status());
+            }
+            let product = (|| -> Res<()> {
+                let Some(p) = t.checked_sub(1).map(|t| &panels[t]) else { return Ok(()) };
+                let w = p.k.len();
+                local.accumulate(ArrayView2::from_shape((m, w), &ac[..m * w])?, ArrayView2::from_shape((w, l), &bc[..w * l])?, c)
+            })();
+            // Even after a failed product: a request must not outlive its scope.
+            pending.drain(..).for_each(|r| r.wait_without_status());
+            product
+        })?;
     }
     local.finish(c)
 }
@@ -287,7 +326,7 @@ fn main() {
             local.zero(&mut cv)?;
             rt.world().barrier();
             let t0 = Instant::now();
-            summa(&grid, &d, inp.block, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
+            summa(&grid, &d, inp.block, inp.overlap, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
             let mut secs = 0.0;
             rt.world().all_reduce_into(&t0.elapsed().as_secs_f64(), &mut secs, SystemOperation::max());
             best = best.min(secs);
