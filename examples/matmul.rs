@@ -137,7 +137,8 @@ impl Local {
         Ok(())
     }
 
-    /// `c += a b`.
+    /// `c += a b`. Done with `a` and `b` when it returns (a CUDA upload from pageable memory is
+    /// staged before the call returns), so their buffers may be refilled at once.
     fn accumulate(&mut self, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>) -> Res<()> {
         match self {
             Local::Cpu => cpu::gemm(1.0, a, b, 1.0, c.view_mut())?,
@@ -222,9 +223,10 @@ fn summa(grid: &Grid, d: &Decomposition, block: usize, overlap: bool, a: ArrayVi
     let (m, l) = (rows.len(), cols.len());
     let (i, j) = (d.coords()[0], d.coords()[1]);
     let panels = panels(grid, n, block);
-    let w = block.min(n);
-    let mut bufs = [[vec![0.0; m * w], vec![0.0; w * l]], [vec![0.0; m * w], vec![0.0; w * l]]];
+    let widest = block.min(n);
+    let mut bufs = [[vec![0.0; m * widest], vec![0.0; widest * l]], [vec![0.0; m * widest], vec![0.0; widest * l]]];
     for t in 0..=panels.len() {
+        // Panel t goes into bufs[t % 2] ("n", next); panel t - 1 is in the other ("c", current).
         let [even, odd] = &mut bufs;
         let ([an, bn], [ac, bc]) = if t % 2 == 0 { (even, &*odd) } else { (odd, &*even) };
         mpi::request::scope(|scope| -> Res<()> {
@@ -246,11 +248,10 @@ fn summa(grid: &Grid, d: &Decomposition, block: usize, overlap: bool, a: ArrayVi
             if !overlap {
                 pending.drain(..).for_each(|r| r.wait_without_status());
             }
-            let product = (|| -> Res<()> {
-                let Some(p) = t.checked_sub(1).map(|t| &panels[t]) else { return Ok(()) };
-                let w = p.k.len();
+            let product = t.checked_sub(1).map_or(Ok(()), |prev| {
+                let w = panels[prev].k.len();
                 local.accumulate(ArrayView2::from_shape((m, w), &ac[..m * w])?, ArrayView2::from_shape((w, l), &bc[..w * l])?, c)
-            })();
+            });
             // Even after a failed product: a request must not outlive its scope.
             pending.drain(..).for_each(|r| r.wait_without_status());
             product
