@@ -333,20 +333,16 @@ fn main() {
             best = best.min(secs);
         }
         let (p, q) = (d.grid()[0], d.grid()[1]);
+        let sum = checksum(&d, as_2d(&c));
         if rt.is_root() {
             println!(
-                "summa n={} grid={p}x{q} block={} backend={} ranks={} seconds={best:.4} gflops={:.2}",
+                "summa n={} grid={p}x{q} block={} backend={} ranks={} seconds={best:.4} gflops={:.2} checksum={sum:016x}",
                 inp.n,
                 inp.block,
                 local.name(),
                 rt.size(),
                 gflops(inp.n, best)
             );
-        }
-
-        let sum = checksum(&d, as_2d(&c));
-        if rt.is_root() {
-            println!("checksum c={sum:016x}");
         }
 
         // C x against A (B x).
