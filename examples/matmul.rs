@@ -216,14 +216,14 @@ fn panels(grid: &Grid, n: usize, block: usize) -> Vec<Panel> {
 ///
 /// Pipelined: step t posts the broadcasts of panel t into one set of panel buffers, multiplies
 /// panel t - 1 from the other set, then waits for the broadcasts; the sets swap each step. With
-/// `overlap` off it waits before multiplying instead (the same panels and sums, unoverlapped).
-fn summa(grid: &Grid, d: &Decomposition, block: usize, overlap: bool, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
+/// `summa.overlap` off it waits before multiplying instead (the same panels and sums, unoverlapped).
+fn summa(grid: &Grid, d: &Decomposition, inp: &Inputs, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
     let n = d.global_shape()[0];
     let (rows, cols) = (&d.owned()[0], &d.owned()[1]);
     let (m, l) = (rows.len(), cols.len());
     let (i, j) = (d.coords()[0], d.coords()[1]);
-    let panels = panels(grid, n, block);
-    let widest = block.min(n);
+    let panels = panels(grid, n, inp.block);
+    let widest = inp.block.min(n);
     let mut bufs = [[vec![0.0; m * widest], vec![0.0; widest * l]], [vec![0.0; m * widest], vec![0.0; widest * l]]];
     for t in 0..=panels.len() {
         // Panel t goes into bufs[t % 2] ("n", next); panel t - 1 is in the other ("c", current).
@@ -245,7 +245,7 @@ fn summa(grid: &Grid, d: &Decomposition, block: usize, overlap: bool, a: ArrayVi
                 pending.push(grid.row_comm.process_at_rank(p.col as i32).immediate_broadcast_into(scope, an));
                 pending.push(grid.col_comm.process_at_rank(p.row as i32).immediate_broadcast_into(scope, bn));
             }
-            if !overlap {
+            if !inp.overlap {
                 pending.drain(..).for_each(|r| r.wait_without_status());
             }
             let product = t.checked_sub(1).map_or(Ok(()), |prev| {
@@ -327,7 +327,7 @@ fn main() {
             local.zero(&mut cv)?;
             rt.world().barrier();
             let t0 = Instant::now();
-            summa(&grid, &d, inp.block, inp.overlap, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
+            summa(&grid, &d, &inp, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
             let mut secs = 0.0;
             rt.world().all_reduce_into(&t0.elapsed().as_secs_f64(), &mut secs, SystemOperation::max());
             best = best.min(secs);
