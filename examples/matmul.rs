@@ -4,12 +4,14 @@
 //! [`Decomposition`], fields without ghosts). For each panel of `block` columns of A (and the
 //! same rows of B), the ranks that own it broadcast their part of it along their grid row (A)
 //! and grid column (B); then every rank adds the product of the two panels it now holds to its
-//! block of C. Local products go through the kernels: OpenBLAS `dgemm` on the CPU, the CUDA
-//! back end's matmul on a GPU.
+//! block of C. The broadcasts of the next panel run during that product (`summa.overlap`).
+//! Local products go through the kernels: OpenBLAS `dgemm` on the CPU, the CUDA back end's
+//! matmul on a GPU.
 //!
 //! A and B are pseudo-random functions of their global indices, the same on any rank count.
 //! The check: `C x` against `A (B x)` for a random `x` (cheap, any n) and, for n up to
-//! `check.gather_max`, C gathered on rank 0 against one serial `dgemm`.
+//! `check.gather_max`, C gathered on rank 0 against one serial `dgemm`. The `summa` line ends
+//! with a checksum of every bit of C.
 //!
 //! ```text
 //! rankwise run -n 4 matmul -i examples/inputs/matmul.toml --set n=2048
