@@ -217,8 +217,8 @@ fn panels(grid: &Grid, n: usize, block: usize) -> Vec<Panel> {
 /// Collective. `c += a b` by SUMMA, with `a`, `b`, `c` this rank's blocks.
 ///
 /// Pipelined: step t posts the broadcasts of panel t into one set of panel buffers, multiplies
-/// panel t - 1 from the other set, then waits for the broadcasts; the sets swap each step. With
-/// `summa.overlap` off it waits before multiplying instead (the same panels and sums, unoverlapped).
+/// panel t - 1 from the other set, then waits for the broadcasts; the sets swap each step.
+/// With `summa.overlap` off it waits before multiplying instead (the same panels and sums).
 fn summa(grid: &Grid, d: &Decomposition, inp: &Inputs, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
     let n = d.global_shape()[0];
     let (rows, cols) = (&d.owned()[0], &d.owned()[1]);
