@@ -4,12 +4,14 @@
 //! [`Decomposition`], fields without ghosts). For each panel of `block` columns of A (and the
 //! same rows of B), the ranks that own it broadcast their part of it along their grid row (A)
 //! and grid column (B); then every rank adds the product of the two panels it now holds to its
-//! block of C. Local products go through the kernels: OpenBLAS `dgemm` on the CPU, the CUDA
-//! back end's matmul on a GPU.
+//! block of C. The broadcasts of the next panel run during that product (`summa.overlap`).
+//! Local products go through the kernels: OpenBLAS `dgemm` on the CPU, the CUDA back end's
+//! matmul on a GPU.
 //!
 //! A and B are pseudo-random functions of their global indices, the same on any rank count.
 //! The check: `C x` against `A (B x)` for a random `x` (cheap, any n) and, for n up to
-//! `check.gather_max`, C gathered on rank 0 against one serial `dgemm`.
+//! `check.gather_max`, C gathered on rank 0 against one serial `dgemm`. The `summa` line ends
+//! with a checksum of every bit of C.
 //!
 //! ```text
 //! rankwise run -n 4 matmul -i examples/inputs/matmul.toml --set n=2048
@@ -34,6 +36,7 @@ const TOLERANCE: f64 = 1e-10;
 struct Inputs {
     n: usize,
     block: usize,
+    overlap: bool,
     cuda: bool,
     grid: Option<Vec<usize>>,
     reps: usize,
@@ -63,6 +66,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     let inputs = Inputs {
         n,
         block,
+        overlap: cfg.get_or("summa.overlap", true)?,
         cuda,
         grid: cfg.get("grid")?,
         reps,
@@ -73,13 +77,17 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     Ok(inputs)
 }
 
-/// Entry (i, j) of matrix `which`: uniform in [-1, 1), from a hash of the indices (SplitMix64).
-fn entry(which: u64, i: usize, j: usize) -> f64 {
-    let mut z = (which << 62) ^ ((i as u64) << 31) ^ j as u64;
+/// The SplitMix64 hash.
+fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    z ^ (z >> 31)
+}
+
+/// Entry (i, j) of matrix `which`: uniform in [-1, 1), from a hash of the indices.
+fn entry(which: u64, i: usize, j: usize) -> f64 {
+    let z = mix((which << 62) ^ ((i as u64) << 31) ^ j as u64);
     (z >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0
 }
 const A: u64 = 0;
@@ -131,7 +139,8 @@ impl Local {
         Ok(())
     }
 
-    /// `c += a b`.
+    /// `c += a b`. Done with `a` and `b` when it returns (a CUDA upload from pageable memory is
+    /// staged before the call returns), so their buffers may be refilled at once.
     fn accumulate(&mut self, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>) -> Res<()> {
         match self {
             Local::Cpu => cpu::gemm(1.0, a, b, 1.0, c.view_mut())?,
@@ -185,33 +194,70 @@ fn owner_of(blocks: &[Range<usize>], k: usize) -> usize {
     blocks.iter().position(|r| r.contains(&k)).expect("k < n")
 }
 
+/// A panel: columns `k` of A (held by grid column `col`) and the same rows of B (grid row `row`).
+struct Panel {
+    k: Range<usize>,
+    col: usize,
+    row: usize,
+}
+
+/// The panels in order: `block` wide, cut where a grid column's or grid row's block ends.
+fn panels(grid: &Grid, n: usize, block: usize) -> Vec<Panel> {
+    let mut panels = vec![];
+    let mut k0 = 0;
+    while k0 < n {
+        let (col, row) = (owner_of(&grid.col_blocks, k0), owner_of(&grid.row_blocks, k0));
+        let k1 = (k0 + block).min(grid.col_blocks[col].end).min(grid.row_blocks[row].end);
+        panels.push(Panel { k: k0..k1, col, row });
+        k0 = k1;
+    }
+    panels
+}
+
 /// Collective. `c += a b` by SUMMA, with `a`, `b`, `c` this rank's blocks.
-fn summa(grid: &Grid, d: &Decomposition, block: usize, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
+///
+/// Pipelined: step t posts the broadcasts of panel t into one set of panel buffers, multiplies
+/// panel t - 1 from the other set, then waits for the broadcasts; the sets swap each step.
+/// With `summa.overlap` off it waits before multiplying instead (the same panels and sums).
+fn summa(grid: &Grid, d: &Decomposition, inp: &Inputs, a: ArrayView2<f64>, b: ArrayView2<f64>, c: &mut ArrayViewMut2<f64>, local: &mut Local) -> Res<()> {
     let n = d.global_shape()[0];
     let (rows, cols) = (&d.owned()[0], &d.owned()[1]);
     let (m, l) = (rows.len(), cols.len());
     let (i, j) = (d.coords()[0], d.coords()[1]);
-    // Panel buffers, reused: a panel is at most `block` wide.
-    let (mut ap, mut bp) = (vec![0.0; m * block.min(n)], vec![0.0; block.min(n) * l]);
-    let mut k0 = 0;
-    while k0 < n {
-        // A panel lies within one grid column's block of A and one grid row's block of B.
-        let (owner_col, owner_row) = (owner_of(&grid.col_blocks, k0), owner_of(&grid.row_blocks, k0));
-        let k1 = (k0 + block).min(grid.col_blocks[owner_col].end).min(grid.row_blocks[owner_row].end);
-        let w = k1 - k0;
-        let (ap, bp) = (&mut ap[..m * w], &mut bp[..w * l]);
-        if j == owner_col {
-            let k = k0 - cols.start..k1 - cols.start;
-            ArrayViewMut2::from_shape((m, w), &mut *ap)?.assign(&a.slice(s![.., k]));
-        }
-        if i == owner_row {
-            let k = k0 - rows.start..k1 - rows.start;
-            ArrayViewMut2::from_shape((w, l), &mut *bp)?.assign(&b.slice(s![k, ..]));
-        }
-        grid.row_comm.process_at_rank(owner_col as i32).broadcast_into(&mut *ap);
-        grid.col_comm.process_at_rank(owner_row as i32).broadcast_into(&mut *bp);
-        local.accumulate(ArrayView2::from_shape((m, w), &*ap)?, ArrayView2::from_shape((w, l), &*bp)?, c)?;
-        k0 = k1;
+    let panels = panels(grid, n, inp.block);
+    let widest = inp.block.min(n);
+    let mut bufs = [[vec![0.0; m * widest], vec![0.0; widest * l]], [vec![0.0; m * widest], vec![0.0; widest * l]]];
+    for t in 0..=panels.len() {
+        // Panel t goes into bufs[t % 2] ("n", next); panel t - 1 is in the other ("c", current).
+        let [even, odd] = &mut bufs;
+        let ([an, bn], [ac, bc]) = if t % 2 == 0 { (even, &*odd) } else { (odd, &*even) };
+        mpi::request::scope(|scope| -> Res<()> {
+            let mut pending = Vec::new();
+            if let Some(p) = panels.get(t) {
+                let w = p.k.len();
+                let (an, bn) = (&mut an[..m * w], &mut bn[..w * l]);
+                if j == p.col {
+                    let k = p.k.start - cols.start..p.k.end - cols.start;
+                    ArrayViewMut2::from_shape((m, w), &mut *an)?.assign(&a.slice(s![.., k]));
+                }
+                if i == p.row {
+                    let k = p.k.start - rows.start..p.k.end - rows.start;
+                    ArrayViewMut2::from_shape((w, l), &mut *bn)?.assign(&b.slice(s![k, ..]));
+                }
+                pending.push(grid.row_comm.process_at_rank(p.col as i32).immediate_broadcast_into(scope, an));
+                pending.push(grid.col_comm.process_at_rank(p.row as i32).immediate_broadcast_into(scope, bn));
+            }
+            if !inp.overlap {
+                pending.drain(..).for_each(|r| r.wait_without_status());
+            }
+            let product = t.checked_sub(1).map_or(Ok(()), |prev| {
+                let w = panels[prev].k.len();
+                local.accumulate(ArrayView2::from_shape((m, w), &ac[..m * w])?, ArrayView2::from_shape((w, l), &bc[..w * l])?, c)
+            });
+            // Even after a failed product: a request must not outlive its scope.
+            pending.drain(..).for_each(|r| r.wait_without_status());
+            product
+        })?;
     }
     local.finish(c)
 }
@@ -235,6 +281,16 @@ fn idle_barrier(comm: &SimpleCommunicator) {
         req = pending;
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Collective. A hash of every bit of the distributed matrix `m` (n x n), the same on any rank
+/// grid for the same values: two products agree to the last bit when their checksums do.
+fn checksum(d: &Decomposition, m: ArrayView2<f64>) -> u64 {
+    let (n, rows, cols) = (d.global_shape()[1], &d.owned()[0], &d.owned()[1]);
+    let part = m.indexed_iter().fold(0, |h, ((i, j), v)| h ^ mix(v.to_bits() ^ mix(((rows.start + i) * n + cols.start + j) as u64)));
+    let mut all = 0;
+    d.comm().all_reduce_into(&part, &mut all, SystemOperation::bitwise_xor());
+    all
 }
 
 fn relative_error(got: &[f64], want: &[f64]) -> f64 {
@@ -273,15 +329,16 @@ fn main() {
             local.zero(&mut cv)?;
             rt.world().barrier();
             let t0 = Instant::now();
-            summa(&grid, &d, inp.block, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
+            summa(&grid, &d, &inp, as_2d(&a), as_2d(&b), &mut cv, &mut local)?;
             let mut secs = 0.0;
             rt.world().all_reduce_into(&t0.elapsed().as_secs_f64(), &mut secs, SystemOperation::max());
             best = best.min(secs);
         }
         let (p, q) = (d.grid()[0], d.grid()[1]);
+        let sum = checksum(&d, as_2d(&c));
         if rt.is_root() {
             println!(
-                "summa n={} grid={p}x{q} block={} backend={} ranks={} seconds={best:.4} gflops={:.2}",
+                "summa n={} grid={p}x{q} block={} backend={} ranks={} seconds={best:.4} gflops={:.2} checksum={sum:016x}",
                 inp.n,
                 inp.block,
                 local.name(),

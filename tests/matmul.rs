@@ -73,3 +73,20 @@ fn bad_inputs_are_one_line_and_exit_2() {
         assert!(errs.len() == 1 && errs[0].starts_with(&msg), "want {msg:?}\n{}", o.show());
     }
 }
+
+#[test]
+fn overlapped_broadcasts_give_the_same_bits() {
+    // 2x2, eight panels of uneven widths: the pipelined product sums what the unpipelined one does.
+    let sums = ["true", "false"].map(|on| {
+        let o = matmul(4, &["n=203", "block=32", &format!("summa.overlap={on}")]);
+        o.assert_success();
+        let summa = o.line(0, "summa ");
+        assert!(summa.contains(" grid=2x2 "), "{}", o.show());
+        summa.split_once(" checksum=").unwrap_or_else(|| panic!("no checksum\n{}", o.show())).1.to_string()
+    });
+    assert_eq!(sums[0], sums[1]);
+    let o = matmul(2, &["summa.overlap=yes"]);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errs: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errs, ["error: --set summa.overlap: `summa.overlap` = \"yes\": expected bool"], "{}", o.show());
+}
