@@ -67,6 +67,13 @@ run() {
     export OPAL_PREFIX="$dir/ompi" PMIX_INSTALL_PREFIX="$dir/ompi/lib/x86_64-linux-gnu/pmix2" PATH="$dir/ompi/bin:$PATH"
     export OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_MCA_pml=ob1
   fi
+  # NVRTC may be off the loader's path there (in a Python package of the image, say): without
+  # it every CUDA test would skip and the device time would be lost.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so\.13'; then
+    local nvrtc
+    nvrtc=$(find /usr/local /opt /usr/lib -name 'libnvrtc.so.13' 2>/dev/null | head -1)
+    [ -z "$nvrtc" ] || export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$nvrtc")"
+  fi
   local device tests bench report rc=0
   device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)
   tests=$("$dir/cuda-tests" --test-threads=1 --nocapture 2>&1) || rc=$?
