@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{mpi_env, program, run_with_timeout, Outcome};
+use super::{mpi_env, mpirun, program, run_with_timeout, tag_output, Outcome};
 
 /// The private subnet of scripts/hosts.sh; MPI traffic between hosts stays on it.
 pub const SUBNET: &str = "10.231.0.0/24";
@@ -90,18 +90,21 @@ impl Hosts {
     /// placed by the hostfile and the daemons on the other hosts started through rsh-agent.sh.
     pub fn mpirun(&self, np: usize, hostfile: &Path, program_name: &str, args: &[&str]) -> Outcome {
         let exe = program(program_name);
-        let mut cmd = self.exec(&self.names[0], "mpirun");
+        let mut cmd = self.exec(&self.names[0], mpirun());
         multihost_env(&mut cmd)
             .env("OMPI_MCA_plm_rsh_agent", script("rsh-agent.sh"))
             .env("OMPI_MCA_plm_rsh_no_tree_spawn", "1")
+            // The same agent for MPICH's Hydra.
+            .env("HYDRA_LAUNCHER", "rsh")
+            .env("HYDRA_LAUNCHER_EXEC", script("rsh-agent.sh"))
             .arg("-np")
             .arg(np.to_string())
             .arg("--hostfile")
             .arg(hostfile)
-            .arg("--tag-output")
+            .arg(tag_output())
             .arg(&exe)
             .args(args);
-        let command = format!("[on {}] mpirun -np {np} --hostfile {} {} {}", self.names[0], hostfile.display(), exe.display(), args.join(" "));
+        let command = format!("[on {}] {} -np {np} --hostfile {} {} {}", self.names[0], mpirun(), hostfile.display(), exe.display(), args.join(" "));
         run_with_timeout(cmd, command, Duration::from_secs(120), np)
     }
 }

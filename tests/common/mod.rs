@@ -7,7 +7,7 @@ pub mod hosts;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One mpirun at a time: the machines have 2 cores, and oversubscribed jobs side by side crawl.
@@ -82,6 +82,27 @@ pub fn build_profile() -> [&'static str; 2] {
     }
 }
 
+/// The mpirun the tests launch with: `$RANKWISE_MPIRUN` (scripts/env.sh sets `mpirun.mpich` for
+/// MPICH), else `mpirun`. The launcher reads the same variable.
+pub fn mpirun() -> String {
+    std::env::var("RANKWISE_MPIRUN").unwrap_or_else(|_| "mpirun".into())
+}
+
+/// Whether [`mpirun`] is MPICH's Hydra (also Intel MPI's) rather than Open MPI's; asked once.
+pub fn hydra() -> bool {
+    static HYDRA: OnceLock<bool> = OnceLock::new();
+    *HYDRA.get_or_init(|| {
+        let o = Command::new(mpirun()).arg("--version").output().unwrap_or_else(|e| panic!("cannot run {} --version: {e}", mpirun()));
+        let text = String::from_utf8_lossy(&o.stdout);
+        text.contains("HYDRA") || text.contains("Intel(R) MPI")
+    })
+}
+
+/// The mpirun flag that tags every output line with its rank (see [`split_tagged`]).
+pub fn tag_output() -> &'static str {
+    if hydra() { "-prepend-rank" } else { "--tag-output" }
+}
+
 /// The environment every single-host test run needs here (root, 2 cores, no network beyond lo).
 pub fn mpi_env(cmd: &mut Command) -> &mut Command {
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -106,7 +127,7 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub stdout: String,
     pub stderr: String,
-    /// Lines each rank wrote to stdout, from OpenMPI's `--tag-output`.
+    /// Lines each rank wrote to stdout, from mpirun's rank tags ([`tag_output`]).
     pub ranks: Vec<Vec<String>>,
     /// Lines each rank wrote to stderr.
     pub rank_errs: Vec<Vec<String>>,
@@ -176,16 +197,16 @@ impl Job {
 
     pub fn run(self) -> Outcome {
         let _one_at_a_time = MPIRUN.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cmd = Command::new("mpirun");
+        let mut cmd = Command::new(mpirun());
         mpi_env(&mut cmd);
-        cmd.arg("-np").arg(self.np.to_string()).arg("--tag-output").arg(&self.program).args(&self.args);
+        cmd.arg("-np").arg(self.np.to_string()).arg(tag_output()).arg(&self.program).args(&self.args);
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
         if let Some(d) = &self.dir {
             cmd.current_dir(d);
         }
-        let command = format!("mpirun -np {} {} {}", self.np, self.program.display(), self.args.join(" "));
+        let command = format!("{} -np {} {} {}", mpirun(), self.np, self.program.display(), self.args.join(" "));
         run_with_timeout(cmd, command, self.timeout, self.np)
     }
 }
@@ -219,22 +240,25 @@ pub fn run_with_timeout(mut cmd: Command, command: String, timeout: Duration, np
     Outcome { command, code: status.code(), timed_out, elapsed: start.elapsed(), stdout, stderr, ranks, rank_errs }
 }
 
-/// Split `[1,R]<stdout>:text` lines by rank R.
+/// Split tagged lines by rank R: `[1,R]<stdout>:text` (Open MPI), or `[R] text` on the stream the
+/// rank wrote to (Hydra). mpirun's own lines (`[host:pid] ...`) carry no rank and are skipped.
 fn split_tagged(stdout: &str, stderr: &str, np: usize) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let mut outs = vec![Vec::new(); np];
     let mut errs = vec![Vec::new(); np];
-    for line in stdout.lines().chain(stderr.lines()) {
-        let Some(rest) = line.strip_prefix('[') else { continue };
-        let Some((tag, text)) = rest.split_once(']') else { continue };
-        let Some(rank) = tag.split(',').nth(1).and_then(|r| r.parse::<usize>().ok()) else { continue };
-        if rank >= np {
-            continue;
-        }
-        if let Some(t) = text.strip_prefix("<stdout>:") {
-            outs[rank].push(t.to_string());
-        } else if let Some(t) = text.strip_prefix("<stderr>:") {
-            errs[rank].push(t.to_string());
-        }
+    let lines = stdout.lines().map(|l| (l, false)).chain(stderr.lines().map(|l| (l, true)));
+    for (line, on_stderr) in lines {
+        let Some((tag, text)) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')) else { continue };
+        let (rank, text, on_stderr) = match tag.split_once(',') {
+            Some((_, rank)) => match (text.strip_prefix("<stdout>:"), text.strip_prefix("<stderr>:")) {
+                (Some(t), _) => (rank, t, false),
+                (_, Some(t)) => (rank, t, true),
+                _ => continue,
+            },
+            None => (tag, text.strip_prefix(' ').unwrap_or(text), on_stderr),
+        };
+        let Some(rank) = rank.parse::<usize>().ok().filter(|&r| r < np) else { continue };
+        let lines = if on_stderr { &mut errs } else { &mut outs };
+        lines[rank].push(text.to_string());
     }
     (outs, errs)
 }
