@@ -24,15 +24,19 @@ use crate::{BadInput, Decomposition, Field, Result, Stencil};
 /// the MPI library says it is) or `0` (stage through host memory: the default).
 pub const CUDA_AWARE_ENV: &str = "RANKWISE_CUDA_AWARE_MPI";
 
-/// Whether the MPI library says it takes device pointers (Open MPI's `MPIX_Query_cuda_support`,
-/// looked up at run time so that any MPI links); `None` when it has no such query.
+/// Whether the MPI library says it takes device pointers (`MPIX_Query_cuda_support` of Open MPI
+/// and MPICH, looked up at run time so that any MPI links); `None` when it has no such query or
+/// MPI is not running (the query needs it: MPICH aborts the process otherwise).
 pub fn cuda_aware_mpi() -> Option<bool> {
+    if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
+        return None;
+    }
     // SAFETY: dlsym with RTLD_DEFAULT only searches the loaded objects.
     let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"MPIX_Query_cuda_support".as_ptr()) };
     if sym.is_null() {
         return None;
     }
-    // SAFETY: Open MPI declares it `int MPIX_Query_cuda_support(void)`; it may be called at any time.
+    // SAFETY: both declare it `int MPIX_Query_cuda_support(void)`; MPI is initialized.
     let query: extern "C" fn() -> c_int = unsafe { std::mem::transmute(sym) };
     Some(query() != 0)
 }
