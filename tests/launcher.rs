@@ -58,9 +58,15 @@ fn dry_run_prints_the_exact_command() {
     let line = o.stdout.trim();
     assert!(!line.contains('\n'), "{line}");
     assert!(line.contains("RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2 "), "{line}");
+    assert!(line.ends_with("/examples/hello --inputs /dev/null --set a=1 'x y'"), "{line}");
+    if common::hydra() {
+        // Hydra passes the whole environment on, oversubscribes and binds nothing unasked.
+        assert!(line.contains(&format!("{} -n 3 /", common::mpirun())), "{line}");
+        assert!(!line.contains("OMPI_") && !line.contains(" -x "), "{line}");
+        return;
+    }
     assert!(line.contains(" -np 3 "), "{line}");
     assert!(line.contains(" --bind-to none -x RANKWISE_STATUS_FILE -x RAYON_NUM_THREADS -x OMP_NUM_THREADS "), "{line}");
-    assert!(line.ends_with("/examples/hello --inputs /dev/null --set a=1 'x y'"), "{line}");
     // SAFETY: geteuid cannot fail.
     assert_eq!(line.starts_with("OMPI_ALLOW_RUN_AS_ROOT=1") || line.contains(" OMPI_ALLOW_RUN_AS_ROOT=1 "), unsafe { libc::geteuid() } == 0, "{line}");
     let cores = std::thread::available_parallelism().unwrap().get();
@@ -78,10 +84,16 @@ fn dry_run_with_a_hostfile_passes_it_and_its_slots_to_mpirun() {
     cmd.env("OMPI_MCA_plm_rsh_agent", "/opt/agent.sh");
     let o = run(cmd);
     o.assert_success();
+    let mpirun = o.stdout.split_whitespace().find(|w| w.ends_with(&common::mpirun())).unwrap_or_else(|| panic!("{}", o.show()));
+    let status = o.stdout.split_whitespace().find(|w| w.starts_with("RANKWISE_STATUS_FILE=")).unwrap_or_else(|| panic!("{}", o.show()));
+    if common::hydra() {
+        // Hydra rejects `slots=` in its hostfiles: the launcher names the hosts, and the agent.
+        let hydra = format!("{status} {mpirun} -n 4 -hosts node1:2,node2:2 -launcher rsh -launcher-exec /opt/agent.sh {}", hello.display());
+        assert_eq!(o.stdout.trim(), hydra);
+        return;
+    }
     // SAFETY: geteuid cannot fail.
     let root = if unsafe { libc::geteuid() } == 0 { "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " } else { "" };
-    let mpirun = o.stdout.split_whitespace().find(|w| w.ends_with("mpirun")).unwrap_or_else(|| panic!("{}", o.show()));
-    let status = o.stdout.split_whitespace().find(|w| w.starts_with("RANKWISE_STATUS_FILE=")).unwrap_or_else(|| panic!("{}", o.show()));
     assert_eq!(
         o.stdout.trim(),
         format!("{status} {root}{mpirun} -np 4 --hostfile {} -x RANKWISE_STATUS_FILE {}", hosts.display(), hello.display())
@@ -253,7 +265,8 @@ fn info_describes_this_machine() {
     assert!(row("MPI ").contains("Open MPI v") || row("MPI ").contains("MPICH"), "{}", o.show());
     assert!(row("HDF5 ").contains(", parallel ("), "{}", o.show());
     assert!(row("BLAS ").contains("OpenBLAS"), "{}", o.show());
-    assert!(row("launcher ").contains("mpirun"), "{}", o.show());
+    let flavour = if common::hydra() { "MPICH" } else { "Open MPI" };
+    assert!(row("launcher ").contains(&format!("{} ({flavour})", common::mpirun())), "{}", o.show());
     assert!(row("CUDA ").starts_with("CUDA      none") || row("CUDA ").contains("GPU"), "{}", o.show());
     assert_eq!(row("Slurm "), "Slurm     not inside a Slurm job");
 }

@@ -15,6 +15,15 @@ pub enum Flavour {
     Mpich,
 }
 
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavour::OpenMpi => "Open MPI",
+            Flavour::Mpich => "MPICH",
+        })
+    }
+}
+
 /// Which program starts the ranks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
@@ -31,7 +40,7 @@ pub struct Request {
     pub gpus_per_rank: Option<usize>,
     /// The hosts for mpirun, one per line with their slots (`node1 slots=2`); srun takes the
     /// job's nodes instead.
-    pub hostfile: Option<PathBuf>,
+    pub hostfile: Option<Hostfile>,
     /// An ssh stand-in that starts mpirun's daemons on the other hosts (`AGENT HOST CMD...`).
     /// Open MPI reads it from `OMPI_MCA_plm_rsh_agent` itself; MPICH's Hydra is told on its
     /// command line.
@@ -131,7 +140,7 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
             if let Some(f) = &req.hostfile {
                 // The hostfile's slots say how many ranks each host takes.
                 arg("--hostfile");
-                arg(&f.to_string_lossy());
+                arg(&f.path.to_string_lossy());
             } else if req.ranks_per_node.unwrap_or(req.np) > host.cores {
                 arg("--oversubscribe");
             }
@@ -156,8 +165,9 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 arg(&m.to_string());
             }
             if let Some(f) = &req.hostfile {
-                arg("-f");
-                arg(&f.to_string_lossy());
+                // Hydra's own hostfiles say `node1:2`, and reject `slots=`: name the hosts instead.
+                arg("-hosts");
+                arg(&f.hosts.iter().map(|(h, slots)| slots.map_or(h.clone(), |n| format!("{h}:{n}"))).collect::<Vec<_>>().join(","));
                 if let Some(a) = &req.rsh_agent {
                     for a in ["-launcher", "rsh", "-launcher-exec", a] {
                         arg(a);
@@ -172,14 +182,36 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
     Plan { program, args, env }
 }
 
-/// Check that `path` is a hostfile mpirun can use: readable, naming at least one host.
-pub fn check_hostfile(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read hostfile {}", path.display()))?;
-    let hosts = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).count();
-    if hosts == 0 {
-        bail!("hostfile {} names no hosts (one per line: HOST slots=N)", path.display());
+/// A hostfile as Open MPI writes it (`node1 slots=2`; Hydra's `node1:2` is read too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hostfile {
+    pub path: PathBuf,
+    /// Each host with its slots, where the line gives them.
+    pub hosts: Vec<(String, Option<usize>)>,
+}
+
+impl Hostfile {
+    /// Read `path`: it must name at least one host, and slots must be whole numbers.
+    pub fn read(path: &Path) -> Result<Hostfile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read hostfile {}", path.display()))?;
+        let mut hosts = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let mut words = line.split('#').next().unwrap_or("").split_whitespace();
+            let Some(first) = words.next() else { continue };
+            let (host, hydra_slots) = first.split_once(':').map_or((first, None), |(h, s)| (h, Some(s)));
+            // Other words (Open MPI's max_slots=) mean nothing to Hydra; Open MPI reads the file itself.
+            let slots = words.find_map(|w| w.strip_prefix("slots=")).or(hydra_slots);
+            let slots = slots
+                .map(|s| s.parse::<usize>().ok().filter(|&s| s > 0))
+                .map(|s| s.with_context(|| format!("hostfile {} line {}: slots must be a whole number of at least 1", path.display(), n + 1)))
+                .transpose()?;
+            hosts.push((host.to_string(), slots));
+        }
+        if hosts.is_empty() {
+            bail!("hostfile {} names no hosts (one per line: HOST slots=N)", path.display());
+        }
+        Ok(Hostfile { path: path.to_path_buf(), hosts })
     }
-    Ok(())
 }
 
 /// Which launcher to use, as asked on the command line.
@@ -337,7 +369,8 @@ mod tests {
 
     #[test]
     fn hostfile_and_rsh_agent() {
-        let r = Request { hostfile: Some("/h/hosts".into()), rsh_agent: Some("/s/agent.sh".into()), ..req(4) };
+        let hostfile = Hostfile { path: "/h/hosts".into(), hosts: vec![("node1".into(), Some(2)), ("node2".into(), None)] };
+        let r = Request { hostfile: Some(hostfile), rsh_agent: Some("/s/agent.sh".into()), ..req(4) };
         // Open MPI: the slots in the hostfile, not this host's cores, decide oversubscription; it
         // reads the agent from its environment.
         assert_eq!(
@@ -347,7 +380,7 @@ mod tests {
         let mpich = Via::Mpirun { path: "mpirun.mpich".into(), flavour: Flavour::Mpich };
         assert_eq!(
             plan(&r, &mpich, HERE).to_string(),
-            "mpirun.mpich -n 4 -f /h/hosts -launcher rsh -launcher-exec /s/agent.sh /x/heat --set n=8"
+            "mpirun.mpich -n 4 -hosts node1:2,node2 -launcher rsh -launcher-exec /s/agent.sh /x/heat --set n=8"
         );
     }
 
@@ -356,12 +389,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rankwise-hostfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("hosts");
-        std::fs::write(&f, "# two hosts\nnode1 slots=2\n\nnode2 slots=2 # the second\n").unwrap();
-        assert!(check_hostfile(&f).is_ok());
+        std::fs::write(&f, "# three hosts\nnode1 slots=2 max_slots=4\n\nnode2 # the second\nnode3:3\n").unwrap();
+        let hosts = vec![("node1".into(), Some(2)), ("node2".into(), None), ("node3".into(), Some(3))];
+        assert_eq!(Hostfile::read(&f).unwrap(), Hostfile { path: f.clone(), hosts });
+        std::fs::write(&f, "node1\nnode2 slots=two\n").unwrap();
+        assert_eq!(Hostfile::read(&f).unwrap_err().to_string(), format!("hostfile {} line 2: slots must be a whole number of at least 1", f.display()));
         std::fs::write(&f, "# none yet\n\n").unwrap();
-        assert_eq!(check_hostfile(&f).unwrap_err().to_string(), format!("hostfile {} names no hosts (one per line: HOST slots=N)", f.display()));
+        assert_eq!(Hostfile::read(&f).unwrap_err().to_string(), format!("hostfile {} names no hosts (one per line: HOST slots=N)", f.display()));
         std::fs::remove_dir_all(&dir).unwrap();
-        let e = check_hostfile(&dir.join("hosts")).unwrap_err();
+        let e = Hostfile::read(&dir.join("hosts")).unwrap_err();
         assert_eq!(format!("{e:#}"), format!("cannot read hostfile {}: No such file or directory (os error 2)", f.display()));
     }
 

@@ -233,12 +233,10 @@ fn run(a: RunArgs) -> Result<i32> {
     if a.gpus_per_rank.is_some() && !matches!(via, launch::Via::Srun { .. }) {
         anyhow::bail!("--gpus-per-rank needs srun; under mpirun the runtime gives each rank a GPU round robin");
     }
-    if let Some(f) = &a.hostfile {
-        if matches!(via, launch::Via::Srun { .. }) {
-            anyhow::bail!("--hostfile is for mpirun: srun runs on the nodes of the Slurm job (add --launcher mpirun to use it)");
-        }
-        launch::check_hostfile(f)?;
+    if a.hostfile.is_some() && matches!(via, launch::Via::Srun { .. }) {
+        anyhow::bail!("--hostfile is for mpirun: srun runs on the nodes of the Slurm job (add --launcher mpirun to use it)");
     }
+    let hostfile = a.hostfile.as_deref().map(launch::Hostfile::read).transpose()?;
     if !(0.0..=3600.0).contains(&a.backoff) {
         anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
     }
@@ -262,7 +260,7 @@ fn run(a: RunArgs) -> Result<i32> {
         ranks_per_node: a.ranks_per_node,
         threads: a.threads,
         gpus_per_rank: a.gpus_per_rank,
-        hostfile: a.hostfile,
+        hostfile,
         rsh_agent: std::env::var("OMPI_MCA_plm_rsh_agent").ok().filter(|a| !a.is_empty()),
         program,
         args,
