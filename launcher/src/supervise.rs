@@ -1,12 +1,12 @@
 //! Run the ranks, forward signals to them, and with `--restarts K` relaunch after a failure from
 //! the newest checkpoint the program reported (see `rankwise_runtime::status`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -14,12 +14,12 @@ use rankwise_runtime::status::{Status, RESTART_COUNT_ENV, RESTART_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
-use crate::launch::{plan, Host, Plan, Request, Via};
+use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
 
 /// The running mpirun or srun, for the signal forwarder (0 when none).
 static CHILD: AtomicI32 = AtomicI32::new(0);
-/// The user asked the job to end (INT or TERM): never restart it.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal (INT or TERM) by which the user asked the job to end (0 if none): never restart it.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
 /// When the running child was started.
 static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
@@ -34,7 +34,7 @@ pub fn forward_signals() -> Result<()> {
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGINT || sig == SIGTERM {
-                INTERRUPTED.store(true, Ordering::SeqCst);
+                INTERRUPTED.store(sig, Ordering::SeqCst);
                 pass_on(sig);
                 continue;
             }
@@ -71,9 +71,16 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
     let _cleanup = RemoveOnDrop(policy.status_file.clone());
     let mut failed_at: Option<u64> = None;
     let mut restart = 0;
+    // Hydra reports a failed rank on stdout.
+    let hydra = matches!(via, Via::Mpirun { flavour: Flavour::Mpich, .. });
     loop {
-        let code = launch(&plan(&req, via, host))?;
-        if matches!(code.value, 0 | EXIT_BAD_INPUT | EXIT_REQUEUE) || INTERRUPTED.load(Ordering::SeqCst) {
+        let code = launch(&plan(&req, via, host), hydra)?;
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        if interrupted != 0 {
+            // Hydra exits 0 after ending the ranks for a forwarded INT or TERM: the job did not finish.
+            return Ok(if code.value == 0 { 128 + interrupted } else { code.value });
+        }
+        if matches!(code.value, 0 | EXIT_BAD_INPUT | EXIT_REQUEUE) {
             return Ok(code.value);
         }
         let status = Status::read(&policy.status_file).ok();
@@ -108,7 +115,7 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         }
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if INTERRUPTED.load(Ordering::SeqCst) != 0 {
                 return Ok(code.value);
             }
             std::thread::sleep(Duration::from_millis(20).min(wait));
@@ -124,34 +131,50 @@ struct Ended {
     cause: Option<String>,
 }
 
-fn launch(plan: &Plan) -> Result<Ended> {
+/// Run `plan`, passing its stderr (and with `watch_stdout` its stdout) through, listening for
+/// which rank failed.
+fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     let mut cmd = plan.command();
     // Its own process group: a Ctrl-C reaches only us, and we forward it once. Nothing reads
     // stdin (inputs come from files), so it stays out of the terminal's way.
     cmd.stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0);
+    if watch_stdout {
+        cmd.stdout(Stdio::piped());
+    }
     // SAFETY: prctl is async-signal-safe. If we die, take the job down with us.
     unsafe { cmd.pre_exec(|| { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM); Ok(()) }) };
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", plan.program.display()))?;
     *STARTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     CHILD.store(child.id() as i32, Ordering::SeqCst);
-    // Pass its stderr through, listening for which rank failed.
-    let stderr = child.stderr.take().expect("piped");
-    let tee = std::thread::spawn(move || {
-        let mut cause = Cause::default();
-        let (mut input, mut line) = (BufReader::new(stderr), Vec::new());
-        // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
-        while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            std::io::stderr().write_all(&line).ok();
-            cause.feed(&String::from_utf8_lossy(&line));
-            line.clear();
-        }
-        cause
-    });
+    let cause = Arc::new(Mutex::new(Cause::default()));
+    let mut tees = vec![tee(child.stderr.take().expect("piped"), std::io::stderr(), cause.clone())];
+    if let Some(stdout) = child.stdout.take() {
+        tees.push(tee(stdout, std::io::stdout(), cause.clone()));
+    }
     let status = child.wait()?;
     CHILD.store(0, Ordering::SeqCst);
-    let cause = tee.join().unwrap_or_default();
-    let value = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    tees.into_iter().for_each(|t| t.join().unwrap_or_default());
+    let cause = std::mem::take(&mut *cause.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut value = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    // Hydra exits with the signal number that killed a rank; say it as a shell and srun do.
+    if cause.signal.is_some_and(|s| s == value) {
+        value += 128;
+    }
     Ok(Ended { value, cause: cause.describe() })
+}
+
+/// Copy `input` to `output` line by line as it comes, feeding each line to `cause`.
+fn tee(input: impl Read + Send + 'static, mut output: impl Write + Send + 'static, cause: Arc<Mutex<Cause>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (mut input, mut line) = (BufReader::new(input), Vec::new());
+        // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
+        while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            output.write_all(&line).ok();
+            output.flush().ok();
+            cause.lock().unwrap_or_else(|p| p.into_inner()).feed(&String::from_utf8_lossy(&line));
+            line.clear();
+        }
+    })
 }
 
 /// The first failure that mpirun (OpenMPI or MPICH) or srun reports.
@@ -159,6 +182,8 @@ fn launch(plan: &Plan) -> Result<Ended> {
 struct Cause {
     rank: Option<String>,
     what: Option<String>,
+    /// The signal that killed the rank, where Hydra says so.
+    signal: Option<i32>,
 }
 
 impl Cause {
@@ -191,6 +216,12 @@ impl Cause {
             self.rank = Some(word(&rest));
         } else if let Some(s) = after("KILLED BY SIGNAL:") {
             self.what = Some(format!("signal {s}"));
+            self.signal = word(&s).parse().ok();
+        } else if let Some(s) = after("TERMINATED WITH THE EXIT STRING:").and_then(|s| s.strip_suffix(')').map(str::to_string)) {
+            // MPICH 4.0: "... EXIT STRING: Killed (signal 9)", after a box that names no rank.
+            let (name, number) = s.rsplit_once(" (signal ").unwrap_or((&s, ""));
+            self.signal = number.parse().ok();
+            self.what = self.signal.map(|n| format!("signal {n} ({name})"));
         } else if let Some(c) = after("EXIT CODE:").filter(|_| self.rank.is_some()) {
             self.what = Some(format!("exit code {c}"));
         }
@@ -247,6 +278,8 @@ mod tests {
             cause("=   RANK 1 PID 4242 RUNNING AT host\n=   KILLED BY SIGNAL: 9 (Killed)"),
             Some("rank 1: signal 9 (Killed)".into())
         );
+        let mpich4 = "=   PID 4242 RUNNING AT host\n=   EXIT CODE: 9\n==\nYOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)";
+        assert_eq!(cause(mpich4), Some("signal 9 (Killed)".into()));
         assert_eq!(cause("an unrelated line\nExit code: 3"), None);
     }
 }
