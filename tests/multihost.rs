@@ -6,7 +6,7 @@
 
 mod common;
 use common::hosts::{hosts_sh, multihost_env, script, serial, slurm_unavailable, unavailable, Hosts, Slurm};
-use common::{program, rankwise_bin, run_with_timeout, Job, Outcome, Scratch};
+use common::{program, rankwise_bin, run_with_timeout, srun_mpi, Job, Outcome, Scratch};
 use rankwise::runtime::status::Status;
 use rankwise::slurm::{JobSpec, Launcher};
 use std::path::Path;
@@ -145,7 +145,7 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
     let o = run_with_timeout(
         {
             let mut c = slurm.client("sbatch");
-            c.args(["--wait", "-N2", "-n4", "-o"]).arg(&out).arg("--wrap").arg(format!("srun --mpi=pmix {}", hello.display()));
+            c.args(["--wait", "-N2", "-n4", "-o"]).arg(&out).arg("--wrap").arg(format!("srun --mpi={} {}", srun_mpi(), hello.display()));
             c
         },
         "sbatch --wait -N2 -n4 --wrap 'srun --mpi=pmix hello'".into(),
@@ -174,7 +174,7 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
 /// retried once, and said so; tests that need a first step to succeed take this one first.
 fn first_step(slurm: &Slurm) -> Outcome {
     let step = || run_with_timeout(
-        { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", "--mpi=pmix"]).arg(program("hello")); c },
+        { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", &format!("--mpi={}", srun_mpi())]).arg(program("hello")); c },
         "srun -N2 -n4 --mpi=pmix hello".into(),
         Duration::from_secs(60),
         4,
@@ -250,7 +250,7 @@ fn heat_on_4_ranks_over_2_slurm_nodes_has_the_bits_of_1_host() {
         {
             let mut c = slurm.client("sbatch");
             c.args(["--wait", "-N2", "-n4", "-o"]).arg(&out).arg("--wrap");
-            c.arg(format!("srun --mpi=pmix {} {}", program("heat").display(), args.join(" ")));
+            c.arg(format!("srun --mpi={} {} {}", srun_mpi(), program("heat").display(), args.join(" ")));
             c
         },
         "sbatch --wait -N2 -n4 --wrap 'srun --mpi=pmix heat ...'".into(),
@@ -291,6 +291,7 @@ fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_surv
         output: Some(out.to_string_lossy().into_owned()),
         env: [(rankwise::runtime::status::STATUS_FILE_ENV.to_string(), status.to_string_lossy().into_owned())].into(),
         launcher: Launcher::Srun,
+        mpi: srun_mpi().into(),
         program: program("heat").to_string_lossy().into_owned(),
         args,
         ..JobSpec::default()

@@ -93,7 +93,7 @@ fn a_spec_file_under_the_flags_and_a_sweep() {
         .to_string()
         + &traps("TERM")
         + "echo spec\necho flag\n"
-        + &launch(&format!("srun '--mpi=pmix' '{}' 'a b'", hello.display()))
+        + &launch(&format!("srun '--mpi={}' '{}' 'a b'", common::srun_mpi(), hello.display()))
         + "exit \"$status\"\n";
     assert_eq!(o.stdout, expect, "{}", o.show());
 

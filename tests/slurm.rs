@@ -125,6 +125,11 @@ fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.as_ref().display()))
 }
 
+/// A job that starts its tasks with srun, through the PMI of the MPI of these tests.
+fn srun_spec() -> JobSpec {
+    JobSpec { launcher: Launcher::Srun, mpi: common::srun_mpi().into(), ..JobSpec::default() }
+}
+
 fn hello_job(launcher: Launcher) -> JobSpec {
     JobSpec {
         name: Some("hello".into()),
@@ -133,7 +138,7 @@ fn hello_job(launcher: Launcher) -> JobSpec {
         output: Some("out.txt".into()),
         launcher,
         program: common::program("hello").to_str().unwrap().into(),
-        ..JobSpec::default()
+        ..srun_spec()
     }
 }
 
@@ -180,12 +185,11 @@ fn hostile_names(c: &Cluster) {
         output: Some("out file.txt".into()),
         time: Some("1".into()),
         // Each argument on its own, NUL-terminated, so the test sees argv exactly.
-        launcher: Launcher::Srun,
         program: "/usr/bin/printf".into(),
         args: std::iter::once("%s\\0").chain(HOSTILE.iter().copied()).map(String::from).collect(),
         env: [("HOSTILE".to_string(), HOSTILE.join("|"))].into(),
         setup: vec![r#"printf '%s' "$SLURM_JOB_NAME" > name.txt; printf '%s' "$HOSTILE" > env.txt"#.into()],
-        ..JobSpec::default()
+        ..srun_spec()
     };
     let script = spec.script().unwrap();
     let argv = |out: &str| -> Vec<String> { out.split('\0').map(String::from).collect() };
@@ -224,11 +228,10 @@ fn job_array(c: &Cluster) {
         name: Some("sweep".into()),
         output: Some("task-%a.txt".into()),
         time: Some("1".into()),
-        launcher: Launcher::Srun,
         program: "/bin/sh".into(),
         // The task's arguments, one per line, into a file in the folder it runs in.
         args: vec!["-c".into(), "printf '%s\\n' \"$@\" > result.txt".into(), "sh".into()],
-        ..JobSpec::default()
+        ..srun_spec()
     };
     let script = spec.sweep_script(&sweep).unwrap();
     assert!(script.contains("#SBATCH --array=\"0-2%2\"\n"), "{script}");
@@ -249,10 +252,9 @@ fn time_left_from_slurm(c: &Cluster) {
         ntasks: Some(2),
         time: Some("3".into()),
         output: Some("out.txt".into()),
-        launcher: Launcher::Srun,
         program: common::program("stop-check").to_str().unwrap().into(),
         args: vec!["time-left".into()],
-        ..JobSpec::default()
+        ..srun_spec()
     };
     let (id, jobs) = c.run(&dir, &spec.script().unwrap(), 60);
     let out = read(dir.join("out.txt"));
@@ -274,10 +276,9 @@ fn signal_and_requeue(c: &Cluster) {
         ntasks: Some(2),
         output: Some("out.txt".into()),
         time: Some("10".into()),
-        launcher: Launcher::Srun,
         program: common::program("stop-check").to_str().unwrap().into(),
         args: vec!["slurm".into()],
-        ..JobSpec::default()
+        ..srun_spec()
     };
     let path = dir.join("job.sh");
     std::fs::write(&path, spec.script().unwrap()).unwrap();

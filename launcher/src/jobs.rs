@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rankwise_slurm::{format_duration, signal_number, until, JobInfo, JobSpec, Launcher, Slurm, Sweep};
 
-use crate::launch::resolve_program;
+use crate::launch::{self, resolve_program, Choice, Flavour, Via};
 
 /// A job as flags, named as sbatch names them; each overrides the `--spec` file's `[job]` section.
 #[derive(clap::Args)]
@@ -81,7 +81,7 @@ pub struct JobArgs {
 enum LauncherArg {
     /// rankwise run -n <the job's tasks>, which uses srun.
     Rankwise,
-    /// srun --mpi=pmix.
+    /// srun --mpi=pmix (pmi2 when this host's mpirun is MPICH's).
     Srun,
     /// mpirun, which reads the allocation itself.
     Mpirun,
@@ -138,6 +138,12 @@ impl JobArgs {
                 LauncherArg::Srun => Launcher::Srun,
                 LauncherArg::Mpirun => Launcher::Mpirun,
             };
+        }
+        if s.launcher == Launcher::Srun && s.mpi == JobSpec::default().mpi {
+            // The PMI that the MPI of this host's mpirun speaks: MPICH under PMIx sees only rank 0s.
+            if let Ok(Via::Mpirun { flavour: Flavour::Mpich, .. }) = launch::choose(Choice::Mpirun) {
+                s.mpi = "pmi2".into();
+            }
         }
         if let Some(p) = &self.program {
             (s.program, s.args) = (p.clone(), self.args.clone());

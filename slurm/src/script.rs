@@ -19,7 +19,8 @@ pub enum Launcher {
     Rankwise,
     /// `srun --mpi=<mpi> PROGRAM ARGS`.
     Srun,
-    /// `mpirun PROGRAM ARGS` (Open MPI reads the allocation itself).
+    /// `mpirun PROGRAM ARGS` (it reads the allocation itself), or `$RANKWISE_MPIRUN` where the
+    /// job has that variable (`mpirun.mpich`), as `rankwise run` does.
     Mpirun,
 }
 
@@ -221,7 +222,7 @@ trap 'forward {sig}' {sig}
                 l
             }
             Launcher::Srun => vec!["srun".into(), quote(&format!("--mpi={}", self.mpi))],
-            Launcher::Mpirun => vec!["mpirun".into()],
+            Launcher::Mpirun => vec!["\"${RANKWISE_MPIRUN:-mpirun}\"".into()],
         };
         launch.push(quote(&self.program));
         if self.launcher == Launcher::Rankwise {

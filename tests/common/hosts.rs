@@ -78,10 +78,12 @@ impl Hosts {
         c
     }
 
-    /// Write a hostfile giving each host `slots` slots.
+    /// Write a hostfile giving each host `slots` slots, as the MPI of these tests writes them
+    /// (Hydra rejects `slots=`; `rankwise run` reads both).
     pub fn hostfile(&self, dir: &Path, slots: usize) -> PathBuf {
         let p = dir.join("hostfile");
-        let text: String = self.names.iter().map(|h| format!("{h} slots={slots}\n")).collect();
+        let line = |h: &String| if super::hydra() { format!("{h}:{slots}\n") } else { format!("{h} slots={slots}\n") };
+        let text: String = self.names.iter().map(line).collect();
         std::fs::write(&p, text).unwrap();
         p
     }

@@ -103,6 +103,12 @@ pub fn tag_output() -> &'static str {
     if hydra() { "-prepend-rank" } else { "--tag-output" }
 }
 
+/// srun's `--mpi` plugin for the MPI of these tests: Debian's Open MPI has only PMIx; MPICH
+/// under PMIx would see every task as a rank 0.
+pub fn srun_mpi() -> &'static str {
+    if hydra() { "pmi2" } else { "pmix" }
+}
+
 /// The environment every single-host test run needs here (root, 2 cores, no network beyond lo).
 pub fn mpi_env(cmd: &mut Command) -> &mut Command {
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
