@@ -12,7 +12,7 @@ build: setup
 	$(ENV) cargo build --release --workspace --examples --bins
 
 demo: build
-	$(ENV) target/$${RANKWISE_MPI:+mpich/}release/rankwise run -n $(NP) hello
+	$(ENV) $${CARGO_TARGET_DIR:-target}/release/rankwise run -n $(NP) hello
 
 test: setup
 	$(ENV) cargo test --workspace --no-fail-fast 2>&1
