@@ -407,8 +407,10 @@ fn cli_sweep(c: &Cluster) {
 }
 
 /// Heat at 4 ranks, checkpointing every few seconds, from an inputs file that gives the steps.
+/// Progress lines come often enough that the preemption test sees every moment it picks, also
+/// on a slow machine (few steps: MPICH's busy-polling ranks oversubscribed).
 fn heat_inputs(dir: &Path, steps: u64) {
-    let text = format!("n = 256\nsteps = {steps}\n[checkpoint]\ndir = \"ckpt\"\nevery = 20000\n[progress]\nevery = 2000\n");
+    let text = format!("n = 256\nsteps = {steps}\n[checkpoint]\ndir = \"ckpt\"\nevery = 20000\n[progress]\nevery = 500\n");
     std::fs::write(dir.join("heat.toml"), text).unwrap();
 }
 
