@@ -22,9 +22,9 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-# NVRTC and ptxas from scripts/setup.sh, for the kernel compile tests (a GPU machine's own CUDA
-# works as well).
+# NVRTC and ptxas from scripts/setup.sh, for the kernel compile tests, after any the machine
+# already has on its paths (a GPU machine's own CUDA, a loaded module).
 cuda_tools="$PWD/target/cuda-tools/nvidia/cu13"
 if [ -d "$cuda_tools/lib" ]; then
-  export LD_LIBRARY_PATH="$cuda_tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PATH="$PATH:$cuda_tools/bin"
+  export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$cuda_tools/lib" PATH="$PATH:$cuda_tools/bin"
 fi

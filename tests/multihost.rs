@@ -148,7 +148,7 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
             c.args(["--wait", "-N2", "-n4", "-o"]).arg(&out).arg("--wrap").arg(format!("srun --mpi={} {}", srun_mpi(), hello.display()));
             c
         },
-        "sbatch --wait -N2 -n4 --wrap 'srun --mpi=pmix hello'".into(),
+        format!("sbatch --wait -N2 -n4 --wrap 'srun --mpi={} hello'", srun_mpi()),
         Duration::from_secs(60),
         4,
     );
@@ -175,7 +175,7 @@ fn hello_on_4_ranks_over_2_slurm_nodes() {
 fn first_step(slurm: &Slurm) -> Outcome {
     let step = || run_with_timeout(
         { let mut c = slurm.client("srun"); c.args(["-N2", "-n4", &format!("--mpi={}", srun_mpi())]).arg(program("hello")); c },
-        "srun -N2 -n4 --mpi=pmix hello".into(),
+        format!("srun -N2 -n4 --mpi={} hello", srun_mpi()),
         Duration::from_secs(60),
         4,
     );
@@ -253,7 +253,7 @@ fn heat_on_4_ranks_over_2_slurm_nodes_has_the_bits_of_1_host() {
             c.arg(format!("srun --mpi={} {} {}", srun_mpi(), program("heat").display(), args.join(" ")));
             c
         },
-        "sbatch --wait -N2 -n4 --wrap 'srun --mpi=pmix heat ...'".into(),
+        format!("sbatch --wait -N2 -n4 --wrap 'srun --mpi={} heat ...'", srun_mpi()),
         Duration::from_secs(120),
         4,
     );
