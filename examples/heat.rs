@@ -135,11 +135,21 @@ fn main() {
                 }
                 e => e.into(),
             })?;
-            if let Some(r) = restored {
-                step = r.info.step;
-                if rt.is_root() {
-                    log::info!("restarted from step {step} ({} ranks wrote it, {} now)", r.info.ranks, rt.size());
+            // One line that says which checkpoint the run continues from, and what it skipped.
+            let skipped = match &restored {
+                Some(r) => r.skipped.len(),
+                None => cat.checkpoints()?.len(),
+            };
+            let skipped = if skipped > 0 { format!("; {skipped} newer damaged checkpoint(s) skipped") } else { String::new() };
+            match restored {
+                Some(r) => {
+                    step = r.info.step;
+                    if rt.is_root() {
+                        log::info!("restarted from step {step} ({} ranks wrote it, {} now): {}{skipped}", r.info.ranks, rt.size(), r.info.path.display());
+                    }
                 }
+                None if !skipped.is_empty() && rt.is_root() => log::warn!("no valid checkpoint in {}{skipped}: starting from step 0", cat.root().display()),
+                None => {}
             }
         }
         let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64| -> Res<PathBuf> {

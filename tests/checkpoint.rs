@@ -167,11 +167,23 @@ fn user_errors_are_clear() {
         assert_eq!(errs[2], "error: field `b2`: element type f32 in the file, f64 expected");
         assert_eq!(errs[3], "error: field `a1`: block at [30] of shape [10] does not fit in the global shape [37]");
     }
-    // A file from a newer format is an error, not a silent fallback to an older checkpoint.
-    python("import h5py,sys; h5py.File(sys.argv[1], 'r+').attrs['format_version'] = 99", &[h5(d, 3).to_str().unwrap()]);
+    // A damaged version number is damage: skipped, never taken for a newer format.
+    let path = h5(d, 3);
+    std::fs::copy(&path, d.join("pristine")).unwrap();
+    python("import h5py,sys; h5py.File(sys.argv[1], 'r+').attrs['format_version'] = 99", &[path.to_str().unwrap()]);
+    let o = read(2, d);
+    assert_eq!(o.line(1, "rank=1 "), "rank=1 no checkpoint", "{}", o.show());
+    assert!(o.stderr.contains("ckpt-0000000003.h5: corrupt checkpoint: attribute `format_version` is damaged (it reads 99)"), "{}", o.show());
+    // A file from a newer format (its check value matches) is an error, not a silent fallback.
+    std::fs::copy(d.join("pristine"), &path).unwrap();
+    let newer = "import h5py,sys; M=(1<<64)-1
+def fmix(h):
+    h ^= h >> 33; h = h * 0xFF51AFD7ED558CCD & M; h ^= h >> 33; h = h * 0xC4CEB9FE1A85EC53 & M; return h ^ (h >> 33)
+a = h5py.File(sys.argv[1], 'r+').attrs; a['format_version'] = 99; a['version_check'] = fmix(99 ^ 0x72616E6B77697365)";
+    python(newer, &[path.to_str().unwrap()]);
     let o = Job::new(2, "ckpt").args(["read", d.to_str().unwrap()]).run();
     assert!(o.code.is_some_and(|c| c != 0), "{}", o.show());
-    assert!(o.stderr.contains("written by a newer Rankwise (format version 99, this one reads up to 1)"), "{}", o.show());
+    assert!(o.stderr.contains("written by a newer Rankwise (format version 99, this one reads up to 2)"), "{}", o.show());
 }
 
 #[test]

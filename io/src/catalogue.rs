@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
-use crate::checkpoint::{agree, Checkpoint, CheckpointWriter};
+use crate::checkpoint::{agree, Checkpoint, CheckpointWriter, Mode};
 use crate::checksum::{self, Element};
 use crate::error::{IoError, Result};
 use crate::meta::CheckpointInfo;
@@ -83,11 +83,21 @@ impl CheckpointDir {
 
     /// Collective. Restart from the newest checkpoint that `load` reads without finding damage.
     ///
-    /// `load` reads what the program needs (fields with [`Checkpoint::read_block`] or
-    /// [`Checkpoint::read_block_into`], which verify checksums). When the file turns out damaged (truncated,
-    /// unreadable, a checksum mismatch, missing metadata), it is reported and the previous
-    /// checkpoint is tried, so `load` must read everything again. Any other error (a missing field,
-    /// a wrong shape) is returned: the program and the file disagree. `None`: no usable checkpoint.
+    /// `load` reads what the program needs (fields with [`Checkpoint::read_field`],
+    /// [`Checkpoint::read_block_into`] or [`Checkpoint::read_block`], which verify checksums) and
+    /// checks parameters ([`Checkpoint::expect_param`]). It is called twice per checkpoint: first
+    /// its reads go to buffers of the checkpoint's own and are verified, then, once every rank has
+    /// read everything without damage, again, and the same reads hand those buffers over (a copy,
+    /// no I/O). So the program's memory receives a checkpoint's data only when all of it verified,
+    /// and is untouched when this returns `Ok(None)` or an error. `load` must therefore make the
+    /// same reads each time and change nothing else; a value it computes from owned reads
+    /// ([`Checkpoint::read_block`]) is best returned, which arrives as [`Restored::value`].
+    /// The buffers hold one copy of what is read, for the time of one checkpoint's reads.
+    ///
+    /// A damaged file (truncated, unreadable, damaged metadata, a checksum mismatch) is reported,
+    /// alike on every rank, and the previous checkpoint is tried. Any other error (a missing field,
+    /// a wrong shape, another run's parameters, a file from a newer Rankwise) is returned: the
+    /// program and the file disagree. `None`: no usable checkpoint.
     pub fn restore<'c, T>(
         &self,
         comm: &'c SimpleCommunicator,
@@ -103,7 +113,15 @@ impl CheckpointDir {
 
         let mut skipped = Vec::new();
         for &step in steps.iter().rev() {
-            let outcome = Checkpoint::open(comm, &self.path_for(step)).and_then(|ck| Ok((ck.info().clone(), load(&ck)?)));
+            let outcome = Checkpoint::open(comm, &self.path_for(step)).and_then(|ck| {
+                ck.set_mode(Mode::Stage);
+                let staged = load(&ck).map(drop);
+                agree(comm, "reading the checkpoint", staged)?;
+                ck.set_mode(Mode::Deliver);
+                let value = load(&ck)?;
+                ck.delivered()?;
+                Ok((ck.info().clone(), value))
+            });
             match outcome {
                 Ok((info, value)) => return Ok(Some(Restored { info, value, skipped })),
                 Err(e) if e.is_corrupt() => {

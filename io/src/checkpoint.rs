@@ -1,5 +1,6 @@
 //! Writing a checkpoint (collective, atomic) and reading one back on any number of ranks.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use hdf5::dataset::FillTime;
@@ -13,6 +14,7 @@ use rankwise_runtime::Field;
 use crate::catalogue::CheckpointDir;
 use crate::checksum::{self, Element};
 use crate::error::{Context, IoError, Result};
+use crate::guard;
 use crate::hyperslab::{self, IoMode};
 use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
 
@@ -38,6 +40,7 @@ pub struct CheckpointWriter<'c> {
     step: u64,
     time: f64,
     layout: Layout,
+    params: Vec<(String, Param)>,
     fields: Vec<FieldInfo>,
 }
 
@@ -66,13 +69,26 @@ impl<'c> CheckpointWriter<'c> {
         let file = agree(comm, "creating the checkpoint file", file)?;
         meta::put_str(&file, "format", meta::FORMAT)?;
         meta::put(&file, "format_version", &meta::FORMAT_VERSION)?;
+        meta::put(&file, "version_check", &meta::version_check(meta::FORMAT_VERSION))?;
         meta::put_str(&file, "rankwise_version", env!("CARGO_PKG_VERSION"))?;
         meta::put_str(&file, "checksum_algorithm", checksum::ALGORITHM)?;
         meta::put(&file, "step", &step)?;
         meta::put(&file, "time", &time)?;
         meta::put(&file, "ranks", &(comm.size() as u64))?;
         file.create_group(meta::PARAMS).context(|| "creating the parameters group".into())?;
-        Ok(CheckpointWriter { comm, dir: dir.clone(), file: Some(file), partial, path, step, time, layout: Layout::default(), fields: vec![] })
+        file.create_group(meta::TABLES).context(|| "creating the block tables group".into())?;
+        Ok(CheckpointWriter {
+            comm,
+            dir: dir.clone(),
+            file: Some(file),
+            partial,
+            path,
+            step,
+            time,
+            layout: Layout::default(),
+            params: vec![],
+            fields: vec![],
+        })
     }
 
     fn file(&self) -> &hdf5::File {
@@ -88,7 +104,9 @@ impl<'c> CheckpointWriter<'c> {
     /// Collective. Store a scalar parameter (the same value on every rank).
     pub fn param(&mut self, name: &str, value: impl Into<Param>) -> Result<&mut Self> {
         let g = self.file().group(meta::PARAMS).context(|| "opening the parameters group".into())?;
-        meta::put_param(&g, name, &value.into())?;
+        let value = value.into();
+        meta::put_param(&g, name, &value)?;
+        self.params.push((name.into(), value));
         Ok(self)
     }
 
@@ -96,7 +114,8 @@ impl<'c> CheckpointWriter<'c> {
     /// which sits at `start` (possibly empty: the rank still takes part). The blocks of all ranks
     /// must cover the array exactly once, as a decomposition's owned blocks do.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> Result<IoMode> {
-        agree(self.comm, "checking the blocks", check_block(name, global, start, block.shape()))?;
+        let fits = check_name(name).and_then(|()| check_block(name, global, start, block.shape()));
+        agree(self.comm, "checking the blocks", fits)?;
         let mut b = self.file().new_dataset::<T>().shape(global).fill_time(FillTime::Never);
         if let Some(chunk) = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global))) {
             b = b.chunk(chunk);
@@ -110,17 +129,29 @@ impl<'c> CheckpointWriter<'c> {
         let sum = global_sum(self.comm, checksum::block_sum(global, start, &block));
         meta::put(&ds, "checksum", &sum)?;
         meta::put_str(&ds, "dtype", T::DTYPE)?;
-        // The decomposition it was written with: every rank's block, as (start, shape) pairs.
-        let mine: Vec<u64> = start.iter().chain(block.shape()).map(|&x| x as u64).collect();
-        let mut all = vec![0u64; mine.len() * self.comm.size() as usize];
-        self.comm.all_gather_into(&mine[..], &mut all[..]);
-        let all: Vec<usize> = all.into_iter().map(|x| x as usize).collect();
-        meta::put_vec(&ds, "blocks", &all)?;
-        let blocks = meta::pairs(&all, global.len());
-        self.fields.push(FieldInfo { name: name.into(), shape: global.to_vec(), dtype: T::DTYPE.into(), checksum: sum, blocks });
+        let (blocks, blocks_checksum) = self.write_table(name, start, block.shape())?;
+        self.fields.push(FieldInfo { name: name.into(), shape: global.to_vec(), dtype: T::DTYPE.into(), checksum: sum, blocks, blocks_checksum });
         Ok(mode)
     }
 
+    /// Collective. The decomposition a field was written with: row r of `rankwise/NAME` is rank r's
+    /// block as (start.., shape..), each rank writing its own row, so nothing grows with the rank
+    /// count on any one rank. Returns the row count and the table's checksum.
+    fn write_table(&mut self, name: &str, start: &[usize], shape: &[usize]) -> Result<(usize, u64)> {
+        let (rank, ranks) = (self.comm.rank() as usize, self.comm.size() as usize);
+        let row: Vec<u64> = start.iter().chain(shape).map(|&x| x as u64).collect();
+        let table = self
+            .file()
+            .new_dataset::<u64>()
+            .shape([ranks, row.len()])
+            .create(format!("{}/{name}", meta::TABLES).as_str())
+            .context(|| format!("creating the block table of `{name}`"))?;
+        let written = hyperslab::write(&table, &[rank, 0], &ndarray::ArrayView1::from(&row).into_dyn().insert_axis(ndarray::Axis(0)));
+        agree(self.comm, "writing a block table", written.context(|| format!("writing the block table of `{name}`")))?;
+        let sum = global_sum(self.comm, checksum::bits_sum((rank * row.len()) as u64, row.iter().copied()));
+        meta::put(&table, "checksum", &sum)?;
+        Ok((ranks, sum))
+    }
     /// Collective. Write `field` as `name`: this rank's interior (in place, not copied) at its
     /// owned block of the decomposition's global shape.
     pub fn write_field<T: Element>(&mut self, name: &str, field: &Field<T>) -> Result<IoMode> {
@@ -131,6 +162,18 @@ impl<'c> CheckpointWriter<'c> {
     /// Collective. Close the file, make it durable (fsync), give it its final name (atomic rename),
     /// write the XDMF description beside it and drop checkpoints beyond the directory's `keep`.
     pub fn commit(mut self) -> Result<PathBuf> {
+        // Last, over everything written: the metadata checksum.
+        let info = CheckpointInfo {
+            path: self.path.clone(),
+            step: self.step,
+            time: self.time,
+            format_version: meta::FORMAT_VERSION,
+            rankwise_version: env!("CARGO_PKG_VERSION").into(),
+            ranks: self.comm.size() as u64,
+            params: std::mem::take(&mut self.params),
+            fields: self.fields.clone(),
+        };
+        meta::put(self.file(), "meta_checksum", &meta::digest(&info))?;
         let file = self.file.take().expect("open until commit");
         let closed = file.close().context(|| format!("closing {}", self.partial.display()));
         agree(self.comm, "closing the checkpoint file", closed)?;
@@ -154,26 +197,87 @@ impl<'c> CheckpointWriter<'c> {
 
 /// A checkpoint opened for reading: collectively (every rank reads its own block) or, for serial
 /// tools, by one process without MPI.
+///
+/// Before any HDF5 call on the file, its metadata are checked by one process in a child process
+/// ([`crate::guard`]), so a damaged file is judged alike on every rank and cannot crash or hang
+/// the job.
 pub struct Checkpoint<'c> {
     comm: Option<&'c SimpleCommunicator>,
     file: hdf5::File,
     info: CheckpointInfo,
+    staging: RefCell<Staging>,
+}
+
+/// Inside [`CheckpointDir::restore`] the load closure runs twice: first every read goes to a buffer
+/// of the checkpoint's own and is verified (`Stage`); only when every read of every rank verified
+/// does it run again, and the reads then hand the buffers over (`Deliver`).
+#[derive(Default)]
+struct Staging {
+    mode: Mode,
+    reads: Vec<Staged>,
+    next: usize,
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+pub(crate) enum Mode {
+    /// Read into the caller's memory at once (a checkpoint opened outside `restore`).
+    #[default]
+    Direct,
+    Stage,
+    Deliver,
+}
+
+struct Staged {
+    what: String,
+    data: Option<Box<dyn std::any::Any>>,
 }
 
 impl<'c> Checkpoint<'c> {
-    /// Collective. Open a checkpoint with the MPI-IO driver and check its metadata.
+    /// Collective. Open a checkpoint with the MPI-IO driver and check its metadata. Rank 0 first
+    /// checks the file alone ([`crate::guard::check`]); every rank takes its verdict.
     pub fn open(comm: &'c SimpleCommunicator, path: &Path) -> Result<Self> {
+        let checked = if comm.rank() == 0 { guard::check(path) } else { Ok(()) };
+        guard::share(comm, path, checked)?;
         let file = hdf5::File::with_options().with_fapl(|p| p.mpio(comm.as_raw(), None)).open(path).map_err(|e| unreadable(path, e));
         let file = agree(comm, "opening the checkpoint", file)?;
         let info = agree(comm, "reading checkpoint metadata", meta::read_info(&file, path))?;
-        Ok(Checkpoint { comm: Some(comm), file, info })
+        Ok(Checkpoint { comm: Some(comm), file, info, staging: RefCell::default() })
     }
 
-    /// Open a checkpoint in this process alone, with HDF5's default driver (no MPI needed).
+    /// Open a checkpoint in this process alone, with HDF5's default driver (no MPI needed), after
+    /// the same check as [`Checkpoint::open`].
     pub fn open_serial(path: &Path) -> Result<Checkpoint<'static>> {
+        guard::check(path)?;
+        Self::open_unguarded(path)
+    }
+
+    /// [`Checkpoint::open_serial`] without the child-process check: what that check runs.
+    pub(crate) fn open_unguarded(path: &Path) -> Result<Checkpoint<'static>> {
         let file = hdf5::File::open(path).map_err(|e| unreadable(path, e))?;
         let info = meta::read_info(&file, path)?;
-        Ok(Checkpoint { comm: None, file, info })
+        Ok(Checkpoint { comm: None, file, info, staging: RefCell::default() })
+    }
+
+    pub(crate) fn file(&self) -> &hdf5::File {
+        &self.file
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        let mut s = self.staging.borrow_mut();
+        s.mode = mode;
+        s.next = 0;
+        if mode == Mode::Stage {
+            s.reads.clear();
+        }
+    }
+
+    /// After the delivering pass: every staged read was handed over.
+    pub(crate) fn delivered(&self) -> Result<()> {
+        let s = self.staging.borrow();
+        match s.reads.get(s.next) {
+            Some(r) => Err(IoError::Replay { expected: r.what.clone(), found: "nothing more".into() }),
+            None => Ok(()),
+        }
     }
 
     pub fn info(&self) -> &CheckpointInfo {
@@ -195,7 +299,7 @@ impl<'c> Checkpoint<'c> {
         match self.param(name) {
             Some(found) if *found == expected => Ok(()),
             found => Err(IoError::Param {
-                path: self.file.filename().into(),
+                path: self.info.path.clone(),
                 name: name.into(),
                 expected: expected.to_string(),
                 found: found.map_or("nothing".into(), |f| f.to_string()),
@@ -208,20 +312,109 @@ impl<'c> Checkpoint<'c> {
     /// once, as the owned blocks of a decomposition do, at any rank count. `global` is the shape
     /// the caller expects.
     pub fn read_block<T: Element>(&self, name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
-        let mut block = ArrayD::<T>::default(IxDyn(shape));
-        self.read_block_into(name, global, start, block.view_mut())?;
-        Ok(block)
+        match self.mode() {
+            Mode::Direct => {
+                let mut block = ArrayD::<T>::default(IxDyn(shape));
+                self.read_block_into(name, global, start, block.view_mut())?;
+                Ok(block)
+            }
+            Mode::Stage => {
+                let block = self.read_verified::<T>(name, global, start, shape)?;
+                self.stage(name, start, Box::new(block.clone()));
+                Ok(block)
+            }
+            Mode::Deliver => self.take::<T>(name, start, shape),
+        }
     }
 
-    /// Collective. [`Checkpoint::read_block`] into memory the caller has, e.g. a field's interior
-    /// (read in place when it is a corner of a C-order array, as ghosted blocks are).
+    /// Collective. [`Checkpoint::read_block`] into memory the caller has, e.g. a field's interior.
+    /// Opened by [`Checkpoint::open`], the block is read in place (when it is a corner of a C-order
+    /// array, as ghosted blocks are) and `out` holds what was read even when the checksum then
+    /// fails; inside [`CheckpointDir::restore`], `out` is written only once the whole checkpoint
+    /// verified on every rank.
     pub fn read_block_into<T: Element>(&self, name: &str, global: &[usize], start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
+        match self.mode() {
+            Mode::Direct => {
+                self.expect_shape(name, global)?;
+                self.read_slab_into(name, start, out.view_mut())?;
+                self.verify_block(name, global, start, &out.view())
+            }
+            Mode::Stage => {
+                let block = self.read_verified::<T>(name, global, start, out.shape())?;
+                self.stage(name, start, Box::new(block));
+                Ok(())
+            }
+            Mode::Deliver => {
+                let staged = self.take::<T>(name, start, out.shape())?;
+                out.assign(&staged);
+                Ok(())
+            }
+        }
+    }
+
+    /// Collective. Read field `name` into `field`'s interior (this rank's owned block) and verify
+    /// its checksum; the ghost cells are left as they are. Any rank count and ghost width.
+    pub fn read_field<T: Element>(&self, name: &str, field: &mut Field<T>) -> Result<()> {
+        let d = field.decomposition().clone();
+        self.read_block_into(name, d.global_shape(), &owned_start(d.owned()), field.interior_mut())
+    }
+
+    /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
+    pub fn read_slab<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        if self.mode() == Mode::Deliver {
+            return self.take::<T>(name, start, shape);
+        }
+        let mut slab = ArrayD::<T>::default(IxDyn(shape));
+        self.read_slab_into(name, start, slab.view_mut())?;
+        if self.mode() == Mode::Stage {
+            self.stage(name, start, Box::new(slab.clone()));
+        }
+        Ok(slab)
+    }
+
+    /// Collective (when opened collectively). [`Checkpoint::read_slab`] into `out`.
+    pub fn read_slab_into<T: Element>(&self, name: &str, start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
+        match self.mode() {
+            Mode::Direct => self.read_raw(name, start, out),
+            Mode::Stage => {
+                let mut slab = ArrayD::<T>::default(out.raw_dim());
+                self.read_raw(name, start, slab.view_mut())?;
+                self.stage(name, start, Box::new(slab));
+                Ok(())
+            }
+            Mode::Deliver => {
+                let staged = self.take::<T>(name, start, out.shape())?;
+                out.assign(&staged);
+                Ok(())
+            }
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        self.staging.borrow().mode
+    }
+
+    fn expect_shape(&self, name: &str, global: &[usize]) -> Result<()> {
         let f = self.info.field(name)?;
         if f.shape != global {
             return Err(IoError::Shape { name: name.into(), expected: global.to_vec(), found: f.shape.clone() });
         }
-        self.read_slab_into(name, start, out.view_mut())?;
-        let sum = checksum::block_sum(global, start, &out.view());
+        Ok(())
+    }
+
+    /// Collective. A verified block in a buffer of its own.
+    fn read_verified<T: Element>(&self, name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        self.expect_shape(name, global)?;
+        let mut block = ArrayD::<T>::default(IxDyn(shape));
+        self.read_raw(name, start, block.view_mut())?;
+        self.verify_block(name, global, start, &block.view())?;
+        Ok(block)
+    }
+
+    /// Collective. Whether the ranks' blocks together match field `name`'s checksum.
+    fn verify_block<T: Element>(&self, name: &str, global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> Result<()> {
+        let f = self.info.field(name)?;
+        let sum = checksum::block_sum(global, start, block);
         let sum = match self.comm {
             Some(c) => global_sum(c, sum),
             None => sum,
@@ -235,22 +428,10 @@ impl<'c> Checkpoint<'c> {
         Ok(())
     }
 
-    /// Collective. Read field `name` into `field`'s interior (this rank's owned block, in place) and
-    /// verify its checksum; the ghost cells are left as they are. Any rank count and ghost width.
-    pub fn read_field<T: Element>(&self, name: &str, field: &mut Field<T>) -> Result<()> {
-        let d = field.decomposition().clone();
-        self.read_block_into(name, d.global_shape(), &owned_start(d.owned()), field.interior_mut())
-    }
-
-    /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
-    pub fn read_slab<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
-        let mut slab = ArrayD::<T>::default(IxDyn(shape));
-        self.read_slab_into(name, start, slab.view_mut())?;
-        Ok(slab)
-    }
-
-    /// Collective (when opened collectively). [`Checkpoint::read_slab`] into `out`.
-    pub fn read_slab_into<T: Element>(&self, name: &str, start: &[usize], out: ArrayViewMutD<T>) -> Result<()> {
+    /// Collective (when opened collectively). The read itself. Contiguous fields are read with a
+    /// collective transfer; chunked ones independently, since a damaged chunk may fail on some
+    /// ranks only, which inside a collective transfer would leave the others waiting.
+    fn read_raw<T: Element>(&self, name: &str, start: &[usize], out: ArrayViewMutD<T>) -> Result<()> {
         let f = self.info.field(name)?;
         if f.dtype != T::DTYPE {
             return Err(IoError::Dtype { name: name.into(), expected: T::DTYPE.into(), found: f.dtype.clone() });
@@ -258,13 +439,33 @@ impl<'c> Checkpoint<'c> {
         let fits = check_block(name, &f.shape, start, out.shape());
         let read = fits.and_then(|()| {
             let ds = self.file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
-            hyperslab::read_into(&ds, start, out, self.comm.is_some()).map_err(|e| unreadable(&self.info.path, e))
+            let collective = self.comm.is_some() && !ds.is_chunked();
+            hyperslab::read_into(&ds, start, out, collective).map_err(|e| unreadable(&self.info.path, e))
         });
         match self.comm {
             Some(c) => agree(c, "reading a field", read),
             None => read,
         }
         .map(drop)
+    }
+
+    fn stage(&self, name: &str, start: &[usize], data: Box<dyn std::any::Any>) {
+        self.staging.borrow_mut().reads.push(Staged { what: format!("`{name}` at {start:?}"), data: Some(data) });
+    }
+
+    /// The next staged read, which must be the one the caller asks for now.
+    fn take<T: Element>(&self, name: &str, start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+        let mut s = self.staging.borrow_mut();
+        let found = format!("`{name}` at {start:?}");
+        let i = s.next;
+        s.next += 1;
+        let Some(staged) = s.reads.get_mut(i) else {
+            return Err(IoError::Replay { expected: "nothing more".into(), found });
+        };
+        match staged.data.take().map(|d| d.downcast::<ArrayD<T>>()) {
+            Some(Ok(a)) if staged.what == found && a.shape() == shape => Ok(*a),
+            _ => Err(IoError::Replay { expected: staged.what.clone(), found: format!("{found} of shape {shape:?} as {}", T::DTYPE) }),
+        }
     }
 }
 
@@ -280,6 +481,20 @@ pub(crate) fn partial_name(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".partial");
     s.into()
+}
+
+/// Field names are HDF5 dataset names at the file's root, beside the reserved groups.
+fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() || name == "." {
+        "empty"
+    } else if name.contains('/') {
+        "contains `/`"
+    } else if name == meta::PARAMS || name == meta::TABLES {
+        "reserved for the checkpoint's own metadata"
+    } else {
+        return Ok(());
+    };
+    Err(IoError::Name { name: name.into(), reason })
 }
 
 fn check_block(name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<()> {

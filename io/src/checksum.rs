@@ -38,7 +38,7 @@ pub const ALGORITHM: &str = "poshash64-fmix64-v1";
 const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[inline]
-fn fmix64(mut h: u64) -> u64 {
+pub(crate) fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -48,13 +48,50 @@ fn fmix64(mut h: u64) -> u64 {
 
 /// The contribution of a contiguous run of elements whose first global linear index is `first`.
 pub fn run_sum<T: Element>(first: u64, run: &[T]) -> u64 {
+    bits_sum(first, run.iter().map(|x| x.bits()))
+}
+
+/// [`run_sum`] over raw 64-bit words (the metadata's integer tables).
+pub(crate) fn bits_sum(first: u64, words: impl Iterator<Item = u64>) -> u64 {
     let mut k = first.wrapping_mul(PHI);
     let mut s = 0u64;
-    for x in run {
-        s = s.wrapping_add(fmix64(x.bits().wrapping_add(k)));
+    for w in words {
+        s = s.wrapping_add(fmix64(w.wrapping_add(k)));
         k = k.wrapping_add(PHI);
     }
     s
+}
+
+/// An order-dependent hash of a sequence of words and strings: the metadata checksum, which
+/// makes any change to a checkpoint's attributes visible as damage.
+#[derive(Clone, Copy)]
+pub(crate) struct Digest {
+    h: u64,
+    n: u64,
+}
+
+impl Digest {
+    pub(crate) fn new() -> Self {
+        Digest { h: PHI, n: 0 }
+    }
+    pub(crate) fn word(&mut self, w: u64) -> &mut Self {
+        self.n += 1;
+        self.h = fmix64(self.h ^ fmix64(w.wrapping_add(self.n.wrapping_mul(PHI))));
+        self
+    }
+    /// Length first, so that no two sequences of strings give the same words.
+    pub(crate) fn str(&mut self, s: &str) -> &mut Self {
+        self.word(s.len() as u64);
+        for c in s.as_bytes().chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.word(u64::from_le_bytes(b));
+        }
+        self
+    }
+    pub(crate) fn finish(&self) -> u64 {
+        fmix64(self.h ^ self.n)
+    }
 }
 
 /// The contribution of `block`, which sits at `start` in an array of shape `global`.

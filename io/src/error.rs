@@ -26,6 +26,12 @@ pub enum IoError {
     Dtype { name: String, expected: String, found: String },
     #[error("field `{name}`: block at {start:?} of shape {shape:?} does not fit in the global shape {global:?}")]
     Block { name: String, start: Vec<usize>, shape: Vec<usize>, global: Vec<usize> },
+    #[error("field name {name:?}: {reason}")]
+    Name { name: String, reason: &'static str },
+    /// The restore closure asked for other data when its reads were delivered than when they were
+    /// read and verified: it must read the same things each time it is called.
+    #[error("restore: the load closure read {found} after {expected} had been read and verified")]
+    Replay { expected: String, found: String },
     #[error("field `{name}`: the transfer was not collective (HDF5 reports {mode})")]
     NotCollective { name: String, mode: String },
     #[error("another rank failed in {0}")]

@@ -14,7 +14,6 @@ use hdf5_sys::h5p::{H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER}
 use hdf5_sys::h5s::{H5S_seloper_t::H5S_SELECT_SET, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5Sselect_none};
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
 
-use crate::Element;
 
 extern "C" {
     // Not bound by hdf5-metno-sys; in HDF5 since 1.8.10.
@@ -121,7 +120,7 @@ fn actual_mode(dxpl: &Id) -> hdf5::Result<IoMode> {
 }
 
 /// Collective. Write `block` into `ds` at `start` (in the dataset's index space).
-pub(crate) fn write<T: Element>(ds: &Dataset, start: &[usize], block: &ArrayViewD<T>) -> hdf5::Result<IoMode> {
+pub(crate) fn write<T: hdf5::H5Type + Copy + Default>(ds: &Dataset, start: &[usize], block: &ArrayViewD<T>) -> hdf5::Result<IoMode> {
     let copy;
     let block = if block.is_empty() || enclosing_dims(block.shape(), block.strides()).is_some() {
         block.view()
@@ -142,7 +141,7 @@ pub(crate) fn write<T: Element>(ds: &Dataset, start: &[usize], block: &ArrayView
 /// Read the block at `start` of `ds` into `out`, in place when its layout allows (see
 /// [`enclosing_dims`]): a collective transfer when `collective` (then every rank must call it),
 /// else one by this process alone.
-pub(crate) fn read_into<T: Element>(ds: &Dataset, start: &[usize], mut out: ArrayViewMutD<T>, collective: bool) -> hdf5::Result<Option<IoMode>> {
+pub(crate) fn read_into<T: hdf5::H5Type + Copy + Default>(ds: &Dataset, start: &[usize], mut out: ArrayViewMutD<T>, collective: bool) -> hdf5::Result<Option<IoMode>> {
     if !out.is_empty() && enclosing_dims(out.shape(), out.strides()).is_none() {
         let mut tmp = ArrayD::<T>::default(out.raw_dim());
         let mode = read_into(ds, start, tmp.view_mut(), collective)?;

@@ -30,6 +30,7 @@ pub mod checksum;
 mod catalogue;
 mod checkpoint;
 mod error;
+mod guard;
 mod hyperslab;
 pub mod image;
 mod meta;

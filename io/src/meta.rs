@@ -7,14 +7,27 @@ use std::path::{Path, PathBuf};
 use hdf5::types::{TypeDescriptor, VarLenUnicode};
 use hdf5::{H5Type, Location};
 
+use crate::checksum::{self, fmix64, Digest};
 use crate::error::{Context, IoError, Result};
 
 /// The checkpoint layout this Rankwise writes; it reads this one and older ones.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: a metadata checksum over every attribute (`meta_checksum`), a check value beside the
+/// version (`version_check`) so that a damaged version number is not taken for a newer format,
+/// and each field's blocks as a table in the group `rankwise` (any rank count) instead of an
+/// attribute (at most 64 KiB). 1: neither.
+pub const FORMAT_VERSION: u32 = 2;
 /// The value of the file's `format` attribute.
 pub const FORMAT: &str = "rankwise-checkpoint";
 /// The group holding the user's scalar parameters, one attribute each.
 pub(crate) const PARAMS: &str = "parameters";
+/// The group holding each field's block table (format 2): `rankwise/<field>`, one row per rank.
+pub(crate) const TABLES: &str = "rankwise";
+
+/// The `version_check` attribute of a file of format `version` (2 and later).
+pub(crate) fn version_check(version: u32) -> u64 {
+    fmix64(u64::from(version) ^ 0x7261_6e6b_7769_7365) // "rankwise"
+}
 
 /// A user-supplied scalar stored with a checkpoint.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,8 +85,10 @@ pub struct FieldInfo {
     pub dtype: String,
     /// See [`crate::checksum`].
     pub checksum: u64,
-    /// The decomposition it was written with: each writing rank's block as (start, shape).
-    pub blocks: Vec<(Vec<usize>, Vec<usize>)>,
+    /// How many blocks (one per writing rank) the decomposition it was written with had.
+    pub blocks: usize,
+    /// The checksum of the block table (format 2; 0 in format 1).
+    pub(crate) blocks_checksum: u64,
 }
 
 /// Everything a checkpoint says about itself.
@@ -116,10 +131,40 @@ impl fmt::Display for CheckpointInfo {
             writeln!(f, "param {k} = {v}")?;
         }
         for fi in &self.fields {
-            writeln!(f, "field {} {} {:?} checksum={:016x} written as {} blocks", fi.name, fi.dtype, fi.shape, fi.checksum, fi.blocks.len())?;
+            writeln!(f, "field {} {} {:?} checksum={:016x} written as {} blocks", fi.name, fi.dtype, fi.shape, fi.checksum, fi.blocks)?;
         }
         Ok(())
     }
+}
+
+/// The metadata checksum: every attribute of the file and its fields, in a fixed order.
+pub(crate) fn digest(info: &CheckpointInfo) -> u64 {
+    let mut d = Digest::new();
+    d.str(FORMAT).word(info.format_version.into()).str(&info.rankwise_version).str(checksum::ALGORITHM);
+    d.word(info.step).word(info.time.to_bits()).word(info.ranks);
+    let mut params: Vec<_> = info.params.iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    d.word(params.len() as u64);
+    for (k, v) in params {
+        d.str(k);
+        match v {
+            Param::Int(x) => d.word(0).word(*x as u64),
+            Param::Float(x) => d.word(1).word(x.to_bits()),
+            Param::Bool(x) => d.word(2).word(*x as u64),
+            Param::Str(x) => d.word(3).str(x),
+        };
+    }
+    let mut fields: Vec<_> = info.fields.iter().collect();
+    fields.sort_by(|a, b| a.name.cmp(&b.name));
+    d.word(fields.len() as u64);
+    for f in fields {
+        d.str(&f.name).str(&f.dtype).word(f.shape.len() as u64);
+        for &n in &f.shape {
+            d.word(n as u64);
+        }
+        d.word(f.checksum).word(f.blocks as u64).word(f.blocks_checksum);
+    }
+    d.finish()
 }
 
 pub(crate) fn put<T: H5Type>(loc: &Location, name: &str, v: &T) -> Result<()> {
@@ -129,11 +174,6 @@ pub(crate) fn put<T: H5Type>(loc: &Location, name: &str, v: &T) -> Result<()> {
 pub(crate) fn put_str(loc: &Location, name: &str, v: &str) -> Result<()> {
     let s: VarLenUnicode = v.parse().map_err(|e| IoError::Hdf5 { context: format!("attribute {name}"), source: hdf5::Error::from(format!("{e}")) })?;
     put(loc, name, &s)
-}
-
-pub(crate) fn put_vec(loc: &Location, name: &str, v: &[usize]) -> Result<()> {
-    let v: Vec<u64> = v.iter().map(|&x| x as u64).collect();
-    loc.new_attr_builder().with_data(v.as_slice()).create(name).map(drop).context(|| format!("writing attribute {name}"))
 }
 
 pub(crate) fn put_param(loc: &Location, name: &str, v: &Param) -> Result<()> {
@@ -175,7 +215,8 @@ impl Reader<'_> {
     }
 }
 
-/// Read and check the metadata of an open checkpoint file.
+/// Read and check the metadata of an open checkpoint file: damage to any attribute (format 2) is
+/// [`IoError::Corrupt`], never a value taken for true.
 pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo> {
     let r = Reader { path };
     let format = r.get_str(file, "format")?;
@@ -183,11 +224,19 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
         return Err(r.corrupt(format!("format is {format:?}, not {FORMAT:?}")));
     }
     let format_version = r.get::<u32>(file, "format_version")?;
-    if format_version > FORMAT_VERSION || format_version == 0 {
-        return Err(IoError::Version { path: path.into(), found: format_version, known: FORMAT_VERSION });
+    let attrs = file.attr_names().map_err(|e| r.corrupt(format!("listing attributes: {e}")))?;
+    // Format 1 had no check values; every later format has them.
+    let legacy = format_version == 1 && !attrs.iter().any(|a| a == "version_check");
+    if !legacy {
+        if r.get::<u64>(file, "version_check")? != version_check(format_version) || format_version < 2 {
+            return Err(r.corrupt(format!("attribute `format_version` is damaged (it reads {format_version})")));
+        }
+        if format_version > FORMAT_VERSION {
+            return Err(IoError::Version { path: path.into(), found: format_version, known: FORMAT_VERSION });
+        }
     }
     let algorithm = r.get_str(file, "checksum_algorithm")?;
-    if algorithm != crate::checksum::ALGORITHM {
+    if algorithm != checksum::ALGORITHM {
         return Err(r.corrupt(format!("unknown checksum algorithm {algorithm:?}")));
     }
     let params = match file.group(PARAMS) {
@@ -198,8 +247,11 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
         Err(_) => return Err(r.corrupt("no parameters group".into())),
     };
     let names = file.member_names().map_err(|e| r.corrupt(format!("listing fields: {e}")))?;
+    if legacy == names.iter().any(|n| n == TABLES) {
+        return Err(r.corrupt(format!("format {format_version} and the `{TABLES}` group disagree")));
+    }
     let mut fields = Vec::new();
-    for name in names.into_iter().filter(|n| n != PARAMS) {
+    for name in names.into_iter().filter(|n| n != PARAMS && n != TABLES) {
         let ds = file.dataset(&name).map_err(|e| r.corrupt(format!("field `{name}`: {e}")))?;
         let dtype = r.get_str(&ds, "dtype")?;
         let size = ds.dtype().map(|t| t.size()).unwrap_or(0);
@@ -207,10 +259,23 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
             return Err(r.corrupt(format!("field `{name}`: stored as {size}-byte elements but labelled {dtype}")));
         }
         let shape = ds.shape();
-        let blocks = pairs(&r.get_vec(&ds, "blocks")?, shape.len());
-        fields.push(FieldInfo { shape, checksum: r.get::<u64>(&ds, "checksum")?, dtype, blocks, name });
+        let width = 2 * shape.len().max(1);
+        let (blocks, blocks_checksum) = if legacy {
+            let flat = r.get_vec(&ds, "blocks")?;
+            if flat.len() % width != 0 {
+                return Err(r.corrupt(format!("field `{name}`: attribute `blocks` has {} entries", flat.len())));
+            }
+            (flat.len() / width, 0)
+        } else {
+            let table = file.dataset(&format!("{TABLES}/{name}")).map_err(|e| r.corrupt(format!("block table of `{name}`: {e}")))?;
+            match table.shape()[..] {
+                [rows, w] if w == width => (rows, r.get::<u64>(&table, "checksum")?),
+                ref s => return Err(r.corrupt(format!("block table of `{name}` has shape {s:?}"))),
+            }
+        };
+        fields.push(FieldInfo { shape, checksum: r.get::<u64>(&ds, "checksum")?, dtype, blocks, blocks_checksum, name });
     }
-    Ok(CheckpointInfo {
+    let info = CheckpointInfo {
         path: path.into(),
         step: r.get(file, "step")?,
         time: r.get(file, "time")?,
@@ -219,10 +284,12 @@ pub(crate) fn read_info(file: &hdf5::File, path: &Path) -> Result<CheckpointInfo
         ranks: r.get(file, "ranks")?,
         params,
         fields,
-    })
-}
-
-/// `[start.., shape.., start.., shape.., ...]` as (start, shape) pairs of `ndim` each.
-pub(crate) fn pairs(flat: &[usize], ndim: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
-    flat.chunks(2 * ndim.max(1)).map(|c| (c[..ndim].to_vec(), c[ndim..].to_vec())).collect()
+    };
+    if !legacy {
+        let (stored, computed) = (r.get::<u64>(file, "meta_checksum")?, digest(&info));
+        if stored != computed {
+            return Err(r.corrupt(format!("metadata checksum {computed:016x}, the file says {stored:016x}: damaged attributes")));
+        }
+    }
+    Ok(info)
 }

@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn one_grid_per_shape_and_one_attribute_per_field() {
-        let f = |name: &str, shape: &[usize], dtype: &str| FieldInfo { name: name.into(), shape: shape.to_vec(), dtype: dtype.into(), checksum: 0, blocks: vec![] };
+        let f = |name: &str, shape: &[usize], dtype: &str| FieldInfo { name: name.into(), shape: shape.to_vec(), dtype: dtype.into(), checksum: 0, blocks: 1, blocks_checksum: 0 };
         let x = document("ckpt-0000000007.h5", 7, 0.5, &[f("u", &[4, 5, 6], "f64"), f("v", &[4, 5, 6], "f32"), f("h", &[9], "f64")]);
         assert_eq!(x.matches("<Grid ").count(), 2, "{x}");
         assert!(x.contains("TopologyType=\"3DCoRectMesh\" Dimensions=\"4 5 6\""), "{x}");
