@@ -79,6 +79,7 @@ fn main() {
         match mode.as_str() {
             "write" => write(w, &dir, step, &args)?,
             "read" => read(w, &dir)?,
+            "read-sentinel" => read_sentinel(w, &dir)?,
             "errors" => errors(w, &dir),
             "field-write" => field_write(rt, &dir, step)?,
             "field-read" => field_read(rt, &dir)?,
@@ -165,6 +166,47 @@ fn read(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
         "rank={rank} restored step={} time={:?} ranks={} params={} wrong={} checksums={}",
         i.step, i.time, i.ranks, params.join(","), r.value, sums.join(",")
     );
+    Ok(())
+}
+
+/// Restore every field into memory that holds -3 beforehand; print how many elements are wrong
+/// (restored) or no longer -3 (nothing restored): the program's memory sees a checkpoint's data
+/// only when all of it verified.
+fn read_sentinel(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
+    let (rank, size) = (w.rank() as usize, w.size() as usize);
+    let mut bufs: Vec<(ArrayD<f64>, ArrayD<f32>)> = FIELDS
+        .iter()
+        .map(|(_, global, _, _)| {
+            let shape = owned(global, size, rank).1;
+            (ArrayD::from_elem(IxDyn(&shape), -3.0), ArrayD::from_elem(IxDyn(&shape), -3.0))
+        })
+        .collect();
+    let restored = dir.restore(w, |ck| {
+        for ((name, global, single, _), (b64, b32)) in FIELDS.iter().zip(bufs.iter_mut()) {
+            let start = owned(global, size, rank).0;
+            match single {
+                true => ck.read_block_into(name, global, &start, b32.view_mut())?,
+                false => ck.read_block_into(name, global, &start, b64.view_mut())?,
+            }
+        }
+        Ok(())
+    });
+    let outcome = match &restored {
+        Ok(Some(r)) => format!("step={}", r.info.step),
+        Ok(None) => "none".into(),
+        Err(e) => format!("error: {e}"),
+    };
+    let mut wrong = 0;
+    for ((_, global, single, salt), (b64, b32)) in FIELDS.iter().zip(&bufs) {
+        let (start, shape) = owned(global, size, rank);
+        wrong += match (&restored, single) {
+            (Ok(Some(_)), true) => mismatches(b32.clone(), expected(global, &start, &shape, *salt, |x| x as f32)),
+            (Ok(Some(_)), false) => mismatches(b64.clone(), expected(global, &start, &shape, *salt, |x| x)),
+            (_, true) => b32.iter().filter(|&&x| x != -3.0).count(),
+            (_, false) => b64.iter().filter(|&&x| x != -3.0).count(),
+        };
+    }
+    println!("rank={rank} sentinel restored={outcome} wrong={wrong}");
     Ok(())
 }
 
