@@ -8,7 +8,8 @@
 //! one for a fixed `k`, so changing any single element always changes `S`; moved, swapped or
 //! missing elements change it with probability about 1 - 2^-64.
 
-use ndarray::ArrayViewD;
+use ndarray::{ArrayViewD, Axis, Slice};
+use rayon::prelude::*;
 
 /// The element types a checkpoint holds.
 pub trait Element: hdf5::H5Type + Copy + Default + Send + Sync + 'static {
@@ -94,8 +95,34 @@ impl Digest {
     }
 }
 
-/// The contribution of `block`, which sits at `start` in an array of shape `global`.
+/// The contribution of `block`, which sits at `start` in an array of shape `global`: on the
+/// rank's threads (the sum of the parts is the same whatever the split).
 pub fn block_sum<T: Element>(global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> u64 {
+    const PART: usize = 1 << 16; // elements per task
+    let n = global.len();
+    if block.len() < 2 * PART || n == 0 {
+        return block_sum_serial(global, start, block);
+    }
+    if n == 1 {
+        if let Some(all) = block.as_slice() {
+            return all.par_chunks(PART).enumerate().map(|(i, c)| run_sum((start[0] + i * PART) as u64, c)).reduce(|| 0, u64::wrapping_add);
+        }
+    }
+    // Slabs along the first axis, each a block of its own.
+    let rows = block.shape()[0];
+    let per = (PART / (block.len() / rows).max(1)).max(1);
+    (0..rows.div_ceil(per))
+        .into_par_iter()
+        .map(|k| {
+            let r = k * per..((k + 1) * per).min(rows);
+            let mut at = start.to_vec();
+            at[0] += r.start;
+            block_sum_serial(global, &at, &block.slice_axis(Axis(0), Slice::from(r)))
+        })
+        .reduce(|| 0, u64::wrapping_add)
+}
+
+fn block_sum_serial<T: Element>(global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> u64 {
     let n = global.len();
     if block.is_empty() || n == 0 {
         return block.iter().map(|x| fmix64(x.bits())).fold(0, u64::wrapping_add);
@@ -147,6 +174,18 @@ mod tests {
         assert_eq!(sum, whole);
         let flat: Vec<f64> = a.iter().copied().collect();
         assert_eq!(run_sum(0, &flat[..100]).wrapping_add(run_sum(100, &flat[100..])), whole);
+    }
+
+    #[test]
+    fn the_threaded_sum_is_the_serial_one() {
+        let g = [300usize, 7, 500];
+        let a = ArrayD::from_shape_fn(IxDyn(&g), |i| (i[0] * 3500 + i[1] * 500 + i[2]) as f64 * 1.25);
+        let part = a.slice(s![3..290, 1..6, 2..499]).into_dyn();
+        assert_eq!(block_sum(&g, &[3, 1, 2], &part), block_sum_serial(&g, &[3, 1, 2], &part));
+        assert_eq!(block_sum(&g, &[0, 0, 0], &a.view()), block_sum_serial(&g, &[0, 0, 0], &a.view()));
+        let flat: Vec<f32> = (0..400_000).map(|i| i as f32 * 0.5).collect();
+        let v = ndarray::ArrayView1::from(&flat[1000..]).into_dyn();
+        assert_eq!(block_sum(&[400_000], &[1000], &v), run_sum(1000, &flat[1000..]));
     }
 
     #[test]
