@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::{Ix2, Ix3, Slice};
-use rankwise::io::{image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
+use rankwise::io::{flush, image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
-use rankwise::runtime::{self, overlap_boxes, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy};
+use rankwise::runtime::{self, overlap_boxes, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy, Threading};
 
 #[path = "heat/gpu.rs"]
 mod gpu;
@@ -36,6 +36,8 @@ struct Inputs {
     ckpt_dir: Option<PathBuf>,
     ckpt_every: u64,
     ckpt_keep: usize,
+    /// Write checkpoints in the background (`checkpoint.mode = "async"`).
+    ckpt_async: bool,
     progress_every: u64,
     /// The final state as `heat-final.h5` + `.xmf` (ParaView) in this folder.
     out_dir: Option<PathBuf>,
@@ -75,6 +77,11 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
     if every > 0 && ckpt_dir.is_none() {
         return Err(cfg.invalid("checkpoint.every", "needs checkpoint.dir (where to write them)").into());
     }
+    let ckpt_async = match cfg.get_or("checkpoint.mode", "sync".to_string())?.as_str() {
+        "sync" => false,
+        "async" => true,
+        _ => return Err(cfg.invalid("checkpoint.mode", "expected sync or async").into()),
+    };
     let out_dir: Option<PathBuf> = cfg.get("output.dir")?;
     // `output.png`: true (the default: heat-final.png in output.dir, if given), false, or a path.
     let png = match (cfg.get::<bool>("output.png"), cfg.get::<PathBuf>("output.png")) {
@@ -98,6 +105,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         ckpt_dir,
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
+        ckpt_async,
         progress_every: cfg.get_or("progress.every", 0)?,
         out_dir,
         png,
@@ -108,9 +116,14 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
 }
 
 fn main() {
-    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
+    // MPI_THREAD_MULTIPLE where the MPI has it, for checkpoint.mode = async.
+    let opts = InitOptions { preferred: Some(Threading::Multiple), ..InitOptions::default() };
+    runtime::run(opts, |rt: &mut Runtime| -> Res<Exit> {
         let cfg = Config::from_args(std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
+        if inp.ckpt_async && rt.threading() != Threading::Multiple {
+            return Err(BadInput(format!("checkpoint.mode = async needs MPI_THREAD_MULTIPLE; this MPI provides {:?}", rt.threading())).into());
+        }
         let global = vec![inp.n; inp.dim];
         let d = Arc::new(Decomposition::new(rt, &global, &vec![true; inp.dim])?);
         let mut u = Field::<f64>::new(&d, 1);
@@ -152,11 +165,27 @@ fn main() {
                 None => {}
             }
         }
+        // Synchronous: written and committed on return. Asynchronous: copied, and written while
+        // the steps go on; the next checkpoint, a stop and the end wait for it.
         let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64| -> Res<PathBuf> {
-            let mut w = cat.create(d.comm(), step, step as f64 * inp.dt)?;
+            let time = step as f64 * inp.dt;
+            if inp.ckpt_async {
+                let mut s = cat.snapshot(step, time);
+                s.param("n", inp.n as i64).param("dim", inp.dim as i64).param("alpha", inp.alpha).write_field("u", u);
+                return Ok(s.submit(d.comm())?);
+            }
+            let mut w = cat.create(d.comm(), step, time)?;
             w.param("n", inp.n as i64)?.param("dim", inp.dim as i64)?.param("alpha", inp.alpha)?;
             w.write_field("u", u)?;
             Ok(w.commit()?)
+        };
+        // The asynchronous checkpoint in flight (step, time), told to the launcher once committed.
+        let mut in_flight: Option<(u64, f64)> = None;
+        let committed = |progress: &mut Progress, in_flight: &mut Option<(u64, f64)>| -> Res<()> {
+            if let (Some(path), Some((step, time))) = (flush::wait()?, in_flight.take()) {
+                progress.checkpointed(step, time, &path)?;
+            }
+            Ok(())
         };
 
         let mut gpu = gpu::select(rt, &cfg, &inp.backend, &u)?;
@@ -185,12 +214,19 @@ fn main() {
                     if let Some(g) = &gpu {
                         g.to_host(&mut u)?;
                     }
-                    let path = rt.timers().time("checkpoint", || checkpoint(cat, &u, step))?;
-                    progress.checkpointed(step, time, &path)?;
+                    let path = rt.timers().time("checkpoint", || -> Res<PathBuf> {
+                        committed(&mut progress, &mut in_flight)?;
+                        checkpoint(cat, &u, step)
+                    })?;
+                    match inp.ckpt_async {
+                        true => in_flight = Some((step, time)),
+                        false => progress.checkpointed(step, time, &path)?,
+                    }
                 }
                 _ => progress.step(step, time)?,
             }
             if let Some(exit) = decision.exit() {
+                committed(&mut progress, &mut in_flight)?;
                 if rt.is_root() {
                     match catalogue {
                         Some(_) => log::info!("stopping at step {step} ({:?}); checkpoint written", decision.reason),
@@ -208,6 +244,7 @@ fn main() {
             }
         }
 
+        committed(&mut progress, &mut in_flight)?;
         if let Some(g) = &gpu {
             g.to_host(&mut u)?;
         }

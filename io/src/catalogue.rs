@@ -9,6 +9,7 @@ use mpi::traits::*;
 use crate::checkpoint::{agree, Checkpoint, CheckpointWriter, Mode};
 use crate::checksum::{self, Element};
 use crate::error::{IoError, Result};
+use crate::flush::Snapshot;
 use crate::meta::CheckpointInfo;
 
 const PREFIX: &str = "ckpt-";
@@ -74,6 +75,12 @@ impl CheckpointDir {
     /// The newest committed checkpoint, valid or not.
     pub fn newest(&self) -> Result<Option<PathBuf>> {
         Ok(self.checkpoints()?.pop().map(|(_, p)| p))
+    }
+
+    /// A checkpoint of `step` at simulation `time` to be written in the background: the fields are
+    /// copied as they are given, and [`Snapshot::submit`] returns at once ([`crate::flush`]).
+    pub fn snapshot(&self, step: u64, time: f64) -> Snapshot {
+        Snapshot::new(self, step, time)
     }
 
     /// Collective. Start writing the checkpoint of `step` at simulation `time`.

@@ -59,6 +59,7 @@ impl<'c> CheckpointWriter<'c> {
     }
 
     fn create_at(comm: &'c SimpleCommunicator, dir: &CheckpointDir, path: PathBuf, step: u64, time: f64) -> Result<Self> {
+        crate::flush::wait()?;
         let partial = partial_name(&path);
         let prep = if comm.rank() == 0 { dir.prepare() } else { Ok(()) };
         agree(comm, "preparing the checkpoint directory", prep)?;
@@ -236,6 +237,7 @@ impl<'c> Checkpoint<'c> {
     /// Collective. Open a checkpoint with the MPI-IO driver and check its metadata. Rank 0 first
     /// checks the file alone ([`crate::guard::check`]); every rank takes its verdict.
     pub fn open(comm: &'c SimpleCommunicator, path: &Path) -> Result<Self> {
+        crate::flush::wait()?;
         let checked = if comm.rank() == 0 { guard::check(path) } else { Ok(()) };
         guard::share(comm, path, checked)?;
         let file = hdf5::File::with_options().with_fapl(|p| p.mpio(comm.as_raw(), None)).open(path).map_err(|e| unreadable(path, e));
@@ -247,6 +249,7 @@ impl<'c> Checkpoint<'c> {
     /// Open a checkpoint in this process alone, with HDF5's default driver (no MPI needed), after
     /// the same check as [`Checkpoint::open`].
     pub fn open_serial(path: &Path) -> Result<Checkpoint<'static>> {
+        crate::flush::wait()?;
         guard::check(path)?;
         Self::open_unguarded(path)
     }

@@ -34,6 +34,10 @@ pub enum IoError {
     Replay { expected: String, found: String },
     #[error("field `{name}`: the transfer was not collective (HDF5 reports {mode})")]
     NotCollective { name: String, mode: String },
+    #[error("checkpoint.mode = async needs MPI_THREAD_MULTIPLE; this MPI provides {0:?} (ask for it with InitOptions::preferred)")]
+    Threading(mpi::environment::Threading),
+    #[error("background checkpoint: {0}")]
+    Flush(String),
     #[error("another rank failed in {0}")]
     OtherRank(String),
 }

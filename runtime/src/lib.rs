@@ -31,7 +31,7 @@ pub use halo::{overlap_boxes, HaloExchange, Stencil};
 pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
-pub use runtime::{run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+pub use runtime::{at_finalize, run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
 pub use stop::{StopDecision, StopOptions, StopPolicy, StopReason};
 pub use timers::{TimerReport, TimerRow, Timers};
 

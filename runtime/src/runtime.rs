@@ -28,14 +28,28 @@ pub enum Exit {
 /// Options for [`Runtime::init_with`].
 #[derive(Clone, Debug)]
 pub struct InitOptions {
-    /// The thread level the program needs. `Funneled` (default) suits rayon inside a rank with MPI
-    /// called from the main thread only.
+    /// The thread level the program needs (an error when MPI provides less). `Funneled` (default)
+    /// suits rayon inside a rank with MPI called from the main thread only.
     pub threading: Threading,
+    /// A higher level to ask for, taken when the MPI has it: asynchronous checkpoints need
+    /// `Multiple` ([`Runtime::threading`] tells what was provided).
+    pub preferred: Option<Threading>,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { threading: Threading::Funneled }
+        InitOptions { threading: Threading::Funneled, preferred: None }
+    }
+}
+
+static AT_FINALIZE: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
+
+/// Have `f` run when the [`Runtime`] shuts down, while MPI still runs: a library that keeps work in
+/// a thread of its own (an asynchronous checkpoint) finishes it there. Registered once per `f`.
+pub fn at_finalize(f: fn()) {
+    let mut hooks = AT_FINALIZE.lock().unwrap_or_else(|p| p.into_inner());
+    if !hooks.contains(&f) {
+        hooks.push(f);
     }
 }
 
@@ -73,8 +87,11 @@ impl Runtime {
     /// rank abort the whole job instead of leaving the others waiting.
     pub fn init_with(opts: InitOptions) -> Result<Runtime> {
         crate::stop::catch_warning_early();
-        let (universe, provided) =
-            mpi::initialize_with_threading(opts.threading).ok_or(Error::AlreadyInitialised)?;
+        let ask = match opts.preferred {
+            Some(p) if p > opts.threading => p,
+            _ => opts.threading,
+        };
+        let (universe, provided) = mpi::initialize_with_threading(ask).ok_or(Error::AlreadyInitialised)?;
         if provided < opts.threading {
             return Err(Error::ThreadLevel { requested: opts.threading, provided });
         }
@@ -168,6 +185,10 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        let hooks = std::mem::take(&mut *AT_FINALIZE.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in hooks {
+            f();
+        }
         ACTIVE.store(false, Ordering::SeqCst);
     }
 }

@@ -11,7 +11,7 @@ fn main() {
     let mode = args.first().cloned().unwrap_or_default();
     let arg = args.get(1).and_then(|a| a.parse::<usize>().ok()).unwrap_or(0);
     let threading = if mode == "multiple" { Threading::Multiple } else { Threading::Funneled };
-    runtime::run(InitOptions { threading }, |rt: &mut Runtime| -> R {
+    runtime::run(InitOptions { threading, ..InitOptions::default() }, |rt: &mut Runtime| -> R {
         let (rank, size) = (rt.rank(), rt.size());
         match mode.as_str() {
             "init" | "multiple" => {

@@ -1,0 +1,135 @@
+//! Asynchronous checkpoints: the step loop only copies its fields ([`Snapshot`]); a thread of the
+//! rank writes the shared file, collectively with the other ranks' threads on a duplicate of the
+//! communicator, in the same format with the same checksums and atomic commit.
+//!
+//! At most one flush is in flight per process. Debian's parallel HDF5 is not thread-safe, so the
+//! io crate waits for it before any HDF5 call of its own ([`wait`]): the next checkpoint, a restore,
+//! a final output file, and the runtime's shut-down ([`rankwise_runtime::at_finalize`]). A failed
+//! flush is returned by the next of those calls, on every rank alike (its writer agreed on it).
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use mpi::environment::Threading;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use ndarray::{ArrayD, ArrayViewD};
+use rankwise_runtime::Field;
+
+use crate::catalogue::CheckpointDir;
+use crate::checkpoint::{CheckpointWriter, Layout};
+use crate::checksum::Element;
+use crate::error::{IoError, Result};
+use crate::meta::Param;
+
+static IN_FLIGHT: Mutex<Option<JoinHandle<Result<PathBuf>>>> = Mutex::new(None);
+
+thread_local! {
+    /// Set on the flushing thread, which must not wait for itself.
+    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wait for this process's checkpoint in flight, if any: its path, or the error it ended with.
+pub fn wait() -> Result<Option<PathBuf>> {
+    if FLUSHING.with(Cell::get) {
+        return Ok(None);
+    }
+    let handle = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match handle.map(JoinHandle::join) {
+        None => Ok(None),
+        Some(Ok(done)) => done.map(Some),
+        // The runtime's panic hook has already aborted the job; without a runtime, say so.
+        Some(Err(_)) => Err(IoError::Flush("the checkpoint thread panicked".into())),
+    }
+}
+
+/// At shut-down: a flush still in flight finishes while MPI runs; a failure is shown.
+fn wait_at_finalize() {
+    if let Err(e) = wait() {
+        log::error!("the last checkpoint failed in the background: {e}");
+    }
+}
+
+/// A communicator handed to the flushing thread, the only one that uses it from then on.
+struct Owned(SimpleCommunicator);
+// SAFETY: MPI runs with MPI_THREAD_MULTIPLE (checked before one is made), under which an MPI
+// handle may be used from any thread; this one moves to the flushing thread and stays there.
+unsafe impl Send for Owned {}
+
+type WriteOne = Box<dyn FnOnce(&mut CheckpointWriter) -> Result<()> + Send>;
+
+/// A checkpoint taken now and written in the background: [`CheckpointDir::snapshot`].
+pub struct Snapshot {
+    dir: CheckpointDir,
+    step: u64,
+    time: f64,
+    layout: Layout,
+    params: Vec<(String, Param)>,
+    fields: Vec<WriteOne>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(dir: &CheckpointDir, step: u64, time: f64) -> Self {
+        Snapshot { dir: dir.clone(), step, time, layout: Layout::default(), params: vec![], fields: vec![] }
+    }
+
+    /// Chunking and compression of the fields in the file.
+    pub fn layout(&mut self, layout: Layout) -> &mut Self {
+        self.layout = layout;
+        self
+    }
+
+    /// A scalar parameter (the same value on every rank).
+    pub fn param(&mut self, name: &str, value: impl Into<Param>) -> &mut Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]).
+    pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
+        let (name, global, start, block): (String, Vec<usize>, Vec<usize>, ArrayD<T>) = (name.into(), global.into(), start.into(), block.to_owned());
+        self.fields.push(Box::new(move |w| w.write_block(&name, &global, &start, block.view()).map(drop)));
+        self
+    }
+
+    /// Copy `field`'s interior (see [`CheckpointWriter::write_field`]).
+    pub fn write_field<T: Element>(&mut self, name: &str, field: &Field<T>) -> &mut Self {
+        let d = field.decomposition();
+        let start: Vec<usize> = d.owned().iter().map(|r| r.start).collect();
+        self.write_block(name, d.global_shape(), &start, field.interior())
+    }
+
+    /// Collective. Wait for the previous checkpoint's flush (returning its error, if it failed),
+    /// then start writing this one in the background and return at once with the path it will
+    /// have. Needs MPI initialised with `MPI_THREAD_MULTIPLE`.
+    pub fn submit(self, comm: &SimpleCommunicator) -> Result<PathBuf> {
+        wait()?;
+        let provided = mpi::environment::threading_support();
+        if provided != Threading::Multiple {
+            return Err(IoError::Threading(provided));
+        }
+        let path = self.dir.path_for(self.step);
+        let comm = Owned(comm.duplicate());
+        rankwise_runtime::at_finalize(wait_at_finalize);
+        let flush = move || {
+            FLUSHING.with(|f| f.set(true));
+            let comm = comm;
+            let comm = &comm.0;
+            let Snapshot { dir, step, time, layout, params, fields } = self;
+            let mut w = dir.create(comm, step, time)?;
+            w.layout(layout);
+            for (k, v) in params {
+                w.param(&k, v)?;
+            }
+            for write in fields {
+                write(&mut w)?;
+            }
+            w.commit()
+        };
+        let handle = std::thread::Builder::new().name("rankwise-checkpoint".into()).spawn(flush).map_err(|e| IoError::Flush(e.to_string()))?;
+        *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(path)
+    }
+}

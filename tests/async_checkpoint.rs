@@ -1,0 +1,108 @@
+//! Asynchronous checkpoints (`checkpoint.mode = "async"`): the same files and the same final bits
+//! as synchronous ones, and a rank killed while a background flush is in flight leaves the previous
+//! checkpoint valid, from which the supervised run ends bit-identical.
+
+mod common;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{mpi_env, program, rankwise_bin, Job, Outcome, Scratch};
+
+fn heat(np: usize, sets: &[&str]) -> Outcome {
+    let o = Job::new(np, "heat").args(sets.iter().flat_map(|s| ["--set", s])).run();
+    o.assert_success();
+    o
+}
+
+#[test]
+fn async_and_sync_write_the_same_files_and_end_with_the_same_bits() {
+    let s = Scratch::new("async-same");
+    for np in [1, 3, 4] {
+        let mut finals = vec![];
+        for mode in ["sync", "async"] {
+            let dir = format!("checkpoint.dir={}", s.path().join(format!("{mode}{np}")).display());
+            let o = heat(np, &["n=40", "steps=130", "checkpoint.every=30", "checkpoint.keep=0", &dir, &format!("checkpoint.mode={mode}")]);
+            finals.push(o.line(0, "final ").to_string());
+        }
+        assert_eq!(finals[0], finals[1]);
+        for step in [30, 60, 90, 120] {
+            let name = format!("ckpt-{step:010}.h5");
+            let a = std::fs::read(s.path().join(format!("sync{np}")).join(&name)).unwrap();
+            let b = std::fs::read(s.path().join(format!("async{np}")).join(&name)).unwrap();
+            assert!(a == b, "{name} at {np} ranks differs between sync and async");
+        }
+    }
+    // A restart from an asynchronous run's checkpoint, on another rank count, ends alike.
+    let dir = format!("checkpoint.dir={}", s.path().join("async4").display());
+    let o = heat(2, &["n=40", "steps=200", &dir, "checkpoint.mode=async"]);
+    let reference = heat(3, &["n=40", "steps=200"]);
+    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 120 (4 ranks wrote it, 2 now)")), "{}", o.show());
+    assert_eq!(o.line(0, "final "), reference.line(0, "final "));
+}
+
+#[test]
+fn a_bad_mode_is_one_line_and_exit_2() {
+    let o = Job::new(2, "heat").args(["--set", "checkpoint.mode=later"]).run();
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let errors: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors, ["error: --set checkpoint.mode: `checkpoint.mode` = \"later\": expected sync or async"], "{}", o.show());
+}
+
+/// The PID of a rank of heat whose arguments name `dir`.
+fn a_rank(heat: &std::path::Path, dir: &std::path::Path) -> Option<i32> {
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let ours = args.first()? == heat.to_str()? && args.iter().any(|a| a.contains(dir.to_str().unwrap()));
+        ours.then(|| e.file_name().to_str()?.parse::<i32>().ok()).flatten()
+    })
+}
+
+#[test]
+fn a_rank_killed_during_a_background_flush_leaves_the_previous_checkpoint_valid() {
+    let heat_bin = program("heat");
+    let s = Scratch::new("async-kill");
+    let sets = |dir: &std::path::Path| -> Vec<String> {
+        ["n=384", "steps=1200", "checkpoint.every=100", "checkpoint.mode=async", &format!("checkpoint.dir={}", dir.display())]
+            .iter()
+            .flat_map(|kv| ["--set".to_string(), kv.to_string()])
+            .collect()
+    };
+    let reference = Job::new(2, "heat").args(sets(&s.path().join("a"))).run();
+    reference.assert_success();
+    let reference = reference.line(0, "final ").to_string();
+
+    let dir = s.path().join("b");
+    let mut cmd = Command::new(rankwise_bin());
+    mpi_env(&mut cmd);
+    cmd.args(["run", "-n", "2", "--restarts", "2", "--backoff", "0", "heat"]).args(sets(&dir));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Wait until a flush is under way after one checkpoint was committed: a `.partial` file
+    // beside a committed `.h5`. Then kill a rank.
+    let start = Instant::now();
+    let (partial, committed) = loop {
+        assert!(start.elapsed() < Duration::from_secs(120), "no background flush seen");
+        let names: Vec<String> = std::fs::read_dir(&dir).map_or(vec![], |d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+        let partial = names.iter().find(|n| n.ends_with(".h5.partial")).cloned();
+        let committed = names.iter().filter(|n| n.ends_with(".h5")).max().cloned();
+        if let (Some(p), Some(c)) = (partial, committed) {
+            break (p, c);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let pid = a_rank(&heat_bin, &dir).expect("no heat rank running");
+    // SAFETY: kill(2) of a rank of the job this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stderr.matches("rankwise: restart ").count(), 1, "{stderr}");
+    // The relaunch continued from a committed checkpoint: the one seen, or a newer one if the
+    // flush completed before the kill took effect; never from the one being written.
+    let step: u64 = committed.trim_start_matches("ckpt-").trim_end_matches(".h5").parse().unwrap();
+    let flushing: u64 = partial.trim_start_matches("ckpt-").trim_end_matches(".h5.partial").parse().unwrap();
+    let resumed = stderr.lines().find_map(|l| l.split("restarted from step ").nth(1)?.split(' ').next()?.parse::<u64>().ok());
+    assert!(resumed.is_some_and(|r| r == step || r == flushing), "{step} {flushing}\n{stderr}");
+    assert!(stdout.lines().any(|l| l == reference), "not the uninterrupted run's {reference}\n{stdout}\n{stderr}");
+}
