@@ -48,6 +48,20 @@ fn a_bad_mode_is_one_line_and_exit_2() {
     assert_eq!(errors, ["error: --set checkpoint.mode: `checkpoint.mode` = \"later\": expected sync or async"], "{}", o.show());
 }
 
+#[test]
+fn a_failed_background_flush_is_reported_by_the_next_call_on_every_rank() {
+    let s = Scratch::new("async-fail");
+    let o = Job::new(3, "ckpt").args(["async-fail", s.path().to_str().unwrap()]).run();
+    o.assert_success();
+    for r in 0..3 {
+        // The rank that failed says why; the others, where.
+        let next = o.line(r, &format!("rank={r} next call: "));
+        let why = if r == 0 { "a-file: File exists" } else { "another rank failed in preparing the checkpoint directory" };
+        assert!(next.contains(why), "{}", o.show());
+        assert!(o.line(r, &format!("rank={r} then: ")).ends_with("ckpt-0000000002.h5"), "{}", o.show());
+    }
+}
+
 /// The PID of a rank of heat whose arguments name `dir`.
 fn a_rank(heat: &std::path::Path, dir: &std::path::Path) -> Option<i32> {
     std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {

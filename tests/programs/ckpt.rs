@@ -69,7 +69,8 @@ fn opt(args: &[String], key: &str) -> Option<usize> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R {
+    let opts = InitOptions { preferred: Some(runtime::Threading::Multiple), ..InitOptions::default() };
+    runtime::run(opts, |rt: &mut Runtime| -> R {
         let (Some(mode), Some(dir)) = (args.first(), args.get(1)) else {
             return Err(BadInput("usage: ckpt MODE DIR [STEP] [keep=K] [deflate=L] [kill=RANK]".into()).into());
         };
@@ -80,6 +81,7 @@ fn main() {
             "write" => write(w, &dir, step, &args)?,
             "read" => read(w, &dir)?,
             "read-sentinel" => read_sentinel(w, &dir)?,
+            "async-fail" => async_fail(w, &dir)?,
             "errors" => errors(w, &dir),
             "field-write" => field_write(rt, &dir, step)?,
             "field-read" => field_read(rt, &dir)?,
@@ -207,6 +209,27 @@ fn read_sentinel(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoEr
         };
     }
     println!("rank={rank} sentinel restored={outcome} wrong={wrong}");
+    Ok(())
+}
+
+/// A background checkpoint that fails (its directory is a file) is reported by the next call, on
+/// every rank, once.
+fn async_fail(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError> {
+    let rank = w.rank() as usize;
+    let file = dir.root().join("a-file");
+    if rank == 0 {
+        std::fs::create_dir_all(dir.root()).and_then(|()| std::fs::write(&file, b"")).expect("scratch");
+    }
+    w.barrier();
+    let (start, shape) = owned(&[37], w.size() as usize, rank);
+    let mut s = CheckpointDir::new(&file).snapshot(1, 0.1);
+    s.write_block("a1", &[37], &start, expected(&[37], &start, &shape, 0.0, |x| x).view());
+    let submitted = s.submit(w)?;
+    println!("rank={rank} submitted {}", submitted.display());
+    let next = dir.create(w, 2, 0.2).map(drop);
+    println!("rank={rank} next call: {}", next.err().map_or("ok".into(), |e| e.to_string()));
+    let again = dir.create(w, 2, 0.2).and_then(|c| c.commit());
+    println!("rank={rank} then: {}", again.map_or_else(|e| e.to_string(), |p| format!("wrote {}", p.display())));
     Ok(())
 }
 
