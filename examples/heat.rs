@@ -38,6 +38,10 @@ struct Inputs {
     ckpt_keep: usize,
     /// Write checkpoints in the background (`checkpoint.mode = "async"`).
     ckpt_async: bool,
+    /// A node-local level (`checkpoint.local`), and every how many checkpoints the shared file is
+    /// written too (`checkpoint.flush_every`).
+    ckpt_local: Option<PathBuf>,
+    flush_every: u64,
     progress_every: u64,
     /// The final state as `heat-final.h5` + `.xmf` (ParaView) in this folder.
     out_dir: Option<PathBuf>,
@@ -82,6 +86,17 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         "async" => true,
         _ => return Err(cfg.invalid("checkpoint.mode", "expected sync or async").into()),
     };
+    let ckpt_local: Option<PathBuf> = cfg.get("checkpoint.local")?;
+    if ckpt_local.is_some() && ckpt_dir.is_none() {
+        return Err(cfg.invalid("checkpoint.local", "needs checkpoint.dir (the shared level)").into());
+    }
+    let flush_every: u64 = cfg.get_or("checkpoint.flush_every", if ckpt_local.is_some() { 10 } else { 1 })?;
+    if flush_every == 0 {
+        return Err(cfg.invalid("checkpoint.flush_every", "must be at least 1").into());
+    }
+    if flush_every > 1 && ckpt_local.is_none() {
+        return Err(cfg.invalid("checkpoint.flush_every", "needs checkpoint.local (where the others go)").into());
+    }
     let out_dir: Option<PathBuf> = cfg.get("output.dir")?;
     // `output.png`: true (the default: heat-final.png in output.dir, if given), false, or a path.
     let png = match (cfg.get::<bool>("output.png"), cfg.get::<PathBuf>("output.png")) {
@@ -106,6 +121,8 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
         ckpt_async,
+        ckpt_local,
+        flush_every,
         progress_every: cfg.get_or("progress.every", 0)?,
         out_dir,
         png,
@@ -132,7 +149,13 @@ fn main() {
         let mode = |i: &[usize]| -> f64 { i.iter().map(|&k| (2.0 * std::f64::consts::PI * (k as f64 + 0.5) * h).sin()).product() };
         u.fill_with(mode);
 
-        let catalogue = inp.ckpt_dir.as_ref().map(|dir| CheckpointDir::new(dir).keep(inp.ckpt_keep));
+        let catalogue = inp.ckpt_dir.as_ref().map(|dir| {
+            let cat = CheckpointDir::new(dir).keep(inp.ckpt_keep).asynchronous(inp.ckpt_async);
+            match &inp.ckpt_local {
+                Some(local) => cat.local(local, inp.flush_every),
+                None => cat,
+            }
+        });
         let mut step = 0u64;
         if let Some(cat) = &catalogue {
             let load = |ck: &Checkpoint| {
@@ -165,13 +188,18 @@ fn main() {
                 None => {}
             }
         }
-        // Synchronous: written and committed on return. Asynchronous: copied, and written while
-        // the steps go on; the next checkpoint, a stop and the end wait for it.
-        let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64| -> Res<PathBuf> {
+        // Synchronous: written and committed on return, from the field itself. Otherwise a
+        // snapshot: to the node-local level, and to the shared file (every flush_every-th, and
+        // before a stop), in the background if asynchronous; the next checkpoint, a stop and the
+        // end wait for it.
+        let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64, stopping: bool| -> Res<PathBuf> {
             let time = step as f64 * inp.dt;
-            if inp.ckpt_async {
+            if inp.ckpt_async || inp.ckpt_local.is_some() {
                 let mut s = cat.snapshot(step, time);
                 s.param("n", inp.n as i64).param("dim", inp.dim as i64).param("alpha", inp.alpha).write_field("u", u);
+                if stopping {
+                    s.shared();
+                }
                 return Ok(s.submit(d.comm())?);
             }
             let mut w = cat.create(d.comm(), step, time)?;
@@ -216,7 +244,7 @@ fn main() {
                     }
                     let path = rt.timers().time("checkpoint", || -> Res<PathBuf> {
                         committed(&mut progress, &mut in_flight)?;
-                        checkpoint(cat, &u, step)
+                        checkpoint(cat, &u, step, decision.exit().is_some())
                     })?;
                     match inp.ckpt_async {
                         true => in_flight = Some((step, time)),
@@ -245,6 +273,9 @@ fn main() {
         }
 
         committed(&mut progress, &mut in_flight)?;
+        if let Some(cat) = &catalogue {
+            cat.clear_local(d.comm())?;
+        }
         if let Some(g) = &gpu {
             g.to_host(&mut u)?;
         }

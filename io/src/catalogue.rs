@@ -2,6 +2,8 @@
 //! calls behind `rankwise ckpt list|verify|inspect` (plain processes, no MPI).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -15,11 +17,17 @@ use crate::meta::CheckpointInfo;
 const PREFIX: &str = "ckpt-";
 const SUFFIX: &str = ".h5";
 
-/// Where a run keeps its checkpoints, as `ckpt-<step>.h5` (with `ckpt-<step>.xmf` beside each).
+/// Where a run keeps its checkpoints, as `ckpt-<step>.h5` (with `ckpt-<step>.xmf` beside each),
+/// and, with [`CheckpointDir::local`], a node-local level beside them.
 #[derive(Clone, Debug)]
 pub struct CheckpointDir {
     root: PathBuf,
     keep: usize,
+    asynchronous: bool,
+    local: Option<PathBuf>,
+    flush_every: u64,
+    /// Snapshots submitted so far (clones count together).
+    taken: Arc<AtomicU64>,
 }
 
 /// What [`CheckpointDir::restore`] found.
@@ -35,7 +43,46 @@ pub struct Restored<T> {
 impl CheckpointDir {
     /// A catalogue in `root` that keeps every checkpoint.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        CheckpointDir { root: root.into(), keep: 0 }
+        CheckpointDir { root: root.into(), keep: 0, asynchronous: false, local: None, flush_every: 1, taken: Arc::default() }
+    }
+
+    /// Write the shared file of a [`Snapshot`] in the background ([`crate::flush`]).
+    pub fn asynchronous(mut self, on: bool) -> Self {
+        self.asynchronous = on;
+        self
+    }
+
+    /// A node-local level in `dir` (each rank's blocks, and a partner's copy: [`crate::local`]):
+    /// every [`Snapshot`] goes there, and only every `flush_every`-th (at least 1), and one marked
+    /// [`Snapshot::shared`], to the shared file too. `dir` must be private to this run.
+    pub fn local(mut self, dir: impl Into<PathBuf>, flush_every: u64) -> Self {
+        self.local = Some(dir.into());
+        self.flush_every = flush_every.max(1);
+        self
+    }
+
+    pub(crate) fn is_async(&self) -> bool {
+        self.asynchronous
+    }
+
+    pub(crate) fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref()
+    }
+
+    /// Whether the `n`-th snapshot (from 1) goes to the shared file too.
+    pub(crate) fn shared_due(&self, forced: bool) -> bool {
+        let n = self.taken.fetch_add(1, Ordering::Relaxed) + 1;
+        self.local.is_none() || forced || n % self.flush_every == 0
+    }
+
+    /// Collective. Remove this rank's node-local files (a run that completed keeps none).
+    pub fn clear_local(&self, comm: &SimpleCommunicator) -> Result<()> {
+        crate::flush::wait()?;
+        if let Some(root) = &self.local {
+            crate::local::prune(root, None);
+        }
+        comm.barrier();
+        Ok(())
     }
 
     /// Keep only the newest `k` checkpoints (0: keep all); older ones go when a new one commits.
@@ -118,17 +165,28 @@ impl CheckpointDir {
         steps.resize(n as usize, 0);
         comm.process_at_rank(0).broadcast_into(&mut steps[..]);
 
+        // The node-local level: the steps any rank holds, newest first, tried before the shared
+        // file of the same step.
+        let local_steps = match &self.local {
+            Some(root) => all_steps(comm, crate::local::steps(root)),
+            None => vec![],
+        };
+        let mut candidates: Vec<(u64, bool)> = steps.iter().map(|&s| (s, false)).chain(local_steps.iter().map(|&s| (s, true))).collect();
+        candidates.sort_by(|a, b| b.cmp(a));
+
         let mut skipped = Vec::new();
-        for &step in steps.iter().rev() {
-            let outcome = Checkpoint::open(comm, &self.path_for(step)).and_then(|ck| {
-                ck.set_mode(Mode::Stage);
-                let staged = load(&ck).map(drop);
-                agree(comm, "reading the checkpoint", staged)?;
-                ck.set_mode(Mode::Deliver);
-                let value = load(&ck)?;
-                ck.delivered()?;
-                Ok((ck.info().clone(), value))
-            });
+        for (step, local) in candidates {
+            let outcome = match (local, self.local.as_deref()) {
+                (true, Some(root)) => match crate::local::fetch(comm, root, step) {
+                    Ok(Some((path, bytes))) => {
+                        let parsed = crate::local::RankFile::parse(path, bytes, comm.rank() as usize, comm.size() as usize);
+                        agree(comm, "checking the node-local checkpoint", parsed).and_then(|f| load_all(comm, &Checkpoint::local(comm, f), &mut load))
+                    }
+                    Ok(None) => continue,
+                    Err(e) => Err(e),
+                },
+                _ => Checkpoint::open(comm, &self.path_for(step)).and_then(|ck| load_all(comm, &ck, &mut load)),
+            };
             match outcome {
                 Ok((info, value)) => return Ok(Some(Restored { info, value, skipped })),
                 Err(e) if e.is_corrupt() => {
@@ -188,6 +246,33 @@ impl CheckpointDir {
         }
         Ok(())
     }
+}
+
+/// Collective. Run `load` twice on `ck`: staged and verified, then delivered (see
+/// [`CheckpointDir::restore`]).
+fn load_all<'c, T>(comm: &SimpleCommunicator, ck: &Checkpoint<'c>, load: &mut impl FnMut(&Checkpoint<'c>) -> Result<T>) -> Result<(CheckpointInfo, T)> {
+    ck.set_mode(Mode::Stage);
+    let staged = load(ck).map(drop);
+    agree(comm, "reading the checkpoint", staged)?;
+    ck.set_mode(Mode::Deliver);
+    let value = load(ck)?;
+    ck.delivered()?;
+    Ok((ck.info().clone(), value))
+}
+
+/// Collective. The union of the ranks' `mine` (the newest 16 of each), sorted.
+fn all_steps(comm: &SimpleCommunicator, mine: Vec<u64>) -> Vec<u64> {
+    const N: usize = 16;
+    let mut row = [u64::MAX; N];
+    for (slot, s) in row.iter_mut().zip(mine.iter().rev()) {
+        *slot = *s;
+    }
+    let mut all = vec![0u64; N * comm.size() as usize];
+    comm.all_gather_into(&row[..], &mut all[..]);
+    all.retain(|&s| s != u64::MAX);
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// A checkpoint's metadata, read in this process alone (for `rankwise ckpt inspect`).

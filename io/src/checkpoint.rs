@@ -180,6 +180,10 @@ impl<'c> CheckpointWriter<'c> {
         agree(self.comm, "closing the checkpoint file", closed)?;
         let publish = if self.comm.rank() == 0 { self.publish() } else { Ok(()) };
         agree(self.comm, "publishing the checkpoint", publish)?;
+        // The node-local level up to this step is now on the shared filesystem.
+        if let Some(root) = self.dir.local_root() {
+            crate::local::prune(root, Some(self.step));
+        }
         Ok(self.path.clone())
     }
 
@@ -204,9 +208,15 @@ impl<'c> CheckpointWriter<'c> {
 /// the job.
 pub struct Checkpoint<'c> {
     comm: Option<&'c SimpleCommunicator>,
-    file: hdf5::File,
+    source: Source,
     info: CheckpointInfo,
     staging: RefCell<Staging>,
+}
+
+/// Where the data come from: the shared HDF5 file, or this rank's node-local file.
+enum Source {
+    Hdf5(hdf5::File),
+    Local(crate::local::RankFile),
 }
 
 /// Inside [`CheckpointDir::restore`] the load closure runs twice: first every read goes to a buffer
@@ -243,7 +253,7 @@ impl<'c> Checkpoint<'c> {
         let file = hdf5::File::with_options().with_fapl(|p| p.mpio(comm.as_raw(), None)).open(path).map_err(|e| unreadable(path, e));
         let file = agree(comm, "opening the checkpoint", file)?;
         let info = agree(comm, "reading checkpoint metadata", meta::read_info(&file, path))?;
-        Ok(Checkpoint { comm: Some(comm), file, info, staging: RefCell::default() })
+        Ok(Checkpoint { comm: Some(comm), source: Source::Hdf5(file), info, staging: RefCell::default() })
     }
 
     /// Open a checkpoint in this process alone, with HDF5's default driver (no MPI needed), after
@@ -258,11 +268,19 @@ impl<'c> Checkpoint<'c> {
     pub(crate) fn open_unguarded(path: &Path) -> Result<Checkpoint<'static>> {
         let file = hdf5::File::open(path).map_err(|e| unreadable(path, e))?;
         let info = meta::read_info(&file, path)?;
-        Ok(Checkpoint { comm: None, file, info, staging: RefCell::default() })
+        Ok(Checkpoint { comm: None, source: Source::Hdf5(file), info, staging: RefCell::default() })
+    }
+
+    /// This rank's part of a node-local checkpoint (checked already).
+    pub(crate) fn local(comm: &'c SimpleCommunicator, file: crate::local::RankFile) -> Self {
+        Checkpoint { comm: Some(comm), info: file.info.clone(), source: Source::Local(file), staging: RefCell::default() }
     }
 
     pub(crate) fn file(&self) -> &hdf5::File {
-        &self.file
+        match &self.source {
+            Source::Hdf5(f) => f,
+            Source::Local(_) => unreachable!("only a shared checkpoint is checked as a file"),
+        }
     }
 
     pub(crate) fn set_mode(&self, mode: Mode) {
@@ -440,10 +458,13 @@ impl<'c> Checkpoint<'c> {
             return Err(IoError::Dtype { name: name.into(), expected: T::DTYPE.into(), found: f.dtype.clone() });
         }
         let fits = check_block(name, &f.shape, start, out.shape());
-        let read = fits.and_then(|()| {
-            let ds = self.file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
-            let collective = self.comm.is_some() && !ds.is_chunked();
-            hyperslab::read_into(&ds, start, out, collective).map_err(|e| unreadable(&self.info.path, e))
+        let read = fits.and_then(|()| match &self.source {
+            Source::Hdf5(file) => {
+                let ds = file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
+                let collective = self.comm.is_some() && !ds.is_chunked();
+                hyperslab::read_into(&ds, start, out, collective).map(drop).map_err(|e| unreadable(&self.info.path, e))
+            }
+            Source::Local(file) => file.read(self.info.fields.iter().position(|g| g.name == name).expect("found above"), start, out),
         });
         match self.comm {
             Some(c) => agree(c, "reading a field", read),

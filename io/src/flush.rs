@@ -19,7 +19,8 @@ use ndarray::{ArrayD, ArrayViewD};
 use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
-use crate::checkpoint::{CheckpointWriter, Layout};
+use crate::checkpoint::Layout;
+use crate::local::Item;
 use crate::checksum::Element;
 use crate::error::{IoError, Result};
 use crate::meta::Param;
@@ -58,21 +59,28 @@ struct Owned(SimpleCommunicator);
 // handle may be used from any thread; this one moves to the flushing thread and stays there.
 unsafe impl Send for Owned {}
 
-type WriteOne = Box<dyn FnOnce(&mut CheckpointWriter) -> Result<()> + Send>;
-
-/// A checkpoint taken now and written in the background: [`CheckpointDir::snapshot`].
+/// A checkpoint taken now, written when submitted to the levels its [`CheckpointDir`] has:
+/// [`CheckpointDir::snapshot`].
 pub struct Snapshot {
     dir: CheckpointDir,
     step: u64,
     time: f64,
     layout: Layout,
     params: Vec<(String, Param)>,
-    fields: Vec<WriteOne>,
+    fields: Vec<Item>,
+    shared: bool,
 }
 
 impl Snapshot {
     pub(crate) fn new(dir: &CheckpointDir, step: u64, time: f64) -> Self {
-        Snapshot { dir: dir.clone(), step, time, layout: Layout::default(), params: vec![], fields: vec![] }
+        Snapshot { dir: dir.clone(), step, time, layout: Layout::default(), params: vec![], fields: vec![], shared: false }
+    }
+
+    /// Write this one to the shared file too, whatever `flush_every` says (the last checkpoint
+    /// before a stop).
+    pub fn shared(&mut self) -> &mut Self {
+        self.shared = true;
+        self
     }
 
     /// Chunking and compression of the fields in the file.
@@ -89,8 +97,8 @@ impl Snapshot {
 
     /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]).
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
-        let (name, global, start, block): (String, Vec<usize>, Vec<usize>, ArrayD<T>) = (name.into(), global.into(), start.into(), block.to_owned());
-        self.fields.push(Box::new(move |w| w.write_block(&name, &global, &start, block.view()).map(drop)));
+        let block: ArrayD<T> = block.as_standard_layout().into_owned();
+        self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(block) });
         self
     }
 
@@ -101,11 +109,23 @@ impl Snapshot {
         self.write_block(name, d.global_shape(), &start, field.interior())
     }
 
-    /// Collective. Wait for the previous checkpoint's flush (returning its error, if it failed),
-    /// then start writing this one in the background and return at once with the path it will
-    /// have. Needs MPI initialised with `MPI_THREAD_MULTIPLE`.
+    /// Collective. Wait for the previous checkpoint's background flush (returning its error, if it
+    /// failed); write the node-local level, if the directory has one; then the shared file when
+    /// due, in the background if the directory is [asynchronous](CheckpointDir::asynchronous)
+    /// (which needs MPI initialised with `MPI_THREAD_MULTIPLE`). Returns where the checkpoint is
+    /// (or will be, when written in the background).
     pub fn submit(self, comm: &SimpleCommunicator) -> Result<PathBuf> {
         wait()?;
+        let shared = self.dir.shared_due(self.shared);
+        if let Some(root) = self.dir.local_root() {
+            crate::local::write(comm, root, self.step, self.time, &self.params, &self.fields)?;
+            if !shared {
+                return Ok(crate::local::own_path(root, self.step, comm.rank() as usize, comm.size() as usize));
+            }
+        }
+        if !self.dir.is_async() {
+            return self.write_shared(comm);
+        }
         let provided = mpi::environment::threading_support();
         if provided != Threading::Multiple {
             return Err(IoError::Threading(provided));
@@ -116,20 +136,24 @@ impl Snapshot {
         let flush = move || {
             FLUSHING.with(|f| f.set(true));
             let comm = comm;
-            let comm = &comm.0;
-            let Snapshot { dir, step, time, layout, params, fields } = self;
-            let mut w = dir.create(comm, step, time)?;
-            w.layout(layout);
-            for (k, v) in params {
-                w.param(&k, v)?;
-            }
-            for write in fields {
-                write(&mut w)?;
-            }
-            w.commit()
+            self.write_shared(&comm.0)
         };
         let handle = std::thread::Builder::new().name("rankwise-checkpoint".into()).spawn(flush).map_err(|e| IoError::Flush(e.to_string()))?;
         *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(path)
+    }
+
+    /// Collective. The shared file, now.
+    fn write_shared(self, comm: &SimpleCommunicator) -> Result<PathBuf> {
+        let Snapshot { dir, step, time, layout, params, fields, .. } = self;
+        let mut w = dir.create(comm, step, time)?;
+        w.layout(layout);
+        for (k, v) in params {
+            w.param(&k, v)?;
+        }
+        for f in &fields {
+            f.block.write(&mut w, &f.name, &f.global, &f.start)?;
+        }
+        w.commit()
     }
 }

@@ -33,6 +33,7 @@ mod error;
 pub mod flush;
 mod guard;
 mod hyperslab;
+pub mod local;
 pub mod image;
 mod meta;
 pub mod xdmf;

@@ -75,13 +75,18 @@ fn main() {
             return Err(BadInput("usage: ckpt MODE DIR [STEP] [keep=K] [deflate=L] [kill=RANK]".into()).into());
         };
         let step: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let dir = CheckpointDir::new(dir).keep(opt(&args, "keep").unwrap_or(0));
+        let mut dir = CheckpointDir::new(dir).keep(opt(&args, "keep").unwrap_or(0));
+        // A node-local level, with the shared file every second snapshot.
+        if let Some(local) = args.iter().find_map(|a| a.strip_prefix("local=")) {
+            dir = dir.local(local, 2);
+        }
         let w = rt.world();
         match mode.as_str() {
             "write" => write(w, &dir, step, &args)?,
             "read" => read(w, &dir)?,
             "read-sentinel" => read_sentinel(w, &dir)?,
             "async-fail" => async_fail(w, &dir)?,
+            "snapshots" => snapshots(w, &dir, step)?,
             "errors" => errors(w, &dir),
             "field-write" => field_write(rt, &dir, step)?,
             "field-read" => field_read(rt, &dir)?,
@@ -209,6 +214,27 @@ fn read_sentinel(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoEr
         };
     }
     println!("rank={rank} sentinel restored={outcome} wrong={wrong}");
+    Ok(())
+}
+
+/// Snapshots of steps 10, 20, .. `last` of every field, submitted to `dir`'s levels.
+fn snapshots(w: &SimpleCommunicator, dir: &CheckpointDir, last: u64) -> Result<(), IoError> {
+    let (rank, size) = (w.rank() as usize, w.size() as usize);
+    for step in (10..=last).step_by(10) {
+        let mut s = dir.snapshot(step, step as f64 * 0.1);
+        s.param("alpha", 0.25).param("n", 64i64).param("name", "heat").param("implicit", true);
+        for (name, global, single, salt) in FIELDS {
+            let (start, shape) = owned(global, size, rank);
+            match single {
+                true => s.write_block(name, global, &start, expected(global, &start, &shape, salt, |x| x as f32).view()),
+                false => s.write_block(name, global, &start, expected(global, &start, &shape, salt, |x| x).view()),
+            };
+        }
+        let at = s.submit(w)?;
+        if rank == 0 {
+            println!("snapshot {step} at {}", at.display());
+        }
+    }
     Ok(())
 }
 

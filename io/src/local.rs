@@ -1,0 +1,486 @@
+//! The node-local level: each rank keeps its own blocks of a checkpoint in a file on node-local
+//! storage, and a copy of its partner's (a rank on another node, as SCR's Partner scheme), so that
+//! one lost node is survived without the shared filesystem.
+//!
+//! `LOCAL/ckpt-<step>.rank-<r>-of-<n>.bin` holds rank r's blocks (of n ranks);
+//! `LOCAL/ckpt-<step>.copy-<r>-of-<n>.bin` the same bytes on r's partner. A file is a header (step, time, ranks, this rank, parameters, and per
+//! field its name, type, global shape, this rank's block, the field's checksum and the block's),
+//! the blocks, and a digest of the header: any damage is [`IoError::Corrupt`]. Only the same rank
+//! count with the same blocks can restore from this level; otherwise the shared file serves.
+
+use std::path::{Path, PathBuf};
+
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+
+use crate::checkpoint::agree;
+use crate::checksum::{self, Digest, Element};
+use crate::error::{IoError, Result};
+use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
+
+const MAGIC: &[u8; 8] = b"RWLOCAL1";
+
+/// One field's block, in memory, as a snapshot holds it.
+pub(crate) trait Block: Send {
+    fn dtype(&self) -> &'static str;
+    fn shape(&self) -> &[usize];
+    /// The elements in C order, as bytes.
+    fn bytes(&self) -> &[u8];
+    fn sum(&self, global: &[usize], start: &[usize]) -> u64;
+    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()>;
+}
+
+impl<T: Element> Block for ndarray::ArrayD<T> {
+    fn dtype(&self) -> &'static str {
+        T::DTYPE
+    }
+    fn shape(&self) -> &[usize] {
+        ndarray::ArrayBase::shape(self)
+    }
+    fn bytes(&self) -> &[u8] {
+        let s = self.as_slice().expect("snapshots are in standard layout");
+        // SAFETY: f64 and f32 (the only Elements) are plain bytes.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
+    }
+    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
+        checksum::block_sum(global, start, &self.view())
+    }
+    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
+        w.write_block(name, global, start, self.view()).map(drop)
+    }
+}
+
+/// A field of a snapshot: this rank's block at `start` of `global`.
+pub(crate) struct Item {
+    pub name: String,
+    pub global: Vec<usize>,
+    pub start: Vec<usize>,
+    pub block: Box<dyn Block>,
+}
+
+pub(crate) fn own_path(root: &Path, step: u64, rank: usize, ranks: usize) -> PathBuf {
+    root.join(format!("ckpt-{step:010}.rank-{rank}-of-{ranks}.bin"))
+}
+
+fn copy_path(root: &Path, step: u64, rank: usize, ranks: usize) -> PathBuf {
+    root.join(format!("ckpt-{step:010}.copy-{rank}-of-{ranks}.bin"))
+}
+
+/// One file of the node-local level, as its name says.
+struct Entry {
+    step: u64,
+    rank: usize,
+    ranks: usize,
+    own: bool,
+    path: PathBuf,
+}
+
+/// (step, rank whose blocks, of how many, own file?) of a local file name.
+fn parse_name(name: &str) -> Option<(u64, usize, usize, bool)> {
+    let rest = name.strip_prefix("ckpt-")?.strip_suffix(".bin")?;
+    let (step, who) = rest.split_once('.')?;
+    let (kind, who) = who.split_once('-')?;
+    let (rank, ranks) = who.split_once("-of-")?;
+    let own = match kind {
+        "rank" => true,
+        "copy" => false,
+        _ => return None,
+    };
+    Some((step.parse().ok()?, rank.parse().ok()?, ranks.parse().ok()?, own))
+}
+
+fn listing(root: &Path) -> Vec<Entry> {
+    let Ok(entries) = std::fs::read_dir(root) else { return vec![] };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let (step, rank, ranks, own) = parse_name(&e.file_name().to_string_lossy())?;
+            Some(Entry { step, rank, ranks, own, path: e.path() })
+        })
+        .collect()
+}
+
+/// The steps of which this process holds some rank's blocks in `root`, oldest first.
+pub fn steps(root: &Path) -> Vec<u64> {
+    let mut s: Vec<u64> = listing(root).into_iter().map(|f| f.step).collect();
+    s.sort_unstable();
+    s.dedup();
+    s
+}
+
+/// The rank whose partner this rank is, and this rank's partner: the rank as many places on as a
+/// node has ranks (so on another node when ranks fill nodes in order), or the next one on one node.
+fn partners(comm: &SimpleCommunicator) -> (usize, usize) {
+    let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+    let node = comm.split_shared(rank as i32).size() as u64;
+    let mut per_node = 0u64;
+    comm.all_reduce_into(&node, &mut per_node, mpi::collective::SystemOperation::min());
+    let shift = match per_node as usize % size {
+        0 => 1 % size,
+        s => s,
+    };
+    ((rank + size - shift) % size, (rank + shift) % size)
+}
+
+/// Collective. Write this rank's blocks, and its partner's copy, for the checkpoint of `step`.
+pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64, params: &[(String, Param)], items: &[Item]) -> Result<()> {
+    // Its own communicator, so that no message of the program's can meet these.
+    let comm = &comm.duplicate();
+    let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+    let sums: Vec<u64> = items.iter().map(|i| i.block.sum(&i.global, &i.start)).collect();
+    let mut totals = vec![0u64; sums.len()];
+    comm.all_reduce_into(&sums[..], &mut totals[..], mpi::collective::SystemOperation::sum());
+    let bytes = encode(step, time, size, rank, params, items, &sums, &totals);
+    let prepared = std::fs::create_dir_all(root).map_err(|source| IoError::File { path: root.into(), source });
+    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), &bytes));
+    agree(comm, "writing the node-local checkpoint", mine)?;
+    let (from, to) = partners(comm);
+    let copy = exchange(comm, &bytes, to, from);
+    let copied = put(&copy_path(root, step, from, size), &copy);
+    agree(comm, "writing the partner copy", copied)
+}
+
+/// Send `bytes` to `to` while receiving `from`'s, in pieces below MPI's 32-bit counts.
+fn exchange(comm: &SimpleCommunicator, bytes: &[u8], to: usize, from: usize) -> Vec<u8> {
+    const PIECE: usize = 1 << 30;
+    let (to, from) = (comm.process_at_rank(to as i32), comm.process_at_rank(from as i32));
+    let (n, mut len) = (bytes.len() as u64, 0u64);
+    mpi::request::scope(|s| {
+        let r = to.immediate_send(s, &n);
+        from.receive_into(&mut len);
+        r.wait();
+    });
+    let mut copy = vec![0u8; len as usize];
+    mpi::request::scope(|s| {
+        let sends: Vec<_> = bytes.chunks(PIECE).map(|p| to.immediate_send(s, p)).collect();
+        for piece in copy.chunks_mut(PIECE) {
+            from.receive_into(piece);
+        }
+        sends.into_iter().for_each(|r| {
+            r.wait();
+        });
+    });
+    copy
+}
+
+fn put(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = crate::checkpoint::partial_name(path);
+    std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path)).map_err(|source| IoError::File { path: path.into(), source })
+}
+
+/// Collective. Every rank's blocks of the checkpoint of `step` back with the rank they belong
+/// to, from its own file or from its partner's copy; `None` when some rank's blocks are nowhere
+/// (another rank count, a lost node and its partner). Damage is found later, by [`RankFile::parse`].
+pub(crate) fn fetch(comm: &SimpleCommunicator, root: &Path, step: u64) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    let comm = &comm.duplicate();
+    let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+    // What each rank holds of this step: bit 0 its own file, bit 1 a copy of its source's.
+    let (from, to) = partners(comm);
+    let files = listing(root);
+    let has = |r: usize, own: bool| files.iter().any(|f| (f.step, f.rank, f.ranks, f.own) == (step, r, size, own));
+    let mine = (has(rank, true) as u8) | ((has(from, false) as u8) << 1);
+    let mut all = vec![0u8; size];
+    comm.all_gather_into(&mine, &mut all[..]);
+    // Rank r's blocks: its own file, else the copy on its partner r + shift.
+    let holder = |r: usize| -> Option<usize> {
+        let partner = (r + (to + size - rank) % size) % size;
+        if all[r] & 1 != 0 {
+            Some(r)
+        } else if all[partner] & 2 != 0 {
+            Some(partner)
+        } else {
+            None
+        }
+    };
+    if (0..size).any(|r| holder(r).is_none()) {
+        return Ok(None);
+    }
+    let read = |p: PathBuf| std::fs::read(&p).map(|b| (p.clone(), b)).map_err(|e| IoError::Corrupt { path: p, reason: e.to_string() });
+    let own = if holder(rank) == Some(rank) { Some(read(own_path(root, step, rank, size))) } else { None };
+    // My source's copy, if I serve it.
+    let serve = if holder(from) == Some(rank) && from != rank { Some(read(copy_path(root, step, from, size))) } else { None };
+    let serve = agree(comm, "reading node-local checkpoints", serve.transpose())?;
+    let own = agree(comm, "reading node-local checkpoints", own.transpose())?;
+    let got = match (own, serve) {
+        (Some(o), s) => {
+            // Still answer my source, which is waiting for its copy.
+            if let Some((_, bytes)) = s {
+                exchange_one(comm, Some(&bytes), from, None);
+            }
+            o
+        }
+        (None, s) => {
+            let holder = holder(rank).expect("checked above");
+            let bytes = exchange_one(comm, s.as_ref().map(|(_, b)| &b[..]), from, Some(holder));
+            (copy_path(root, step, rank, size), bytes)
+        }
+    };
+    Ok(Some(got))
+}
+
+/// Send `bytes` (if any) to `to`, and receive from `holder` (if any).
+fn exchange_one(comm: &SimpleCommunicator, bytes: Option<&[u8]>, to: usize, holder: Option<usize>) -> Vec<u8> {
+    let mut got = vec![];
+    mpi::request::scope(|s| {
+        let sent = bytes.map(|b| comm.process_at_rank(to as i32).immediate_send(s, b));
+        if let Some(h) = holder {
+            got = comm.process_at_rank(h as i32).receive_vec::<u8>().0;
+        }
+        if let Some(r) = sent {
+            r.wait();
+        }
+    });
+    got
+}
+
+/// Delete this process's local files of steps up to `upto` (all with `None`).
+pub(crate) fn prune(root: &Path, upto: Option<u64>) {
+    for f in listing(root) {
+        if upto.map_or(true, |u| f.step <= u) {
+            let _ = std::fs::remove_file(f.path);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Param)], items: &[Item], sums: &[u64], totals: &[u64]) -> Vec<u8> {
+    let mut h = Writer::default();
+    h.u64(step).u64(time.to_bits()).u64(ranks as u64).u64(rank as u64).u64(params.len() as u64);
+    for (k, v) in params {
+        h.str(k);
+        match v {
+            Param::Int(x) => h.u64(0).u64(*x as u64),
+            Param::Float(x) => h.u64(1).u64(x.to_bits()),
+            Param::Bool(x) => h.u64(2).u64(*x as u64),
+            Param::Str(x) => h.u64(3).str(x),
+        };
+    }
+    h.u64(items.len() as u64);
+    let mut offset = 0u64;
+    for ((item, sum), total) in items.iter().zip(sums).zip(totals) {
+        h.str(&item.name).str(item.block.dtype()).u64(item.global.len() as u64);
+        for v in item.global.iter().chain(&item.start).chain(item.block.shape()) {
+            h.u64(*v as u64);
+        }
+        let len = item.block.bytes().len() as u64;
+        h.u64(*total).u64(*sum).u64(offset).u64(len);
+        offset += len;
+    }
+    let mut out = MAGIC.to_vec();
+    out.extend((h.0.len() as u64).to_le_bytes());
+    out.extend(&h.0);
+    out.extend(digest(&h.0).to_le_bytes());
+    for item in items {
+        out.extend(item.block.bytes());
+    }
+    out
+}
+
+fn digest(header: &[u8]) -> u64 {
+    let mut d = Digest::new();
+    for c in header.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        d.word(u64::from_le_bytes(w));
+    }
+    d.word(header.len() as u64).finish()
+}
+
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.u64(s.len() as u64);
+        self.0.extend(s.as_bytes());
+        self
+    }
+}
+
+/// A field's block in a rank file.
+pub(crate) struct LocalBlock {
+    start: Vec<usize>,
+    shape: Vec<usize>,
+    sum: u64,
+    data: std::ops::Range<usize>,
+}
+
+/// One rank's blocks of a checkpoint, parsed and checked.
+pub(crate) struct RankFile {
+    pub info: CheckpointInfo,
+    blocks: Vec<LocalBlock>,
+    bytes: Vec<u8>,
+}
+
+impl RankFile {
+    /// Check and parse the bytes of a rank file, for `rank` of `ranks`.
+    pub(crate) fn parse(path: PathBuf, bytes: Vec<u8>, rank: usize, ranks: usize) -> Result<RankFile> {
+        let corrupt = |reason: String| IoError::Corrupt { path: path.clone(), reason };
+        let mut r = Reader { b: &bytes, at: 0 };
+        let bad = |what: &str| corrupt(format!("node-local file: {what}"));
+        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
+            return Err(bad("not a node-local checkpoint"));
+        }
+        let hlen = r.u64().ok_or_else(|| bad("too short"))? as usize;
+        let header = r.take(hlen).ok_or_else(|| bad("truncated header"))?;
+        let stored = r.u64().ok_or_else(|| bad("truncated header"))?;
+        if stored != digest(header) {
+            return Err(bad("header digest mismatch"));
+        }
+        let data_at = r.at;
+        let mut h = Reader { b: header, at: 0 };
+        let short = || bad("header too short");
+        let (step, time, file_ranks, file_rank) = (h.u64().ok_or_else(short)?, f64::from_bits(h.u64().ok_or_else(short)?), h.u64().ok_or_else(short)?, h.u64().ok_or_else(short)?);
+        if (file_ranks, file_rank) != (ranks as u64, rank as u64) {
+            return Err(corrupt(format!("node-local file of rank {file_rank} of {file_ranks}, read as rank {rank} of {ranks}")));
+        }
+        let mut params = vec![];
+        for _ in 0..h.u64().ok_or_else(short)? {
+            let name = h.str().ok_or_else(short)?;
+            let v = match h.u64().ok_or_else(short)? {
+                0 => Param::Int(h.u64().ok_or_else(short)? as i64),
+                1 => Param::Float(f64::from_bits(h.u64().ok_or_else(short)?)),
+                2 => Param::Bool(h.u64().ok_or_else(short)? != 0),
+                3 => Param::Str(h.str().ok_or_else(short)?),
+                _ => return Err(bad("unknown parameter type")),
+            };
+            params.push((name, v));
+        }
+        params.sort_by(|a, b| a.0.cmp(&b.0)); // as HDF5 lists them
+        let (mut fields, mut blocks) = (vec![], vec![]);
+        for _ in 0..h.u64().ok_or_else(short)? {
+            let name = h.str().ok_or_else(short)?;
+            let dtype = h.str().ok_or_else(short)?;
+            let size = match dtype.as_str() {
+                "f64" => 8,
+                "f32" => 4,
+                _ => return Err(bad("unknown element type")),
+            };
+            let ndim = h.u64().ok_or_else(short)? as usize;
+            if ndim == 0 || ndim > 8 {
+                return Err(bad("bad rank of a field"));
+            }
+            let mut dims = vec![];
+            for _ in 0..3 * ndim {
+                dims.push(h.u64().ok_or_else(short)? as usize);
+            }
+            let (global, start, shape) = (dims[..ndim].to_vec(), dims[ndim..2 * ndim].to_vec(), dims[2 * ndim..].to_vec());
+            let (total, sum, offset, len) = (h.u64().ok_or_else(short)?, h.u64().ok_or_else(short)?, h.u64().ok_or_else(short)?, h.u64().ok_or_else(short)?);
+            let elems = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+            let fits = (0..ndim).all(|d| start[d].checked_add(shape[d]).is_some_and(|e| e <= global[d]) || shape[d] == 0);
+            let range = (data_at as u64).checked_add(offset).and_then(|a| Some(a as usize..a.checked_add(len)? as usize));
+            match (elems, range) {
+                (Some(n), Some(range)) if fits && n.checked_mul(size) == Some(len as usize) && range.end <= bytes.len() => {
+                    blocks.push(LocalBlock { start, shape, sum, data: range });
+                }
+                _ => return Err(bad("a block that does not fit")),
+            }
+            fields.push(FieldInfo { name, shape: global, dtype, checksum: total, blocks: ranks, blocks_checksum: 0 });
+        }
+        if h.at != header.len() {
+            return Err(bad("trailing header bytes"));
+        }
+        let info = CheckpointInfo {
+            path: path.clone(),
+            step,
+            time,
+            format_version: meta::FORMAT_VERSION,
+            rankwise_version: env!("CARGO_PKG_VERSION").into(),
+            ranks: ranks as u64,
+            params,
+            fields,
+        };
+        Ok(RankFile { info, blocks, bytes })
+    }
+
+    /// This rank's block of field `i` into `out`, which must be exactly that block.
+    pub(crate) fn read<T: Element>(&self, i: usize, start: &[usize], mut out: ndarray::ArrayViewMutD<T>) -> Result<()> {
+        let (b, f) = (&self.blocks[i], &self.info.fields[i]);
+        if b.start != start || b.shape != out.shape() {
+            // Another decomposition: the shared file serves it.
+            return Err(IoError::Corrupt {
+                path: self.info.path.clone(),
+                reason: format!("node-local block of `{}` is {:?} at {:?}, {:?} at {start:?} asked for", f.name, b.shape, b.start, out.shape()),
+            });
+        }
+        let raw = &self.bytes[b.data.clone()];
+        let mut vals = raw.chunks_exact(std::mem::size_of::<T>()).map(|c| {
+            let mut v = T::default();
+            // SAFETY: T is f64 or f32, plain bytes of exactly this size.
+            unsafe { std::ptr::copy_nonoverlapping(c.as_ptr(), (&mut v as *mut T).cast::<u8>(), c.len()) };
+            v
+        });
+        out.iter_mut().for_each(|o| *o = vals.next().expect("sized above"));
+        let sum = checksum::block_sum(&f.shape, start, &out.view());
+        if sum != b.sum {
+            return Err(IoError::Corrupt {
+                path: self.info.path.clone(),
+                reason: format!("node-local block of `{}` has checksum {sum:016x}, the file says {:016x}", f.name, b.sum),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = self.u64()? as usize;
+        self.take(n).and_then(|s| String::from_utf8(s.to_vec()).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_others_are_not_ours() {
+        assert_eq!(parse_name("ckpt-0000000040.rank-3-of-4.bin"), Some((40, 3, 4, true)));
+        assert_eq!(parse_name("ckpt-0000000040.copy-12-of-16.bin"), Some((40, 12, 16, false)));
+        for other in ["ckpt-0000000040.h5", "ckpt-x.rank-1-of-2.bin", "ckpt-1.rank-1-of-2.bin.partial", "ckpt-1.peer-1-of-2.bin", "ckpt-1.rank-1.bin"] {
+            assert_eq!(parse_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_rank_file_parses_back_and_any_flipped_bit_of_its_header_is_damage() {
+        let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64 * 0.5);
+        let items = [Item { name: "u".into(), global: vec![6, 4], start: vec![3, 0], block: Box::new(a.clone()) }];
+        let params = [("n".to_string(), Param::Int(6)), ("tag".to_string(), Param::Str("x".into()))];
+        let sum = items[0].block.sum(&[6, 4], &[3, 0]);
+        let bytes = encode(9, 0.5, 2, 1, &params, &items, &[sum], &[sum ^ 1]);
+        let f = RankFile::parse("x".into(), bytes.clone(), 1, 2).unwrap();
+        assert_eq!((f.info.step, f.info.time, f.info.params.len(), f.info.fields[0].checksum), (9, 0.5, 2, sum ^ 1));
+        let mut back = ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3, 4]));
+        f.read(0, &[3, 0], back.view_mut()).unwrap();
+        assert_eq!(back, a);
+        assert!(f.read(0, &[2, 0], back.view_mut()).is_err(), "another block");
+        assert!(RankFile::parse("x".into(), bytes.clone(), 0, 2).is_err(), "another rank's file");
+        let header_end = 16 + u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize + 8;
+        for bit in 0..header_end * 8 {
+            let mut b = bytes.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(RankFile::parse("x".into(), b, 1, 2).is_err(), "bit {bit}");
+        }
+        for len in 0..bytes.len() {
+            assert!(RankFile::parse("x".into(), bytes[..len].to_vec(), 1, 2).is_err(), "truncated to {len}");
+        }
+    }
+}
