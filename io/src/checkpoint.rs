@@ -570,9 +570,28 @@ pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> R
     comm.all_reduce_into(&class(&r), &mut worst, SystemOperation::max());
     match (worst, r) {
         (0, r) => r,
-        (1, Err(e)) => Err(e),
-        (1, Ok(_)) => Err(IoError::Corrupt { path: PathBuf::from("(see another rank)"), reason: format!("another rank found damage in {what}") }),
+        (1, r) => Err(first_damage(comm, r.err())),
         (_, Err(e)) if !e.is_corrupt() => Err(e),
         _ => Err(IoError::OtherRank(what.into())),
     }
+}
+
+/// Collective. The damage the lowest-numbered rank that found some reports, on every rank, so
+/// that all of them say the same and the log names the file and the reason.
+fn first_damage(comm: &SimpleCommunicator, mine: Option<IoError>) -> IoError {
+    let me = if mine.is_some() { comm.rank() } else { i32::MAX };
+    let mut first = 0i32;
+    comm.all_reduce_into(&me, &mut first, SystemOperation::min());
+    let mut msg = match &mine {
+        Some(IoError::Corrupt { path, reason }) if comm.rank() == first => format!("{}\0{reason}", path.display()).into_bytes(),
+        _ => vec![],
+    };
+    let root = comm.process_at_rank(first);
+    let mut len = msg.len() as u64;
+    root.broadcast_into(&mut len);
+    msg.resize(len as usize, 0);
+    root.broadcast_into(&mut msg[..]);
+    let text = String::from_utf8_lossy(&msg);
+    let (path, reason) = text.split_once('\0').unwrap_or(("(another rank)", &text));
+    IoError::Corrupt { path: path.into(), reason: reason.into() }
 }
