@@ -70,6 +70,15 @@ fn restores_from_its_own_files_or_a_partners_copy_and_falls_back_to_the_shared_f
         assert_eq!(o.line(r, &format!("rank={r} sentinel")), format!("rank={r} sentinel restored=step=40 wrong=0"), "{}", o.show());
     }
     assert!(o.stderr.contains("ckpt-0000000050.rank-2-of-3.bin: corrupt checkpoint: node-local block of `tiny` has checksum"), "{}", o.show());
+    // `rankwise ckpt list --local` shows both levels, and the damage.
+    let out = Command::new(rankwise_bin()).args(["ckpt", "list", sh, "--local", local.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 + 5, "{text}");
+    assert!(lines[0].starts_with("step=20 ") && lines[1].starts_with("step=40 ") && lines[1].contains(" valid "), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("local step=50 rank=1 of 3 partner copy ") && l.contains(" valid ")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("local step=50 rank=2 of 3 own ") && l.contains(" invalid: node-local block of `tiny`")), "{text}");
     // Both copies of rank 1 gone: 50 cannot be put together; 40 it is.
     std::fs::remove_file(local.join("ckpt-0000000050.copy-1-of-3.bin")).unwrap();
     assert_eq!(restored_step(&ckpt(3, &["read", sh, &lo]), 3), 40);

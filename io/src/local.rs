@@ -100,6 +100,34 @@ fn listing(root: &Path) -> Vec<Entry> {
         .collect()
 }
 
+/// One file of the node-local level as `rankwise ckpt list --local` shows it.
+pub struct LocalFile {
+    pub step: u64,
+    pub rank: usize,
+    pub ranks: usize,
+    /// The rank's own file, or its partner's copy.
+    pub own: bool,
+    pub path: PathBuf,
+    /// Whether its header and every block verify.
+    pub valid: Result<()>,
+}
+
+/// The node-local files in `root` that this process sees, oldest step first, each checked.
+pub fn list(root: &Path) -> Vec<LocalFile> {
+    let mut files: Vec<LocalFile> = listing(root)
+        .into_iter()
+        .map(|e| {
+            let valid = std::fs::read(&e.path)
+                .map_err(|source| IoError::File { path: e.path.clone(), source })
+                .and_then(|b| RankFile::parse(e.path.clone(), b, e.rank, e.ranks))
+                .and_then(|f| f.check());
+            LocalFile { step: e.step, rank: e.rank, ranks: e.ranks, own: e.own, path: e.path, valid }
+        })
+        .collect();
+    files.sort_by_key(|f| (f.step, f.rank, !f.own));
+    files
+}
+
 /// The steps of which this process holds some rank's blocks in `root`, oldest first.
 pub fn steps(root: &Path) -> Vec<u64> {
     let mut s: Vec<u64> = listing(root).into_iter().map(|f| f.step).collect();
@@ -395,6 +423,18 @@ impl RankFile {
             fields,
         };
         Ok(RankFile { info, blocks, bytes })
+    }
+
+    /// Every block against its checksum.
+    fn check(&self) -> Result<()> {
+        for (i, (b, f)) in self.blocks.iter().zip(&self.info.fields).enumerate() {
+            let dims = ndarray::IxDyn(&b.shape);
+            match f.dtype.as_str() {
+                "f32" => self.read::<f32>(i, &b.start.clone(), ndarray::ArrayD::zeros(dims).view_mut())?,
+                _ => self.read::<f64>(i, &b.start.clone(), ndarray::ArrayD::zeros(dims).view_mut())?,
+            }
+        }
+        Ok(())
     }
 
     /// This rank's block of field `i` into `out`, which must be exactly that block.

@@ -5,8 +5,9 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use rankwise_io::{inspect, verify, CheckpointDir, CheckpointInfo, IoError};
 
-/// One line per checkpoint in `dir`, oldest first: step, time, size, writing ranks, validity.
-pub fn list(dir: &Path) -> Result<i32> {
+/// One line per checkpoint in `dir`, oldest first: step, time, size, writing ranks, validity; then
+/// one per file of the node-local level in `local` that this host sees.
+pub fn list(dir: &Path, local: Option<&Path>) -> Result<i32> {
     if !dir.is_dir() {
         bail!("no checkpoint directory {}", dir.display());
     }
@@ -22,6 +23,13 @@ pub fn list(dir: &Path) -> Result<i32> {
             Err(e) => format!("invalid: {}", reason(&e)),
         };
         println!("step={step} time={time} size={} ranks={ranks} {state}  {}", size(&path), path.display());
+    }
+    if let Some(root) = local {
+        for f in rankwise_io::local::list(root) {
+            let state = f.valid.as_ref().map_or_else(|e| format!("invalid: {}", reason(e)), |()| "valid".into());
+            let kind = if f.own { "own" } else { "partner copy" };
+            println!("local step={} rank={} of {} {kind} size={} {state}  {}", f.step, f.rank, f.ranks, size(&f.path), f.path.display());
+        }
     }
     Ok(0)
 }

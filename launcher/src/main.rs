@@ -115,8 +115,13 @@ Examples:
 enum CkptCmd {
     /// One line per checkpoint in DIR, oldest first: step, time, size, ranks that wrote it, and
     /// whether every field matches its checksum (or why not).
-    #[command(after_help = "Example:\n  rankwise ckpt list ckpt/")]
-    List { dir: PathBuf },
+    #[command(after_help = "Examples:\n  rankwise ckpt list ckpt/\n  rankwise ckpt list ckpt/ --local /tmp/run-42")]
+    List {
+        dir: PathBuf,
+        /// Also the node-local level in this folder (`checkpoint.local`), as far as this host sees it.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+    },
     /// Read every field of FILE (or of every checkpoint in DIR) and check its checksum. Exit code:
     /// 0 all valid, 1 one is damaged (named), 2 not a checkpoint.
     #[command(after_help = "Examples:\n  rankwise ckpt verify ckpt/\n  rankwise ckpt verify ckpt/ckpt-0000000100.h5")]
@@ -213,7 +218,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             info::print();
             Ok(0)
         }
-        Cmd::Ckpt(CkptCmd::List { dir }) => ckpt::list(&dir),
+        Cmd::Ckpt(CkptCmd::List { dir, local }) => ckpt::list(&dir, local.as_deref()),
         Cmd::Ckpt(CkptCmd::Verify { path }) => ckpt::verify_cmd(&path),
         Cmd::Ckpt(CkptCmd::Inspect { file }) => ckpt::inspect_cmd(&file),
         Cmd::Completions { shell } => {
