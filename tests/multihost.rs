@@ -351,6 +351,78 @@ fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_surv
 }
 
 /// The step of the newest checkpoint in `dir` (a checkpoint has its final name once complete).
+/// The node-local level across hosts: heat on 4 ranks over rw-node1 and rw-node2 checkpoints to
+/// each host's own folder (with a partner copy on the other host) and to the shared file every
+/// tenth time. rw-node2 crashes after a node-local checkpoint newer than the last shared one, and
+/// its folder is gone with it; the relaunch on the same 4 ranks over rw-node1 and the spare
+/// rw-node3 restores from the survivor's own files and partner copies, not from the older shared
+/// file, and ends with the bits of an uninterrupted 1-host run.
+#[test]
+fn a_lost_host_is_survived_from_the_partner_copies_of_the_node_local_level() {
+    skip_if_unavailable!();
+    let sets = |s: &Path| {
+        let (shared, local) = (format!("checkpoint.dir={}", s.join("shared").display()), format!("checkpoint.local={}", s.join("local-%h").display()));
+        heat_args(&["n=64", "steps=4000", "checkpoint.every=100", "checkpoint.flush_every=10", &shared, &local])
+    };
+    let reference = heat_on_1_host(&heat_args(&["n=64", "steps=4000"]));
+    let scratch = Scratch::new("multihost-local");
+    let s = scratch.path().to_path_buf();
+    let hosts = Hosts::up(3);
+    let hostfile = |names: [&str; 2]| {
+        let p = s.join(format!("hosts-{}", names[1]));
+        let line = |h: &str| if common::hydra() { format!("{h}:2\n") } else { format!("{h} slots=2\n") };
+        std::fs::write(&p, names.iter().map(|h| line(h)).collect::<String>()).unwrap();
+        p
+    };
+    let args = sets(&s);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (lost, kept) = (s.join("local-rw-node2"), s.join("local-rw-node1"));
+    let crash = {
+        let kept = kept.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            // rw-node1 holds the partner copies of rw-node2's ranks (2 and 3) of a node-local
+            // checkpoint past the first shared one (step 1000) and not shared itself.
+            while start.elapsed() < Duration::from_secs(100) {
+                let names: Vec<String> = std::fs::read_dir(&kept).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let newer = names.iter().any(|n| {
+                    let step: u64 = n.strip_prefix("ckpt-").and_then(|r| r.split('.').next()).and_then(|x| x.parse().ok()).unwrap_or(0);
+                    let copies = [2, 3].iter().all(|r| names.contains(&format!("ckpt-{step:010}.copy-{r}-of-4.bin")));
+                    step > 1000 && step % 1000 != 0 && copies
+                });
+                if newer {
+                    let (ok, out) = hosts_sh(&["crash", "rw-node2"]);
+                    assert!(ok, "{out}");
+                    // The survivors would wait on TCP for the lost host (Slurm ends such a step;
+                    // here we do): every process of the job left, found by its arguments.
+                    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                        let ours = String::from_utf8_lossy(&cmdline).contains(kept.parent().unwrap().to_str().unwrap());
+                        if let (true, Ok(pid)) = (ours, e.file_name().to_string_lossy().parse::<i32>()) {
+                            // SAFETY: kill(2) of a process of the job this test started.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            false
+        })
+    };
+    let o = hosts.mpirun(4, &hostfile(["rw-node1", "rw-node2"]), "heat", &args);
+    assert!(crash.join().unwrap(), "rw-node2 was never crashed\n{}", o.show());
+    assert!(o.code != Some(0), "the job survived its host's crash\n{}", o.show());
+    std::fs::remove_dir_all(&lost).unwrap();
+    let o = hosts.mpirun(4, &hostfile(["rw-node1", "rw-node3"]), "heat", &args);
+    o.assert_success();
+    let resumed = o.rank_errs[0].iter().find(|l| l.contains("restarted from step ")).unwrap_or_else(|| panic!("no restart\n{}", o.show()));
+    assert!(resumed.contains("local-rw-node1/ckpt-") && resumed.contains(".rank-0-of-4.bin"), "not from the node-local level: {resumed}\n{}", o.show());
+    let step: u64 = resumed.split("restarted from step ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(step > 1000 && step % 1000 != 0, "{resumed}");
+    assert_eq!(o.line(0, "final "), reference, "{}", o.show());
+}
+
 fn newest_checkpoint(dir: &Path) -> u64 {
     std::fs::read_dir(dir).unwrap().flatten()
         .filter_map(|e| e.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".h5")?.parse().ok())

@@ -54,9 +54,14 @@ impl CheckpointDir {
 
     /// A node-local level in `dir` (each rank's blocks, and a partner's copy: [`crate::local`]):
     /// every [`Snapshot`] goes there, and only every `flush_every`-th (at least 1), and one marked
-    /// [`Snapshot::shared`], to the shared file too. `dir` must be private to this run.
+    /// [`Snapshot::shared`], to the shared file too. `dir` must be private to this run; `%h` in it
+    /// stands for the host's name (for a folder that is not node-local on every node).
     pub fn local(mut self, dir: impl Into<PathBuf>, flush_every: u64) -> Self {
-        self.local = Some(dir.into());
+        let dir: PathBuf = dir.into();
+        self.local = Some(match dir.to_str() {
+            Some(d) if d.contains("%h") => d.replace("%h", &hostname()).into(),
+            _ => dir,
+        });
         self.flush_every = flush_every.max(1);
         self
     }
@@ -246,6 +251,14 @@ impl CheckpointDir {
         }
         Ok(())
     }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok { String::from_utf8_lossy(&buf[..end]).into_owned() } else { "unknown-host".into() }
 }
 
 /// Collective. Run `load` twice on `ck`: staged and verified, then delivered (see
