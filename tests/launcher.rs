@@ -192,6 +192,10 @@ fn supervised_run_survives_sigkills_with_the_same_result() {
         assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(&from)), "{restart}..{from}\n{}", o.show());
         assert!(o.stdout.contains(&format!("start step={ckpt} restart={n}")), "{}", o.show());
     }
+    // The backoff doubles: 50 ms, then 100, then 200; the supervisor waited at least their sum.
+    let waits: Vec<&str> = o.stderr.lines().filter_map(|l| l.strip_prefix("rankwise: restart ")).map(|l| l.split(" in ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+    assert_eq!(waits, ["50.0ms", "100.0ms", "200.0ms"], "{}", o.show());
+    assert!(o.elapsed >= Duration::from_millis(350), "{:?}\n{}", o.elapsed, o.show());
 }
 
 #[test]
