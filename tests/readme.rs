@@ -11,8 +11,9 @@
 //!   stands for any text within a line and a line `...` for any number of lines. Each exits 0.
 //!   `cargo` commands get this test's profile flags.
 //! - `sh`: every command runs too, where the README shows it (between the console blocks, in
-//!   their folder), and must exit 0; the few that cannot run inside a test (`make`, `module load`) name the test or
-//!   file that runs them in [`COVERED`], and that is looked up.
+//!   their folder), and must exit 0 (`make demo` too); the two that cannot run inside a test
+//!   (`make test`, `module load`) name the test or file that runs them in [`COVERED`], and that
+//!   is looked up.
 //! - `toml`: parsed by the real parsers: `[dependencies]` must name this workspace's packages at
 //!   their folders and the workspace's versions of the rest; anything else must load as inputs.
 //!
@@ -36,7 +37,6 @@ const PROGRAMS: [&str; 2] = ["examples/quickstart.rs", "kernels/examples/standal
 /// What runs each command of the `sh` blocks that cannot run inside a test: `tests/FILE.rs::test_function`, or a
 /// file that runs the very same command.
 const COVERED: &[(&str, &str)] = &[
-    ("make demo", "tests/launcher.rs::runs_an_example_by_name_on_4_ranks"),
     ("make test", ".ci/run"),
     ("module load openmpi hdf5", "tests/readme.rs::env_sh_keeps_what_module_load_set"),
 ];
@@ -274,7 +274,7 @@ fn console_and_sh_blocks_run_as_the_readme_shows() {
     let s = Scratch::new("readme");
     // `$PWD/target` in the README's `export PATH=...` is this build's target folder.
     std::os::unix::fs::symlink(&target, s.path().join("target")).unwrap();
-    for d in ["examples", "scripts"] {
+    for d in ["examples", "scripts", "Makefile"] {
         std::os::unix::fs::symlink(Path::new(ROOT).join(d), s.path().join(d)).unwrap();
     }
     for b in &blocks() {
