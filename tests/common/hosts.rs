@@ -48,7 +48,7 @@ pub fn unavailable() -> Option<String> {
 /// The first of `tools` (command, Debian package) not on PATH, as one line saying how to install it.
 fn missing(tools: &[(&str, &str)]) -> Option<String> {
     let found = |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).exists());
-    tools.iter().find(|(t, _)| !found(t)).map(|(t, pkg)| format!("`{t}` is not installed: run scripts/setup.sh (Debian package {pkg})"))
+    tools.iter().find(|(t, _)| !found(t)).map(|(t, pkg)| format!("`{t}` is not on PATH: install it with scripts/setup.sh (Debian package {pkg})"))
 }
 
 /// Wait until no other test of this binary uses the fixture.
