@@ -110,22 +110,24 @@ fn reductions_give_the_true_values_at_1_to_4_ranks() {
 }
 
 /// The field checksum heat and poisson print sees every bit: flipping any one bit of any value
-/// changes it (each flip to a different sum), so does negating the whole field (FNV-1a over whole
-/// words did not: two sign flips cancelled), it is the same at every rank count, and the
+/// changes it (each flip to a different sum), so do the signs of any two values flipped together
+/// and negating the whole 6x4 field (FNV-1a over whole words missed both: two sign flips
+/// cancelled), it is the same at every rank count, and the
 /// distributed sum equals the serial definition over the gathered array.
 #[test]
 fn the_field_checksum_changes_with_any_single_bit() {
     let get = |l: &str, k: &str| l.split(&format!(" {k}=")).nth(1).unwrap().split(' ').next().unwrap().to_string();
     let mut first: Vec<String> = Vec::new();
     for np in 1..=4 {
-        let o = Job::new(np, "fields").args(["bits", "7x5"]).run();
+        let o = Job::new(np, "fields").args(["bits", "7x5", "6x4"]).run();
         o.assert_success();
         let lines: Vec<&String> = o.ranks[0].iter().filter(|l| l.starts_with("bits ")).collect();
-        assert_eq!(lines.len(), 2, "{}", o.show());
-        for (l, bits) in lines.iter().zip([64, 32]) {
-            assert_eq!(get(l, "flips"), (35 * bits).to_string(), "{l}");
+        assert_eq!(lines.len(), 4, "{}", o.show());
+        for (l, (cells, bits)) in lines.iter().zip([(35, 64), (35, 32), (24, 64), (24, 32)]) {
+            assert_eq!(get(l, "flips"), (cells * bits).to_string(), "{l}");
             assert_eq!(get(l, "missed"), "0", "a bit flip left the checksum as it was: {l}");
             assert_eq!(get(l, "distinct"), get(l, "flips"), "two bit flips gave the same checksum: {l}");
+            assert_eq!(get(l, "pairs_missed"), "0", "two sign flips cancelled: {l}");
             assert_eq!(get(l, "negated_differs"), "true", "{l}");
             assert_eq!(get(l, "checksum"), get(l, "serial"), "{l}");
         }

@@ -10,7 +10,7 @@
 //! - `gather SHAPE...`: gather/scatter round trip, f64 and f32.
 //! - `sums SHAPE`: reductions of awkward data, printed as bits.
 //! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints the checksum of the final field.
-//! - `bits SHAPE`: the field checksum (`rankwise_io::checksum::field_checksum`) after flipping each
+//! - `bits SHAPE...`: the field checksum (`rankwise_io::checksum::field_checksum`) after flipping each
 //!   bit of each value in turn, f64 and f32: counts the flips it missed and the distinct sums.
 //! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
 
@@ -36,9 +36,11 @@ fn main() {
             "sums" => sums(rt, &shape(arg(1)?)?)?,
             "heat" => heat(rt, &shape(arg(1)?)?, arg(2)?.parse()?)?,
             "bits" => {
-                let global = shape(arg(1)?)?;
-                bits::<f64>(rt, &global)?;
-                bits::<f32>(rt, &global)?;
+                for s in &args[1..] {
+                    let global = shape(s)?;
+                    bits::<f64>(rt, &global)?;
+                    bits::<f32>(rt, &global)?;
+                }
             }
             "grid" => {
                 let (global, grid) = (shape(arg(1)?)?, shape(arg(2)?)?);
@@ -312,7 +314,8 @@ impl Flip for f32 {
 }
 
 /// Every single-bit change of every value changes the field checksum, and to a different sum each
-/// time; so does negating the whole field (which FNV-1a over whole words missed); and the
+/// time; so do the signs of any two values flipped together and the whole field negated (which
+/// FNV-1a over whole words missed for an even cell count); and the
 /// distributed sum is the serial definition's over the gathered array.
 fn bits<T: Flip>(rt: &Runtime, global: &[usize]) -> Result<(), E> {
     let d = Arc::new(Decomposition::new(rt, global, &vec![true; global.len()])?);
@@ -321,37 +324,49 @@ fn bits<T: Flip>(rt: &Runtime, global: &[usize]) -> Result<(), E> {
     let base = checksum::field_checksum(&f);
     let serial = f.gather(0).map(|w| checksum::run_sum(0, &w.iter().copied().collect::<Vec<T>>()));
     let (mut sums, mut flips) = (vec![base], 0usize);
+    let cells = global.iter().product::<usize>();
     let start: Vec<usize> = d.owned().iter().map(|r| r.start).collect();
-    for cell in 0..global.iter().product::<usize>() {
-        // The global index of `cell` (C order), and its place in this rank's interior if owned.
+    // Flip `bit` of global cell `cell` (C order) on the rank that owns it.
+    let flip = |f: &mut Field<T>, cell: usize, bit: u32| {
         let mut g = vec![0; global.len()];
         let mut rest = cell;
         for k in (0..global.len()).rev() {
             g[k] = rest % global[k];
             rest /= global[k];
         }
-        let local: Option<Vec<usize>> = d.owned().iter().zip(&g).all(|(r, x)| r.contains(x)).then(|| g.iter().zip(&start).map(|(x, s)| x - s).collect());
+        if d.owned().iter().zip(&g).all(|(r, x)| r.contains(x)) {
+            let local: Vec<usize> = g.iter().zip(&start).map(|(x, s)| x - s).collect();
+            let v = &mut f.interior_mut()[local.as_slice()];
+            *v = v.flip(bit);
+        }
+    };
+    for cell in 0..cells {
         for bit in 0..T::BITS {
-            if let Some(l) = &local {
-                let v = &mut f.interior_mut()[l.as_slice()];
-                *v = v.flip(bit);
-            }
+            flip(&mut f, cell, bit);
             sums.push(checksum::field_checksum(&f));
             flips += 1;
-            if let Some(l) = &local {
-                let v = &mut f.interior_mut()[l.as_slice()];
-                *v = v.flip(bit);
-            }
+            flip(&mut f, cell, bit);
         }
     }
     let missed = sums[1..].iter().filter(|&&s| s == base).count();
     sums.sort_unstable();
     sums.dedup();
+    // The sign of two values flipped: FNV-1a over whole words cannot see it.
+    let mut pairs_missed = 0;
+    for a in 0..cells {
+        for b in a + 1..cells {
+            flip(&mut f, a, T::BITS - 1);
+            flip(&mut f, b, T::BITS - 1);
+            pairs_missed += usize::from(checksum::field_checksum(&f) == base);
+            flip(&mut f, a, T::BITS - 1);
+            flip(&mut f, b, T::BITS - 1);
+        }
+    }
     f.interior_mut().mapv_inplace(|x| -x);
     let negated = checksum::field_checksum(&f);
     if let Some(serial) = serial {
         println!(
-            "bits {} shape={global:?} checksum={base:016x} serial={serial:016x} flips={flips} missed={missed} distinct={} negated_differs={}",
+            "bits {} shape={global:?} checksum={base:016x} serial={serial:016x} flips={flips} missed={missed} distinct={} pairs_missed={pairs_missed} negated_differs={}",
             T::DTYPE,
             sums.len() - 1,
             negated != base
