@@ -28,6 +28,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use ndarray::{aview1, ArrayViewD, Axis, Ix2, Ix3, Slice};
+use rankwise::io::checksum;
 use rankwise::kernels::cpu;
 use rankwise::runtime::{self, reduce, Config, Decomposition, Exit, ExactSum, Field, InitOptions, Runtime, Stencil};
 
@@ -137,9 +138,10 @@ fn main() {
         e.fill_with(exact);
         e.interior_mut().zip_mut_with(&cg.x.interior(), |e, x| *e = x - *e);
         let l2 = (reduce::reproducible_dot(e, e) / (inp.n.pow(inp.dim as u32) as f64)).sqrt();
-        if let Some(g) = cg.x.gather(0) {
-            // FNV-1a over the bits in global C order: equal on any rank count iff the field is.
-            let sum = g.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3));
+        // Position-keyed, mixed per value and summed over ranks: the same on any rank count, and
+        // any changed bit changes it; no gather.
+        let sum = checksum::field_checksum(&cg.x);
+        if rt.is_root() {
             let per_iter = |t: f64| t / iterations.max(1) as f64;
             println!(
                 "final iterations={iterations} residual={residual:.6e} l2_error={l2:.6e} checksum={sum:016x} s_per_iter={:.6e} cpu_per_iter={:.6e} dot={}",

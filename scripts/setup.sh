@@ -2,11 +2,13 @@
 # Install what Rankwise needs on Debian/Ubuntu, once: MPI, parallel HDF5, OpenBLAS, libclang,
 # pkg-config, the HDF5 command-line tools and h5py (independent readers for the tests), Slurm and
 # munge (the test suite starts its own one-node cluster; no service is started on install).
-# RANKWISE_MPI=mpich selects MPICH instead of OpenMPI (default). Idempotent and quick when done.
+# RANKWISE_MPI=mpich selects MPICH instead of OpenMPI (default; MPICH is installed beside it for
+# tests/mpich.rs). Idempotent and quick when done.
 set -euo pipefail
 mpi=${RANKWISE_MPI:-openmpi}
 case "$mpi" in
-  openmpi) pkgs="libopenmpi-dev openmpi-bin libhdf5-openmpi-dev" ;;
+  # MPICH beside it (Debian keeps Open MPI the default): the MPICH smoke set (tests/mpich.rs).
+  openmpi) pkgs="libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libmpich-dev mpich libhdf5-mpich-dev" ;;
   mpich)   pkgs="libmpich-dev mpich libhdf5-mpich-dev" ;;
   *) echo "error: RANKWISE_MPI must be openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
 esac

@@ -82,6 +82,64 @@ fn reproducible_sum_has_the_same_bits_at_any_rank_count() {
     assert!(plain.iter().any(|p| *p != field(&lines[0], "repro")), "{plain:?}");
 }
 
+/// min, max, dot and norm2 against the true values (computed from the formulas in one process),
+/// at every rank count; integers exactly.
+#[test]
+fn reductions_give_the_true_values_at_1_to_4_ranks() {
+    let get = |l: &str, k: &str| -> f64 { l.split(&format!(" {k}=")).nth(1).unwrap().split(' ').next().unwrap().parse().unwrap() };
+    for np in 1..=4 {
+        let o = Job::new(np, "fields").args(["sums", "37x29"]).run();
+        o.assert_success();
+        for r in 0..np {
+            let (l, t) = (o.line(r, "rank="), o.line(r, "truth rank="));
+            assert_eq!(get(l, "min"), get(t, "true_min"), "{}", o.show());
+            assert_eq!(get(l, "max"), get(t, "true_max"), "{}", o.show());
+            // A plain sum of n terms is within n eps sum|a_i b_i| of the true one.
+            let bound = 37.0 * 29.0 * f64::EPSILON * get(t, "true_abs_dot");
+            assert!((get(t, "dot") - get(t, "true_dot")).abs() <= bound, "dot off by more than {bound:e}\n{}", o.show());
+            let (n2, want) = (get(t, "norm2"), get(t, "true_norm2"));
+            assert!((n2 - want).abs() <= 37.0 * 29.0 * f64::EPSILON * want, "norm2 {n2:e} against {want:e}\n{}", o.show());
+            // Integers (column index + 1, 29 rows of 1..=37): exact.
+            assert_eq!(get(l, "sum_int"), 29.0 * (37.0 * 38.0 / 2.0), "{l}");
+            assert_eq!(get(l, "dot_int"), 29.0 * (37.0 * 38.0 * 75.0 / 6.0), "{l}");
+            assert_eq!(get(l, "norm2_int"), (29.0f64 * (37.0 * 38.0 * 75.0 / 6.0)).sqrt(), "{l}");
+            // f32: sum of the global indices minus 3, from -3 to 36 + 28 - 3.
+            assert_eq!((get(l, "f32min"), get(l, "f32max")), (-3.0, 61.0), "{l}");
+        }
+    }
+}
+
+/// The field checksum heat and poisson print sees every bit: flipping any one bit of any value
+/// changes it (each flip to a different sum), so do the signs of any two values flipped together
+/// and negating the whole 6x4 field (FNV-1a over whole words missed both: two sign flips
+/// cancelled), it is the same at every rank count, and the
+/// distributed sum equals the serial definition over the gathered array.
+#[test]
+fn the_field_checksum_changes_with_any_single_bit() {
+    let get = |l: &str, k: &str| l.split(&format!(" {k}=")).nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let mut first: Vec<String> = Vec::new();
+    for np in 1..=4 {
+        let o = Job::new(np, "fields").args(["bits", "7x5", "6x4"]).run();
+        o.assert_success();
+        let lines: Vec<&String> = o.ranks[0].iter().filter(|l| l.starts_with("bits ")).collect();
+        assert_eq!(lines.len(), 4, "{}", o.show());
+        for (l, (cells, bits)) in lines.iter().zip([(35, 64), (35, 32), (24, 64), (24, 32)]) {
+            assert_eq!(get(l, "flips"), (cells * bits).to_string(), "{l}");
+            assert_eq!(get(l, "missed"), "0", "a bit flip left the checksum as it was: {l}");
+            assert_eq!(get(l, "distinct"), get(l, "flips"), "two bit flips gave the same checksum: {l}");
+            assert_eq!(get(l, "pairs_missed"), "0", "two sign flips cancelled: {l}");
+            assert_eq!(get(l, "negated_differs"), "true", "{l}");
+            assert_eq!(get(l, "checksum"), get(l, "serial"), "{l}");
+        }
+        let sums: Vec<String> = lines.iter().map(|l| get(l, "checksum")).collect();
+        if first.is_empty() {
+            first = sums;
+        } else {
+            assert_eq!(sums, first, "the checksum changed with the rank count ({np})");
+        }
+    }
+}
+
 #[test]
 fn heat_steps_give_the_same_bits_at_1_to_4_ranks() {
     let mut hashes = Vec::new();

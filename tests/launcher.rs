@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -191,6 +192,10 @@ fn supervised_run_survives_sigkills_with_the_same_result() {
         assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(&from)), "{restart}..{from}\n{}", o.show());
         assert!(o.stdout.contains(&format!("start step={ckpt} restart={n}")), "{}", o.show());
     }
+    // The backoff doubles: 50 ms, then 100, then 200; the supervisor waited at least their sum.
+    let waits: Vec<&str> = o.stderr.lines().filter_map(|l| l.strip_prefix("rankwise: restart ")).map(|l| l.split(" in ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+    assert_eq!(waits, ["50.0ms", "100.0ms", "200.0ms"], "{}", o.show());
+    assert!(o.elapsed >= Duration::from_millis(350), "{:?}\n{}", o.elapsed, o.show());
 }
 
 #[test]
@@ -214,13 +219,14 @@ fn gives_up_when_a_restart_makes_no_progress_or_restarts_run_out() {
     assert!(o.stdout.contains("start step=3 restart=1"), "{}", o.show());
 }
 
-/// Start a long run, wait until rank 0 has reported a step, send `sig` to rankwise.
-fn signal_mid_run(sig: i32, restarts: &str) -> (Outcome, Duration) {
-    program("steps");
-    let s = Scratch::new(&format!("launcher-signal-{sig}"));
+/// Start a long run of `program` with `args` (given the run's scratch folder), wait until rank 0
+/// has reported a step, send `sig` to rankwise; check that no process of the job is left.
+fn signal_mid_run(sig: i32, restarts: &str, program_name: &str, args: impl FnOnce(&Path) -> Vec<String>) -> (Outcome, Duration, Scratch) {
+    program(program_name);
+    let s = Scratch::new(&format!("launcher-signal-{sig}-{program_name}"));
     let status = s.path().join("status");
     let mut cmd = rankwise(&["run", "-n", "2", "--restarts", restarts, "--status-file", status.to_str().unwrap()]);
-    cmd.args(steps_args(s.path().to_str().unwrap(), &["steps=100000", "sleep_ms=20"]));
+    cmd.args(args(s.path()));
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
@@ -233,6 +239,7 @@ fn signal_mid_run(sig: i32, restarts: &str) -> (Outcome, Duration) {
     // SAFETY: kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, sig) };
     let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
     assert!(!status.exists(), "rankwise left its status file behind");
     let o = Outcome {
         command: format!("{cmd:?}"),
@@ -244,22 +251,57 @@ fn signal_mid_run(sig: i32, restarts: &str) -> (Outcome, Duration) {
         ranks: vec![],
         rank_errs: vec![],
     };
-    (o, sent.elapsed())
+    // Every rank (and mpirun) named the scratch folder on its command line: none may be left.
+    let left = processes_naming(s.path());
+    assert!(left.is_empty(), "processes of the job still running after rankwise exited: {left:?}\n{}", o.show());
+    (o, took, s)
+}
+
+/// The processes whose command line names `path` (not this test process).
+fn processes_naming(path: &Path) -> Vec<String> {
+    let needle = path.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), c)))
+        .map(|(pid, c)| (pid.to_string_lossy().into_owned(), String::from_utf8_lossy(&c).replace('\0', " ")))
+        .filter(|(_, c)| c.contains(needle))
+        .map(|(pid, c)| format!("{pid}: {c}"))
+        .collect()
 }
 
 #[test]
 fn usr1_reaches_the_ranks_which_checkpoint_and_exit_75() {
-    let (o, took) = signal_mid_run(libc::SIGUSR1, "2");
+    let (o, took, s) = signal_mid_run(libc::SIGUSR1, "2", "steps", |d| steps_args(d.to_str().unwrap(), &["steps=100000", "sleep_ms=20"]));
     assert_eq!(o.code, Some(75), "{}", o.show());
-    assert!(o.stdout.contains("stopped at step="), "{}", o.show());
+    let step: u64 = o.stdout.split("stopped at step=").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or_else(|| panic!("{}", o.show())).parse().unwrap();
+    // The checkpoint of the very step it stopped at, holding that step.
+    let ckpt = std::fs::read_to_string(s.path().join(format!("ckpt-{step:06}.txt"))).unwrap_or_else(|e| panic!("no checkpoint of step {step}: {e}\n{}", o.show()));
+    assert!(ckpt.starts_with(&format!("{step} ")), "{ckpt}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
+/// TERM to `rankwise run` reaches heat's ranks, whose stop policy checkpoints and stops: the
+/// checkpoint of that step is there and verifies, no rank is left, and nothing restarts.
 #[test]
-fn term_ends_the_job_and_is_not_restarted() {
-    let (o, took) = signal_mid_run(libc::SIGTERM, "2");
+fn term_ends_the_job_with_a_checkpoint_and_is_not_restarted() {
+    let (o, took, s) = signal_mid_run(libc::SIGTERM, "2", "heat", |d| {
+        ["heat", "--set", "n=64", "--set", "steps=100000000", "--set", "progress.every=0"]
+            .map(String::from)
+            .into_iter()
+            .chain(["--set".into(), format!("checkpoint.dir={}", d.join("ck").display())])
+            .collect()
+    });
     assert!(o.code.is_some_and(|c| c != 0), "{}", o.show());
     assert!(!o.stderr.contains("rankwise: restart"), "{}", o.show());
+    let step: u64 = o.stderr.split("stopping at step ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or_else(|| panic!("{}", o.show())).parse().unwrap();
+    assert!(o.stderr.contains(&format!("stopping at step {step} (Some(Preemption)); checkpoint written")), "{}", o.show());
+    let ckpt = s.path().join("ck").join(format!("ckpt-{step:010}.h5"));
+    let v = run(rankwise(&["ckpt", "inspect", ckpt.to_str().unwrap()]));
+    v.assert_success();
+    assert!(v.stdout.contains(&format!("step      {step}\n")), "{}", v.show());
+    run(rankwise(&["ckpt", "verify", s.path().join("ck").to_str().unwrap()])).assert_success();
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 

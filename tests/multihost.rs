@@ -13,15 +13,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Return from the test, saying why, when `probe` finds what it needs missing.
-macro_rules! skip_if_unavailable {
+/// Fail the test in one line, saying how to install it, when `probe` finds what it needs missing:
+/// set-up installs all of it, so a missing piece is an error, never a silent `ok`.
+macro_rules! require {
     () => {
-        skip_if_unavailable!(unavailable())
+        require!(unavailable())
     };
     ($probe:expr) => {
         if let Some(why) = $probe {
-            eprintln!("{why}");
-            return;
+            panic!("{why}");
         }
     };
 }
@@ -63,7 +63,7 @@ fn leftovers() -> String {
 
 #[test]
 fn hosts_have_their_own_names_and_addresses_and_leave_nothing_behind() {
-    skip_if_unavailable!();
+    require!();
     let hosts = Hosts::up(3);
     for (k, h) in hosts.names.iter().enumerate() {
         assert_eq!(stdout(hosts.exec(h, "hostname")), *h);
@@ -93,7 +93,7 @@ fn hosts_have_their_own_names_and_addresses_and_leave_nothing_behind() {
 
 #[test]
 fn a_fixture_left_by_a_crashed_run_is_replaced() {
-    skip_if_unavailable!();
+    require!();
     let serial = serial();
     // Hosts brought up by a process that then exited without `down`: a crashed test.
     let crashed = Command::new("sh").arg("-c").arg(format!("{} up 2", script("hosts.sh").display())).output().unwrap();
@@ -107,7 +107,7 @@ fn a_fixture_left_by_a_crashed_run_is_replaced() {
 
 #[test]
 fn hello_on_4_ranks_over_2_hosts() {
-    skip_if_unavailable!();
+    require!();
     let scratch = Scratch::new("multihost-hello");
     let hosts = Hosts::up(2);
     let o = hosts.mpirun(4, &hosts.hostfile(scratch.path(), 2), "hello", &[]);
@@ -129,7 +129,7 @@ fn assert_hello_over_2_hosts(out: &str) {
 
 #[test]
 fn hello_on_4_ranks_over_2_slurm_nodes() {
-    skip_if_unavailable!(slurm_unavailable());
+    require!(slurm_unavailable());
     let scratch = Scratch::new("multihost-slurm");
     let hosts = Hosts::up(2);
     let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
@@ -206,7 +206,7 @@ fn final_line(out: &str) -> &str {
 
 #[test]
 fn heat_on_4_ranks_over_2_hosts_through_rankwise_run_has_the_bits_of_1_host() {
-    skip_if_unavailable!();
+    require!();
     let args = heat_args(&["n=32", "steps=200"]);
     let reference = heat_on_1_host(&args);
     let scratch = Scratch::new("multihost-rankwise");
@@ -238,7 +238,7 @@ fn heat_on_4_ranks_over_2_hosts_through_rankwise_run_has_the_bits_of_1_host() {
 
 #[test]
 fn heat_on_4_ranks_over_2_slurm_nodes_has_the_bits_of_1_host() {
-    skip_if_unavailable!(slurm_unavailable());
+    require!(slurm_unavailable());
     let args = heat_args(&["n=32", "steps=200"]);
     let reference = heat_on_1_host(&args);
     let scratch = Scratch::new("multihost-slurm-heat");
@@ -271,7 +271,7 @@ fn heat_on_4_ranks_over_2_slurm_nodes_has_the_bits_of_1_host() {
 /// through `Slurm::update`); here the test plays that part, and the job goes elastic, 4 -> 2 ranks.
 #[test]
 fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_survivor() {
-    skip_if_unavailable!(slurm_unavailable());
+    require!(slurm_unavailable());
     let run_args = heat_args(&["n=32", "steps=1500"]);
     let reference = heat_on_1_host(&run_args);
     let scratch = Scratch::new("multihost-node-loss");
@@ -432,7 +432,7 @@ fn newest_checkpoint(dir: &Path) -> u64 {
 
 #[test]
 fn a_crashed_host_loses_its_processes_and_its_link() {
-    skip_if_unavailable!();
+    require!();
     let hosts = Hosts::up(2);
     let mut sleepers: Vec<_> = ["rw-node1", "rw-node2"].iter().map(|h| { let mut c = hosts.exec(h, "sleep"); c.arg("600").spawn().unwrap() }).collect();
     std::thread::sleep(Duration::from_millis(200));

@@ -1,45 +1,50 @@
 //! Every code block of README.md is checked, so the README cannot drift from the code:
 //!
-//! - `rust`: the file it shows, verbatim (one of [`PROGRAMS`]); those files are built and run by
-//!   the README's own `$` commands.
+//! - `rust`: the file it shows, verbatim (one of [`PROGRAMS`], each shown exactly once); those
+//!   files are built and run by the README's own `$` commands.
 //! - `console`: each `$ command` runs (in one bash per block, from a scratch folder holding
-//!   `examples/`, with this test profile's `rankwise` and examples on `PATH`); the lines up to the
-//!   next `$` are its standard output: exact, where `[..]` stands for any text within a line and a
-//!   line `...` for any number of lines. `cargo` commands get this test's profile flags.
-//! - `sh`: not run here; every command names what runs it in [`COVERED`], and that is looked up.
+//!   `examples/`, after the README's own `export PATH=$PWD/target/release:$PATH`, so with the
+//!   release binaries that `cargo build --release --workspace --examples --bins` leaves there:
+//!   the test runs that command first). The lines up to the next `$` are what it prints: a line
+//!   starting `[rank `, `rankwise: ` or `error: ` (how logs and errors begin) is looked for, in
+//!   order, in its standard error, every other line is its standard output, exact, where `[..]`
+//!   stands for any text within a line and a line `...` for any number of lines. Each exits 0.
+//!   `cargo` commands get this test's profile flags.
+//! - `sh`: every command runs too, where the README shows it (between the console blocks, in
+//!   their folder), and must exit 0 (`make demo` too); the two that cannot run inside a test
+//!   (`make test`, `module load`) name the test or file that runs them in [`COVERED`], and that
+//!   is looked up.
 //! - `toml`: parsed by the real parsers: `[dependencies]` must name this workspace's packages at
 //!   their folders and the workspace's versions of the rest; anything else must load as inputs.
 //!
-//! Any other kind of block fails, so a new block cannot go unchecked.
+//! Fences of every form count (``` or ~~~, three or more, indented or not); any other kind of
+//! block fails, so a new block cannot go unchecked.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{build_profile, cargo, clean_cargo_env, mpi_env, program, rankwise_bin, run_with_timeout, Scratch};
+use common::{build_profile, cargo, clean_cargo_env, mpi_env, run_with_timeout, Scratch};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The programs the README shows in full.
 const PROGRAMS: [&str; 2] = ["examples/quickstart.rs", "kernels/examples/standalone.rs"];
 
-/// What runs each command of the `sh` blocks: `tests/FILE.rs::test_function`, or a file that runs
-/// the very same command.
+/// What runs each command of the `sh` blocks that cannot run inside a test: `tests/FILE.rs::test_function`, or a
+/// file that runs the very same command.
 const COVERED: &[(&str, &str)] = &[
-    ("make demo", "tests/launcher.rs::runs_an_example_by_name_on_4_ranks"),
     ("make test", ".ci/run"),
-    ("export PATH=$PWD/target/release:$PATH", "tests/readme.rs::console_blocks_print_what_the_readme_shows"),
-    ("rankwise info", "tests/launcher.rs::info_describes_this_machine"),
-    ("rankwise run -n 4 --restarts 3 heat -i examples/inputs/heat.toml", "tests/launcher.rs::supervised_heat_killed_twice_ends_with_the_uninterrupted_field"),
-    ("rankwise ckpt verify heat-ckpt", "tests/launcher.rs::ckpt_list_verify_and_inspect_describe_checkpoints"),
-    ("rankwise ckpt inspect heat-ckpt/ckpt-0000000500.h5", "tests/launcher.rs::ckpt_list_verify_and_inspect_describe_checkpoints"),
     ("module load openmpi hdf5", "tests/readme.rs::env_sh_keeps_what_module_load_set"),
-    (". scripts/env.sh", "tests/readme.rs::env_sh_keeps_what_module_load_set"),
-    ("cargo build --release --workspace --examples --bins", "Makefile"),
 ];
 
+/// The README's build command, which leaves the binaries its console blocks use.
+const BUILD: &str = "cargo build --release --workspace --examples --bins";
+
+#[derive(Debug)]
 struct Block {
     kind: String,
     /// Line of the opening fence, for messages.
@@ -47,21 +52,46 @@ struct Block {
     text: String,
 }
 
-/// The fenced blocks of the README (fences at the start of a line; indented ones, as in an HTML
-/// comment, are text).
+/// The fenced blocks of the README.
 fn blocks() -> Vec<Block> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    parse(&std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap())
+}
+
+/// The fenced code blocks of a Markdown text, in every form: ``` or ~~~, three or more, indented
+/// by any amount (CommonMark allows three spaces, list items and HTML comments more: a reader's
+/// renderer may still show them, so they are checked too). The kind is the info string's first
+/// word; a block is closed by a fence of the same character at least as long, with nothing after.
+fn parse(markdown: &str) -> Vec<Block> {
+    fn fence(body: &str) -> Option<(char, usize)> {
+        let c = body.chars().next().filter(|c| *c == '`' || *c == '~')?;
+        let n = body.chars().take_while(|&x| x == c).count();
+        (n >= 3).then_some((c, n))
+    }
     let mut out = Vec::new();
-    let mut open: Option<Block> = None;
-    for (i, line) in readme.lines().enumerate() {
-        match (&mut open, line.strip_prefix("```")) {
-            (None, Some(kind)) => open = Some(Block { kind: kind.trim().to_string(), line: i + 1, text: String::new() }),
-            (Some(_), Some("")) => out.push(open.take().unwrap()),
-            (Some(b), _) => b.text.push_str(&format!("{line}\n")),
-            (None, None) => {}
+    // The block being read, its fence and its indentation.
+    let mut open: Option<(Block, (char, usize), usize)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        match open.take() {
+            None => {
+                if let Some((c, n)) = fence(body) {
+                    let kind = body[n..].split_whitespace().next().unwrap_or("").to_string();
+                    open = Some((Block { kind, line: i + 1, text: String::new() }, (c, n), indent));
+                }
+            }
+            Some((b, (c, n), _)) if fence(body).is_some_and(|(c2, n2)| c2 == c && n2 >= n) && body.trim_start_matches(c).trim().is_empty() => {
+                out.push(b)
+            }
+            Some((mut b, f, ind)) => {
+                // Up to the fence's own indentation is not part of the text.
+                let cut = line.len() - line.trim_start().len();
+                b.text.push_str(&format!("{}\n", &line[cut.min(ind)..]));
+                open = Some((b, f, ind));
+            }
         }
     }
-    assert!(open.is_none(), "README.md: a code block is never closed");
+    assert!(open.is_none(), "README.md line {}: a code block is never closed", open.unwrap().0.line);
     out
 }
 
@@ -81,38 +111,51 @@ fn every_block_is_of_a_checked_kind() {
 #[test]
 fn rust_blocks_are_the_programs_verbatim() {
     let rust = of_kind("rust");
+    let files: Vec<String> = PROGRAMS.iter().map(|p| std::fs::read_to_string(Path::new(ROOT).join(p)).unwrap()).collect();
     for b in &rust {
-        assert!(
-            PROGRAMS.iter().any(|p| std::fs::read_to_string(Path::new(ROOT).join(p)).unwrap() == b.text),
-            "README.md line {}: this rust block is none of {PROGRAMS:?}: copy it into its file (or the file into it)",
-            b.line
-        );
+        assert!(files.contains(&b.text), "README.md line {}: this rust block is none of {PROGRAMS:?}: copy it into its file (or the file into it)", b.line);
     }
-    assert_eq!(rust.len(), PROGRAMS.len(), "every program in PROGRAMS is shown once");
+    for (p, f) in PROGRAMS.iter().zip(&files) {
+        let lines: Vec<usize> = rust.iter().filter(|b| b.text == *f).map(|b| b.line).collect();
+        assert_eq!(lines.len(), 1, "{p} is shown {} times in README.md (lines {lines:?}): show each program once", lines.len());
+    }
 }
 
-#[test]
-fn sh_commands_name_what_runs_them() {
+/// The commands of the `sh` blocks, in README order, without their comments.
+fn sh_commands() -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     for b in of_kind("sh") {
         for line in b.text.lines() {
-            // The command without its trailing comment.
             let cmd = line.split("  #").next().unwrap().trim();
-            if cmd.is_empty() || cmd.starts_with('#') {
-                continue;
-            }
-            let (_, by) = COVERED.iter().find(|(c, _)| *c == cmd).unwrap_or_else(|| panic!("README.md line {}: `{cmd}` is neither run nor covered: add it to COVERED in tests/readme.rs with what runs it", b.line));
-            match by.split_once("::") {
-                Some((file, test)) => {
-                    let src = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-                    assert!(src.contains(&format!("#[test]\nfn {test}(")), "`{cmd}` is covered by {by}, which is not a test");
-                }
-                None => {
-                    let src = std::fs::read_to_string(Path::new(ROOT).join(by)).unwrap_or_else(|e| panic!("{by}: {e}"));
-                    assert!(src.contains(cmd), "`{cmd}` is covered by {by}, which does not run it");
-                }
+            if !cmd.is_empty() && !cmd.starts_with('#') {
+                out.push((b.line, cmd.to_string()));
             }
         }
     }
+    out
+}
+
+#[test]
+fn sh_commands_that_cannot_run_here_name_what_runs_them() {
+    for (_, by) in COVERED {
+        match by.split_once("::") {
+            Some((file, test)) => {
+                let src = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert!(src.contains(&format!("#[test]\nfn {test}(")), "{by} is not a test");
+            }
+            None => {
+                let cmd = COVERED.iter().find(|(_, b)| b == by).unwrap().0;
+                let src = std::fs::read_to_string(Path::new(ROOT).join(by)).unwrap_or_else(|e| panic!("{by}: {e}"));
+                assert!(src.contains(cmd), "`{cmd}` is covered by {by}, which does not run it");
+            }
+        }
+    }
+    let cmds = sh_commands();
+    for (c, _) in COVERED {
+        assert!(cmds.iter().any(|(_, x)| x == c), "COVERED names `{c}`, which the README no longer shows: remove it");
+    }
+    assert!(cmds.iter().any(|(_, c)| c == BUILD), "the README no longer shows `{BUILD}`: the console blocks' binaries come from it");
+    assert!(cmds.iter().any(|(_, c)| c.starts_with("export PATH=")), "the README no longer puts its binaries on PATH");
 }
 
 #[test]
@@ -170,13 +213,77 @@ fn fits(expected: &[&str], actual: &[&str]) -> bool {
     }
 }
 
+/// The target folder this test was built in (`target`, or `target/mpich` for an MPICH build),
+/// after the README's own build command has left the release binaries in its `release`.
+fn release_built() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let mut c = cargo();
+        c.args(BUILD.split_whitespace().skip(1));
+        assert!(c.status().unwrap().success(), "`{BUILD}` failed");
+        *built = true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf() // target/<profile>/deps/x
+}
+
+/// How a README output line that a log or an error line begins with: those are on stderr.
+fn is_stderr(line: &str) -> bool {
+    ["[rank ", "rankwise: ", "error: "].iter().any(|p| line.starts_with(p))
+}
+
+/// Run `cmds` in one bash in `dir` (the README's `export PATH=...` first); each command's stdout
+/// and stderr, and its exit code.
+fn run_in(dir: &Path, what: String, cmds: &[String]) -> Vec<(Vec<String>, Vec<String>, String)> {
+    let export = sh_commands().into_iter().map(|(_, c)| c).find(|c| c.starts_with("export PATH=")).expect("the README puts its binaries on PATH");
+    let errs = dir.with_extension("stderr");
+    std::fs::create_dir_all(&errs).unwrap();
+    let mut script = format!("{export}\n");
+    for (k, cmd) in cmds.iter().enumerate() {
+        script.push_str(&format!("{{ {cmd}\n}} 2>'{}/{k}'\necho \"@@rc=$?@@\"\n", errs.display()));
+    }
+    let mut bash = Command::new("bash");
+    bash.arg("-c").arg(&script).current_dir(dir);
+    mpi_env(&mut bash);
+    clean_cargo_env(&mut bash);
+    let o = run_with_timeout(bash, what, Duration::from_secs(300), 0);
+    assert!(!o.timed_out, "{}", o.show());
+    // Split stdout at the markers: one output and exit code per command.
+    let mut outputs = vec![];
+    let mut current = vec![];
+    for line in o.stdout.lines() {
+        match line.find("@@rc=") {
+            Some(i) => {
+                if i > 0 {
+                    current.push(line[..i].to_string());
+                }
+                let err = std::fs::read_to_string(errs.join(outputs.len().to_string())).unwrap_or_default();
+                outputs.push((std::mem::take(&mut current), err.lines().map(String::from).collect(), line[i + 5..].trim_end_matches("@@").to_string()));
+            }
+            None => current.push(line.to_string()),
+        }
+    }
+    assert_eq!(outputs.len(), cmds.len(), "{}", o.show());
+    outputs
+}
+
 #[test]
-fn console_blocks_print_what_the_readme_shows() {
-    let blocks = of_kind("console");
-    let dir = rankwise_bin().parent().unwrap().to_path_buf();
+fn console_and_sh_blocks_run_as_the_readme_shows() {
+    let target = release_built();
     let s = Scratch::new("readme");
-    std::os::unix::fs::symlink(Path::new(ROOT).join("examples"), s.path().join("examples")).unwrap();
-    for b in &blocks {
+    // `$PWD/target` in the README's `export PATH=...` is this build's target folder.
+    std::os::unix::fs::symlink(&target, s.path().join("target")).unwrap();
+    for d in ["examples", "scripts", "Makefile"] {
+        std::os::unix::fs::symlink(Path::new(ROOT).join(d), s.path().join(d)).unwrap();
+    }
+    for b in &blocks() {
+        if b.kind == "sh" {
+            run_sh(s.path(), b);
+            continue;
+        } else if b.kind != "console" {
+            continue;
+        }
         // (command, expected output lines)
         let mut cmds: Vec<(String, Vec<&str>)> = Vec::new();
         for line in b.text.lines() {
@@ -185,48 +292,34 @@ fn console_blocks_print_what_the_readme_shows() {
                 None => cmds.last_mut().unwrap_or_else(|| panic!("README.md line {}: a console block starts with `$ command`", b.line)).1.push(line),
             }
         }
-        let mut script = String::new();
-        for (cmd, _) in &cmds {
-            let words: Vec<&str> = cmd.split_whitespace().collect();
-            // Build the examples a `rankwise` command names.
-            for w in words.iter().filter(|w| words[0] == "rankwise" && Path::new(ROOT).join(format!("examples/{w}.rs")).exists()) {
-                program(w);
-            }
-            let cmd = if words[0] == "cargo" { format!("{cmd} {}", build_profile().join(" ")) } else { cmd.clone() };
-            script.push_str(&format!("{cmd}\necho \"@@rc=$?@@\"\n"));
-        }
-        let mut bash = Command::new("bash");
-        bash.arg("-c").arg(&script).current_dir(s.path());
-        mpi_env(&mut bash);
-        bash.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()));
-        clean_cargo_env(&mut bash);
-        let o = run_with_timeout(bash, format!("README.md line {}", b.line), Duration::from_secs(300), 0);
-        assert!(!o.timed_out, "{}", o.show());
-        // Split stdout at the markers: one output and exit code per command.
-        let mut outputs: Vec<(Vec<&str>, String)> = vec![];
-        let mut current = vec![];
-        for line in o.stdout.lines() {
-            match line.find("@@rc=") {
-                Some(i) => {
-                    if i > 0 {
-                        current.push(&line[..i]);
-                    }
-                    outputs.push((std::mem::take(&mut current), line[i + 5..].trim_end_matches("@@").to_string()));
-                }
-                None => current.push(line),
-            }
-        }
-        assert_eq!(outputs.len(), cmds.len(), "{}", o.show());
-        for ((cmd, want), (got, rc)) in cmds.iter().zip(&outputs) {
+        let run: Vec<String> = cmds
+            .iter()
+            .map(|(cmd, _)| if cmd.starts_with("cargo ") { format!("{cmd} {}", build_profile().join(" ")) } else { cmd.clone() })
+            .collect();
+        let outputs = run_in(s.path(), format!("README.md line {}", b.line), &run);
+        for ((cmd, want), (out, err, rc)) in cmds.iter().zip(&outputs) {
+            let (want_err, want_out): (Vec<&str>, Vec<&str>) = want.iter().partition(|l| is_stderr(l));
+            // The stderr lines shown, in order, among whatever else it logged.
+            let want_err: Vec<&str> = std::iter::once("...").chain(want_err.iter().flat_map(|l| [*l, "..."])).collect();
+            let (out, err): (Vec<&str>, Vec<&str>) = (out.iter().map(String::as_str).collect(), err.iter().map(String::as_str).collect());
             assert!(
-                rc == "0" && fits(want, got),
-                "README.md line {}: `{cmd}` exited {rc} and printed\n{}\n--- the README shows ---\n{}\n--- stderr of the block ---\n{}",
+                rc == "0" && fits(&want_out, &out) && fits(&want_err, &err),
+                "README.md line {}: `{cmd}` exited {rc} and printed\n{}\n--- on stderr ---\n{}\n--- the README shows ---\n{}",
                 b.line,
-                got.join("\n"),
+                out.join("\n"),
+                err.join("\n"),
                 want.join("\n"),
-                o.stderr
             );
         }
+    }
+}
+
+/// Run the commands of an `sh` block that can run here ([`COVERED`] names the others): each
+/// must exit 0.
+fn run_sh(dir: &Path, b: &Block) {
+    let sh: Vec<String> = sh_commands().into_iter().filter(|(l, c)| *l == b.line && !COVERED.iter().any(|(x, _)| x == c)).map(|(_, c)| c).collect();
+    for (cmd, (out, err, rc)) in sh.iter().zip(run_in(dir, format!("README.md line {}", b.line), &sh)) {
+        assert_eq!(rc, "0", "README.md line {}: `{cmd}` exited {rc}\n{}\n--- stderr ---\n{}", b.line, out.join("\n"), err.join("\n"));
     }
 }
 
@@ -254,6 +347,16 @@ fn env_sh_keeps_what_module_load_set() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want: Vec<&str> = site.iter().map(|(_, v)| *v).collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.join("|"));
+}
+
+#[test]
+fn fences_of_every_form_are_found() {
+    let md = "text\n```sh\na\n```\n  ~~~console\n  $ b\n  ~~~\n<!--\n    ````rust extra\n    ```\n    c\n    ````\n-->\n```\nd\n```\n";
+    let b = parse(md);
+    let got: Vec<(&str, &str)> = b.iter().map(|b| (b.kind.as_str(), b.text.as_str())).collect();
+    assert_eq!(got, [("sh", "a\n"), ("console", "$ b\n"), ("rust", "```\nc\n"), ("", "d\n")]);
+    let unclosed = std::panic::catch_unwind(|| parse("~~~sh\na\n```\n"));
+    assert!(unclosed.is_err(), "a ~~~ block closed by ```");
 }
 
 #[test]

@@ -21,6 +21,7 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("rankwise_sbatch_then_status_and_cancel", cli_sbatch_status_cancel),
     ("rankwise_sweep_of_3_sets_writes_3_correct_outputs", cli_sweep),
     ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
+    ("heat_with_no_warning_signal_checkpoints_from_the_end_time_and_requeues", heat_time_limit_without_signal),
     ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
 ];
 
@@ -382,6 +383,25 @@ fn cli_sbatch_status_cancel(c: &Cluster) {
     let o = c.rankwise(&dir, &["status", "999999"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(1) && err.starts_with("error: ") && err.lines().count() == 1, "{o:?}");
+
+    // The controller does not know it, so status asked sacct (the real one, seen through a
+    // wrapper that logs its arguments): without slurmdbd it answers that accounting is off.
+    let spy = dir.join("spy");
+    std::fs::create_dir_all(&spy).unwrap();
+    let real = String::from_utf8(Command::new("bash").args(["-c", "command -v sacct"]).output().unwrap().stdout).unwrap().trim().to_string();
+    let log = dir.join("sacct-calls.txt");
+    let wrapper = spy.join("sacct");
+    std::fs::write(&wrapper, format!("#!/bin/bash\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(common::rankwise_bin());
+    common::mpi_env(&mut cmd).env("SLURM_CONF", &c.conf).env("PATH", format!("{}:{}", spy.display(), std::env::var("PATH").unwrap()));
+    let o = cmd.args(["status", "999999"]).current_dir(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.starts_with("error: ") && err.lines().count() == 1, "{o:?}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_else(|_| panic!("rankwise status never asked sacct: {o:?}"));
+    assert!(calls.lines().any(|l| l.contains("--jobs 999999")), "{calls}");
+    let real = c.slurm.output("sacct", &["--noheader", "--jobs", "999999"]);
+    assert!(real.as_ref().is_err_and(|e| e.to_string().contains("accounting storage is disabled")), "sacct here: {real:?}");
 }
 
 fn cli_sweep(c: &Cluster) {
@@ -476,6 +496,44 @@ fn heat_time_limit(c: &Cluster) {
     assert_eq!(numbers_after(&out, "restarted from step "), [cut], "resumes where it stopped:\n{out}");
     println!("  cut at step {cut}, {left} s before the limit, after a checkpoint on USR2; resumed at {cut}: no step lost");
     let _ = HEAT_STEPS.set(steps);
+}
+
+/// A time limit and no warning signal at all (the script's `#SBATCH --signal` line removed): the
+/// ranks learn the end time from Slurm, checkpoint `stop.margin` seconds (plus two steps) before
+/// it and exit 75; the script requeues, and the requeued run resumes from that step and ends with
+/// the bits of an uninterrupted run.
+fn heat_time_limit_without_signal(c: &Cluster) {
+    let dir = c.workdir("heat-time-limit-no-signal");
+    heat_inputs(&dir, 1 << 40);
+    let o = c.rankwise(&dir, &["sbatch", "--dry-run", "-n", "4", "-t", "1", "-o", "out.txt", "heat", "-i", "heat.toml", "--set", "stop.margin=20"]);
+    assert!(o.status.success(), "{o:?}");
+    let script: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().filter(|l| !l.starts_with("#SBATCH --signal")).collect();
+    assert!(!script.iter().any(|l| l.contains("--signal")), "{script:#?}");
+    std::fs::write(dir.join("job.sh"), script.join("\n") + "\n").unwrap();
+    let id = c.slurm.submit(&dir.join("job.sh"), &["--chdir", dir.to_str().unwrap()]).unwrap();
+    let start = Instant::now();
+    while c.slurm.show_job(&id.to_string()).unwrap()[0].restarts() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(90), "job {id} was never requeued:\n{}", read(dir.join("out.txt")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = read(dir.join("out.txt"));
+    assert!(!first.contains("got SIG"), "a signal came after all:\n{first}");
+    let cut = *numbers_after(&first, "stopping at step ").first().unwrap_or_else(|| panic!("no stop:\n{first}"));
+    let stop: Vec<&str> = first.lines().filter(|l| l.ends_with("s left: checkpoint and stop")).collect();
+    assert_eq!(stop.len(), 1, "{first}");
+    let left = numbers_after(stop[0], ": TimeLimit, ")[0];
+    assert!((15..=22).contains(&left), "{}", stop[0]);
+    let steps = cut + 2000;
+    heat_inputs(&dir, steps);
+    c.slurm.output("scontrol", &["update", &format!("JobId={id}"), "TimeLimit=5"]).unwrap();
+    let jobs = c.wait(id, 120);
+    let out = read(dir.join("out.txt"));
+    assert_eq!((jobs[0].state(), jobs[0].exit_code(), jobs[0].restarts()), ("COMPLETED", Some((0, 0)), 1), "{jobs:?}\n{out}");
+    assert_eq!(out.matches("requeueing job").count(), 1, "{out}");
+    assert_eq!(numbers_after(&out, "restarted from step "), [cut], "resumes where it stopped:\n{out}");
+    let expect = reference(steps);
+    assert!(out.lines().any(|l| l == expect), "not the uninterrupted {expect}:\n{out}");
+    println!("  no signal: cut at step {cut}, {left} s before the limit; resumed at {cut}");
 }
 
 /// Preemption: USR2 to the batch script (`scancel --signal=USR2 --batch`), then to the ranks

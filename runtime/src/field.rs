@@ -73,6 +73,12 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     }
 
     /// Collective. The whole global array (owned cells only) on rank `root`, None elsewhere.
+    ///
+    /// A tool for small fields (tests, serial checks, a small picture): `root` holds the whole
+    /// array, and for a moment twice, so its memory grows with the field and the job's size,
+    /// and on a large field it runs out. For a checksum use `rankwise_io::checksum::field_checksum`
+    /// (an all-reduce), for output a checkpoint writer (every rank writes its block), and for a
+    /// picture gather only the plane it shows.
     pub fn gather(&self, root: usize) -> Option<ArrayD<T>> {
         let d = &self.decomposition;
         let mine: Vec<T> = self.interior().iter().copied().collect();
@@ -97,6 +103,10 @@ impl<T: Equivalence + Copy + Default> Field<T> {
 
     /// Collective. Set the owned cells from `global`, given on rank `root` (ignored elsewhere);
     /// the inverse of [`Field::gather`]. Ghost cells are left as they were.
+    ///
+    /// Like `gather`, a tool for small fields: `root` holds the whole array. Initial states are
+    /// better computed on every rank ([`Field::fill_with`]) or read from a checkpoint, where each
+    /// rank reads only its block.
     pub fn scatter(&mut self, root: usize, global: Option<&ArrayD<T>>) {
         let d = self.decomposition.clone();
         let mut mine = vec![T::default(); d.local_len()];

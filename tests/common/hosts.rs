@@ -36,9 +36,19 @@ pub fn hosts_sh(args: &[&str]) -> (bool, String) {
     (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
-/// Why multi-host tests cannot run here, if they cannot (creating namespaces needs root).
-pub fn unavailable() -> Option<&'static str> {
-    (unsafe { libc::geteuid() } != 0).then_some("skipped: network namespaces need root")
+/// What the multi-host tests lack here (root, or a tool set-up installs), as one line saying how
+/// to get it.
+pub fn unavailable() -> Option<String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root: the hosts are network namespaces (scripts/hosts.sh); run the tests as root (`sudo make test`)".into());
+    }
+    missing(&[("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux")])
+}
+
+/// The first of `tools` (command, Debian package) not on PATH, as one line saying how to install it.
+fn missing(tools: &[(&str, &str)]) -> Option<String> {
+    let found = |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).exists());
+    tools.iter().find(|(t, _)| !found(t)).map(|(t, pkg)| format!("`{t}` is not on PATH: install it with scripts/setup.sh (Debian package {pkg})"))
 }
 
 /// Wait until no other test of this binary uses the fixture.
@@ -121,11 +131,8 @@ impl Drop for Hosts {
 }
 
 /// Why multi-node Slurm tests cannot run here, if they cannot.
-pub fn slurm_unavailable() -> Option<&'static str> {
-    unavailable().or_else(|| {
-        let found = |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).exists());
-        (!found("slurmctld") || !found("munged")).then_some("skipped: slurm-wlm and munge are not installed (scripts/setup.sh)")
-    })
+pub fn slurm_unavailable() -> Option<String> {
+    unavailable().or_else(|| missing(&[("slurmctld", "slurm-wlm"), ("slurmd", "slurm-wlm"), ("munged", "munge")]))
 }
 
 /// A multi-node Slurm (scripts/slurm-hosts.sh) on `hosts`, up while this lives: the controller on

@@ -9,7 +9,9 @@
 //!   after the first of each kind none allocates a message-sized buffer.
 //! - `gather SHAPE...`: gather/scatter round trip, f64 and f32.
 //! - `sums SHAPE`: reductions of awkward data, printed as bits.
-//! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints a hash of the final field's bits.
+//! - `heat NXxNY STEPS`: explicit 2-D heat steps; prints the checksum of the final field.
+//! - `bits SHAPE...`: the field checksum (`rankwise_io::checksum::field_checksum`) after flipping each
+//!   bit of each value in turn, f64 and f32: counts the flips it missed and the distinct sums.
 //! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use ndarray::{ArrayD, Dimension, IxDyn};
+use rankwise::io::checksum::{self, Element};
 use rankwise::runtime::{self, reduce, BadInput, Decomposition, Exit, Field, InitOptions, Runtime, Stencil};
 
 type E = Box<dyn std::error::Error + Send + Sync>;
@@ -32,6 +35,13 @@ fn main() {
             "gather" => args[1..].iter().try_for_each(|s| gather(rt, &shape(s)?))?,
             "sums" => sums(rt, &shape(arg(1)?)?)?,
             "heat" => heat(rt, &shape(arg(1)?)?, arg(2)?.parse()?)?,
+            "bits" => {
+                for s in &args[1..] {
+                    let global = shape(s)?;
+                    bits::<f64>(rt, &global)?;
+                    bits::<f32>(rt, &global)?;
+                }
+            }
             "grid" => {
                 let (global, grid) = (shape(arg(1)?)?, shape(arg(2)?)?);
                 let d = Decomposition::with_grid(rt, &global, &grid, &vec![false; global.len()])?;
@@ -263,6 +273,105 @@ fn sums(rt: &Runtime, global: &[usize]) -> Result<(), E> {
         reduce::max(&small),
         reduce::reproducible_sum(&small),
     );
+    // The true values, from the formulas over every global index, in one process.
+    let all: Vec<Vec<usize>> = ndarray::indices(global).into_iter().map(|i| i.slice().to_vec()).collect();
+    let (lo, hi) = all.iter().map(|g| awkward(g)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    let dot: f64 = all.iter().map(|g| awkward(g) * (g[0] as f64 + 1.0)).sum();
+    let abs: f64 = all.iter().map(|g| (awkward(g) * (g[0] as f64 + 1.0)).abs()).sum();
+    println!(
+        "truth rank={} true_min={lo} true_max={hi} true_dot={dot:e} true_abs_dot={abs:e} dot={:e} norm2={:e} true_norm2={:e}",
+        rt.rank(),
+        reduce::dot(&f, &ones),
+        reduce::norm2(&f),
+        all.iter().map(|g| awkward(g) * awkward(g)).sum::<f64>().sqrt(),
+    );
+    Ok(())
+}
+
+/// A value's bits as `u64` and back, for the bit flips of [`bits`].
+trait Flip: Element + mpi::datatype::Equivalence + std::ops::Neg<Output = Self> {
+    const BITS: u32;
+    fn flip(self, bit: u32) -> Self;
+    fn from_f64(x: f64) -> Self;
+}
+impl Flip for f64 {
+    const BITS: u32 = 64;
+    fn flip(self, bit: u32) -> f64 {
+        f64::from_bits(self.to_bits() ^ (1 << bit))
+    }
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+}
+impl Flip for f32 {
+    const BITS: u32 = 32;
+    fn flip(self, bit: u32) -> f32 {
+        f32::from_bits(self.to_bits() ^ (1 << bit))
+    }
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+/// Every single-bit change of every value changes the field checksum, and to a different sum each
+/// time; so do the signs of any two values flipped together and the whole field negated (which
+/// FNV-1a over whole words missed for an even cell count); and the
+/// distributed sum is the serial definition's over the gathered array.
+fn bits<T: Flip>(rt: &Runtime, global: &[usize]) -> Result<(), E> {
+    let d = Arc::new(Decomposition::new(rt, global, &vec![true; global.len()])?);
+    let mut f: Field<T> = Field::new(&d, 1);
+    f.fill_with(|g| T::from_f64(awkward(g)));
+    let base = checksum::field_checksum(&f);
+    let serial = f.gather(0).map(|w| checksum::run_sum(0, &w.iter().copied().collect::<Vec<T>>()));
+    let (mut sums, mut flips) = (vec![base], 0usize);
+    let cells = global.iter().product::<usize>();
+    let start: Vec<usize> = d.owned().iter().map(|r| r.start).collect();
+    // Flip `bit` of global cell `cell` (C order) on the rank that owns it.
+    let flip = |f: &mut Field<T>, cell: usize, bit: u32| {
+        let mut g = vec![0; global.len()];
+        let mut rest = cell;
+        for k in (0..global.len()).rev() {
+            g[k] = rest % global[k];
+            rest /= global[k];
+        }
+        if d.owned().iter().zip(&g).all(|(r, x)| r.contains(x)) {
+            let local: Vec<usize> = g.iter().zip(&start).map(|(x, s)| x - s).collect();
+            let v = &mut f.interior_mut()[local.as_slice()];
+            *v = v.flip(bit);
+        }
+    };
+    for cell in 0..cells {
+        for bit in 0..T::BITS {
+            flip(&mut f, cell, bit);
+            sums.push(checksum::field_checksum(&f));
+            flips += 1;
+            flip(&mut f, cell, bit);
+        }
+    }
+    let missed = sums[1..].iter().filter(|&&s| s == base).count();
+    sums.sort_unstable();
+    sums.dedup();
+    // The sign of two values flipped: FNV-1a over whole words cannot see it.
+    let mut pairs_missed = 0;
+    for a in 0..cells {
+        for b in a + 1..cells {
+            flip(&mut f, a, T::BITS - 1);
+            flip(&mut f, b, T::BITS - 1);
+            pairs_missed += usize::from(checksum::field_checksum(&f) == base);
+            flip(&mut f, a, T::BITS - 1);
+            flip(&mut f, b, T::BITS - 1);
+        }
+    }
+    f.interior_mut().mapv_inplace(|x| -x);
+    let negated = checksum::field_checksum(&f);
+    if let Some(serial) = serial {
+        println!(
+            "bits {} shape={global:?} checksum={base:016x} serial={serial:016x} flips={flips} missed={missed} distinct={} pairs_missed={pairs_missed} negated_differs={}",
+            T::DTYPE,
+            sums.len() - 1,
+            negated != base
+        );
+    }
     Ok(())
 }
 
@@ -287,9 +396,9 @@ fn heat(rt: &Runtime, global: &[usize], steps: usize) -> Result<(), E> {
         }
         std::mem::swap(&mut u, &mut v);
     }
-    let bits = u.gather(0).map(|w| w.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x100000001b3)));
+    let hash = checksum::field_checksum(&u);
     let total = reduce::reproducible_sum(&u);
-    if let Some(hash) = bits {
+    if rt.is_root() {
         println!("heat hash={hash:016x} sum={total:e}");
     }
     Ok(())
