@@ -359,7 +359,7 @@ fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_surv
 /// file, and ends with the bits of an uninterrupted 1-host run.
 #[test]
 fn a_lost_host_is_survived_from_the_partner_copies_of_the_node_local_level() {
-    skip_if_unavailable!();
+    require!();
     let sets = |s: &Path| {
         let (shared, local) = (format!("checkpoint.dir={}", s.join("shared").display()), format!("checkpoint.local={}", s.join("local-%h").display()));
         heat_args(&["n=64", "steps=4000", "checkpoint.every=100", "checkpoint.flush_every=10", &shared, &local])
