@@ -109,7 +109,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
         let global = vec![inp.n; inp.dim];
         let d = Arc::new(Decomposition::new(rt, &global, &vec![true; inp.dim])?);
@@ -251,7 +251,7 @@ fn heat_step(u: &mut Field<f64>, v: &mut Field<f64>, h: f64, nu_dt: f64) -> Res<
     let (inner, shell) = overlap_boxes(&u.decomposition().local_shape(), 1);
     let exchange = u.begin_exchange(Stencil::Star);
     update(u, v, &inner, h, nu_dt)?;
-    exchange.finish(u);
+    exchange.finish(u)?;
     for cells in &shell {
         update(u, v, cells, h, nu_dt)?;
     }

@@ -44,6 +44,24 @@ fn repeated_exchanges_reuse_their_buffers_and_fill_the_same_ghosts() {
     }
 }
 
+/// Each exchange draws its own tag: two in flight finish in either order. A finish on other
+/// fields, or on the same in another order, is refused with an error and fills nothing.
+#[test]
+fn split_phase_exchanges_know_their_fields() {
+    for np in [1, 2, 3, 4, 8] {
+        let o = Job::new(np, "fields").args(["mismatch"]).run();
+        o.assert_success();
+        for r in 0..np {
+            assert_eq!(o.line(r, "rank="), format!("rank={r} bad=0 untouched=true"), "{}", o.show());
+            let swapped = o.line(r, &format!("rank={r} swapped:"));
+            assert!(swapped.ends_with("began on fields #3, #4 but finish was given fields #4, #3: finish needs the same fields in the same order"), "{swapped}");
+            let other = o.line(r, &format!("rank={r} other:"));
+            assert!(other.contains("began on field #3 but finish was given field #1"), "{other}");
+            assert_eq!(o.line(r, &format!("rank={r} after=")), format!("rank={r} after=0"));
+        }
+    }
+}
+
 #[test]
 fn gather_scatter_round_trip_is_exact() {
     for np in 1..=4 {

@@ -186,11 +186,15 @@ fn supervised_run_survives_sigkills_with_the_same_result() {
     for (step, ckpt, n) in [(7, 6, 1), (8, 6, 2), (13, 12, 3)] {
         let failed = format!("rankwise: the job failed at step {step} with exit code 137: {rank}signal 9 (Killed)");
         assert!(o.stderr.contains(&failed), "{failed}\n{}", o.show());
+        // One path: the launcher relaunches, the program says which checkpoint it restored.
         let restart = format!("rankwise: restart {n} of 3 in ");
-        let from = format!("from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
-        assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(&from)), "{restart}..{from}\n{}", o.show());
+        let relaunch = ": relaunching; the program resumes from its newest valid checkpoint";
+        assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(relaunch)), "{restart}..{relaunch}\n{}", o.show());
+        let from = format!("resumed from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
+        assert!(o.stderr.contains(&from), "{from}\n{}", o.show());
         assert!(o.stdout.contains(&format!("start step={ckpt} restart={n}")), "{}", o.show());
     }
+    assert!(!o.stderr.contains("rankwise: restart 1 of 3 in 50.0ms from"), "{}", o.show());
 }
 
 #[test]

@@ -76,6 +76,36 @@ fn bad_input_is_one_line_from_rank_0_and_exit_2() {
     assert!(o.rank_errs[0].iter().any(|l| l == "error: n must be positive, got -3"));
 }
 
+/// Bad input on one rank alone, the others at the end of the run: they agree, the failing
+/// rank's error is shown once, every rank exits 2.
+#[test]
+fn bad_input_on_one_rank_alone_is_agreed_and_shown_once() {
+    for (np, bad) in [(2, 1), (4, 2), (4, 0), (8, 7)] {
+        let o = Job::new(np, "rt-basics").args(["bad-input-alone", &bad.to_string()]).timeout(60).run();
+        assert!(!o.timed_out, "{}", o.show());
+        assert_eq!(o.code, Some(2), "{}", o.show());
+        let lines: Vec<_> = o.rank_errs.iter().flatten().filter(|l| l.contains("fails a check")).collect();
+        let want = if bad == 0 { "error: the block of rank 0 fails a check".to_string() } else { format!("error: rank {bad}: the block of rank {bad} fails a check") };
+        assert_eq!(lines, vec![&want], "{}", o.show());
+        assert!(o.rank_errs[bad].contains(&want), "{}", o.show());
+        assert!(!o.stderr.contains("MPI_ABORT"), "{}", o.show());
+    }
+}
+
+/// Bad input on one rank alone while the others wait for it in a collective: after the grace
+/// period the failing rank shows its error and aborts the job with exit code 2; nothing hangs.
+#[test]
+fn bad_input_on_one_rank_while_the_others_wait_aborts_with_2() {
+    for (np, bad) in [(2, 1), (4, 2)] {
+        let o = Job::new(np, "rt-basics").args(["bad-input-stuck", &bad.to_string()]).timeout(90).run();
+        assert!(!o.timed_out, "the job hung\n{}", o.show());
+        assert_eq!(o.code, Some(2), "{}", o.show());
+        let want = format!("rank {bad}: error: the block of rank {bad} fails a check (the other ranks did not stop with it within 10s); aborting the job");
+        assert!(o.rank_errs[bad].contains(&want), "{want}\n{}", o.show());
+        assert!(!o.stdout.contains("passed a barrier"), "{}", o.show());
+    }
+}
+
 #[test]
 fn requeue_exit_code() {
     let o = Job::new(2, "rt-basics").args(["requeue"]).run();

@@ -141,7 +141,7 @@ impl JobArgs {
         }
         if s.launcher == Launcher::Srun && s.mpi == JobSpec::default().mpi {
             // The PMI that the MPI of this host's mpirun speaks: MPICH under PMIx sees only rank 0s.
-            if let Ok(Via::Mpirun { flavour: Flavour::Mpich, .. }) = launch::choose(Choice::Mpirun) {
+            if let Ok(Via::Mpirun { flavour: Flavour::Mpich, .. }) = launch::choose(Choice::Mpirun, None) {
                 s.mpi = "pmi2".into();
             }
         }

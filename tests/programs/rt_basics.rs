@@ -53,6 +53,16 @@ fn main() {
                 rt.world().barrier();
             }
             "bad-input" => return Err(BadInput("n must be positive, got -3".into()).into()),
+            // Bad input on rank ARG alone; the others finish ("alone") or wait for it ("stuck").
+            "bad-input-alone" | "bad-input-stuck" => {
+                if rank == arg {
+                    return Err(BadInput(format!("the block of rank {rank} fails a check")).into());
+                }
+                if mode == "bad-input-stuck" {
+                    rt.world().barrier();
+                    println!("rank={rank} passed a barrier that should never complete");
+                }
+            }
             "timers" => {
                 for _ in 0..=rank {
                     rt.timers().time("work", || std::thread::sleep(std::time::Duration::from_millis(20)));
