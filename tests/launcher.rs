@@ -188,7 +188,7 @@ fn supervised_run_survives_sigkills_with_the_same_result() {
         assert!(o.stderr.contains(&failed), "{failed}\n{}", o.show());
         // One path: the launcher relaunches, the program says which checkpoint it restored.
         let restart = format!("rankwise: restart {n} of 3 in ");
-        let relaunch = ": relaunching; the program resumes from its newest valid checkpoint";
+        let relaunch = ": relaunching; the program resumes from its newest valid checkpoint, if any";
         assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(relaunch)), "{restart}..{relaunch}\n{}", o.show());
         let from = format!("resumed from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
         assert!(o.stderr.contains(&from), "{from}\n{}", o.show());

@@ -103,11 +103,7 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         let wait = policy.backoff * (1 << (restart - 1).min(6));
         req.env.retain(|(k, _)| k != RESTART_COUNT_ENV);
         req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
-        let resumes = match status.and_then(|s| s.checkpoint) {
-            Some(_) => "the program resumes from its newest valid checkpoint",
-            None => "no checkpoint was reported yet",
-        };
-        eprintln!("rankwise: restart {restart} of {} in {wait:.1?}: relaunching; {resumes}", policy.restarts);
+        eprintln!("rankwise: restart {restart} of {} in {wait:.1?}: relaunching; the program resumes from its newest valid checkpoint, if any", policy.restarts);
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until {
             if INTERRUPTED.load(Ordering::SeqCst) != 0 {
