@@ -31,6 +31,30 @@ fn run(cmd: Command) -> Outcome {
     run_with_timeout(cmd, line, Duration::from_secs(120), 0)
 }
 
+/// `rankwise run` starts a program with the mpirun of the MPI that program links, whichever MPI
+/// rankwise itself links; an mpirun forced through RANKWISE_MPIRUN that does not match is
+/// refused in one line.
+#[test]
+fn run_picks_the_mpirun_of_the_programs_mpi() {
+    let other = common::other_mpi();
+    let hello = other.hello.to_str().unwrap();
+    let mut cmd = rankwise(&["run", "-n", "3", hello]);
+    cmd.env_remove("RANKWISE_MPIRUN");
+    let o = run(cmd);
+    o.assert_success();
+    for r in 0..3 {
+        assert!(o.stdout.lines().any(|l| l.starts_with(&format!("rank {r} of 3 on "))), "{}", o.show());
+    }
+    let mut cmd = rankwise(&["run", "-n", "3", hello]);
+    cmd.env("RANKWISE_MPIRUN", common::mpirun());
+    let o = run(cmd);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let (ours, theirs) = if common::hydra() { ("MPICH", "Open MPI") } else { ("Open MPI", "MPICH") };
+    let want = format!("error: RANKWISE_MPIRUN={} is {ours}'s mpirun, but the program links {theirs} (", common::mpirun());
+    assert!(o.stderr.starts_with(&want) && o.stderr.ends_with(&format!("): point RANKWISE_MPIRUN at {theirs}'s\n")), "{want}\n{}", o.show());
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.show());
+}
+
 fn steps_args<'a>(dir: &'a str, sets: &[&'a str]) -> Vec<String> {
     let mut v = vec!["steps".to_string(), "--set".into(), format!("dir={dir}")];
     for s in sets {

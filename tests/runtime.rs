@@ -144,3 +144,24 @@ fn hello_rejects_unknown_inputs() {
     assert_eq!(o.code, Some(2), "{}", o.show());
     assert!(o.rank_errs[0].iter().any(|l| l == "error: --set nonsense: unknown input `nonsense`"), "{}", o.show());
 }
+
+/// Started by the other MPI's mpirun, every process is rank 0 of a job of its own: each notices
+/// at start-up (the launcher's variables say 3 ranks), the one that launcher calls rank 0 names
+/// both MPIs on one line, and the job exits 2. Both directions: this build's program under the
+/// other MPI's mpirun, and the other MPI's program under this build's.
+#[test]
+fn a_program_started_by_the_other_mpis_mpirun_stops_naming_both() {
+    let other = common::other_mpi();
+    for (mpirun, prog) in [(other.mpirun.to_string(), common::program("hello")), (common::mpirun(), other.hello.clone())] {
+        let mut cmd = std::process::Command::new(&mpirun);
+        common::mpi_env(&mut cmd).arg("-np").arg("3").arg(&prog);
+        let o = common::run_with_timeout(cmd, format!("{mpirun} -np 3 {}", prog.display()), std::time::Duration::from_secs(60), 3);
+        assert!(!o.timed_out, "{}", o.show());
+        assert_eq!(o.code, Some(2), "{}", o.show());
+        let lines: Vec<_> = o.stderr.lines().filter(|l| l.starts_with("error: this program is linked with")).collect();
+        assert_eq!(lines.len(), 1, "one line, from the launcher's rank 0\n{}", o.show());
+        let l = lines[0];
+        assert!(l.contains("Open MPI") && l.contains("MPICH") && l.contains("SIZE=3)") && l.contains("ran as 3 separate jobs of one rank"), "{l}");
+        assert!(!o.stdout.contains("rank 0 of 1"), "{}", o.show());
+    }
+}
