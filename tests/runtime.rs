@@ -124,6 +124,7 @@ fn timers_report_min_avg_max_over_ranks() {
     assert!(f("max") >= 0.06, "{l}");
     assert!(f("avg") > f("min") && f("avg") < f("max"), "{l}");
     assert_eq!(o.line(0, "only-rank-0"), "only-rank-0 min=0.000 max=0.500");
+    assert_eq!(o.line(0, "only-last-rank"), "only-last-rank min=0.000 max=0.250");
     // The finalize report printed on rank 0's stderr too.
     assert!(o.rank_errs[0].iter().any(|l| l.starts_with("timers over 3 ranks")), "{}", o.show());
 }

@@ -22,6 +22,8 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("rankwise_sweep_of_3_sets_writes_3_correct_outputs", cli_sweep),
     ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
     ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
+    ("bad_input_on_one_task_alone_under_srun_exits_2_at_2_and_4_tasks", bad_input_on_one_task),
+    ("a_program_under_srun_with_the_wrong_pmi_stops_naming_both", wrong_pmi_under_srun),
 ];
 
 fn main() {
@@ -265,6 +267,53 @@ fn time_left_from_slurm(c: &Cluster) {
         // A 3-minute limit, a few seconds of which have gone.
         assert!((150..=180).contains(&secs), "{line}");
     }
+}
+
+/// `rt-basics MODE RANK` on `n` tasks through srun; the job's exit code and output.
+fn rt_basics_job(c: &Cluster, name: &str, n: usize, args: &[&str], mpi: &str) -> (Option<(i32, i32)>, String) {
+    let dir = c.workdir(name);
+    let spec = JobSpec {
+        ntasks: Some(n),
+        time: Some("2".into()),
+        output: Some("out.txt".into()),
+        program: common::program("rt-basics").to_str().unwrap().into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        mpi: mpi.into(),
+        ..srun_spec()
+    };
+    let (id, jobs) = c.run(&dir, &spec.script().unwrap(), 90);
+    let out = read(dir.join("out.txt"));
+    (jobs[0].exit_code(), format!("job {id} {}:\n{out}", jobs[0].state()))
+}
+
+/// Bad input on one task alone, the others at the end (they agree: one line, exit 2) or waiting
+/// for it in a collective (it aborts the step after the grace period, exit 2): never a hang.
+fn bad_input_on_one_task(c: &Cluster) {
+    for n in [2, 4] {
+        let bad = n - 1;
+        let (code, out) = rt_basics_job(c, &format!("bad-alone-{n}"), n, &["bad-input-alone", &bad.to_string()], common::srun_mpi());
+        assert_eq!(code, Some((2, 0)), "{out}");
+        let want = format!("error: rank {bad}: the block of rank {bad} fails a check");
+        assert_eq!(out.lines().filter(|l| l.contains("fails a check")).collect::<Vec<_>>(), [want.as_str()], "{out}");
+
+        let (code, out) = rt_basics_job(c, &format!("bad-stuck-{n}"), n, &["bad-input-stuck", &bad.to_string()], common::srun_mpi());
+        assert_eq!(code.map(|c| c.0), Some(2), "{out}");
+        let want = format!("rank {bad}: error: the block of rank {bad} fails a check (the other ranks did not stop with it within 10s); aborting the job");
+        assert!(out.contains(&want), "{want}\n{out}");
+        assert!(!out.contains("passed a barrier"), "{out}");
+    }
+}
+
+/// srun with the PMI plugin of the other MPI starts every task as rank 0 of 1: the program
+/// notices (srun's variables say 3 tasks) and task 0 says so on one line naming both; exit 2.
+fn wrong_pmi_under_srun(c: &Cluster) {
+    let wrong = if common::hydra() { "pmix" } else { "pmi2" };
+    let (code, out) = rt_basics_job(c, "wrong-pmi", 3, &["init"], wrong);
+    assert_eq!(code, Some((2, 0)), "{out}");
+    let lines: Vec<_> = out.lines().filter(|l| l.starts_with("error: this program is linked with")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("but srun started it (SLURM_STEP_NUM_TASKS=3) (srun's --mpi plugin must match"), "{out}");
+    assert!(!out.contains("size=1"), "{out}");
 }
 
 /// The whole chain of a preemption: Slurm signals the batch script, the script passes the signal

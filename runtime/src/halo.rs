@@ -471,4 +471,24 @@ mod tests {
         assert_eq!(tag_of(TAG_SPAN), tag_of(0));
         assert!((0..3 * TAG_SPAN).step_by(997).chain([u64::MAX]).all(|s| (0..=32767).contains(&tag_of(s))));
     }
+
+    #[test]
+    fn a_rank_exchanges_with_its_neighbours_only_at_10000_ranks() {
+        // The plans of a rank inside a 3-D grid of 8, 1,000 and 10,000 ranks (no MPI: the plan is
+        // arithmetic): at most 26 peers for a box stencil, 6 for a star, whatever P.
+        for p in [8, 1000, 10_000] {
+            let (global, periodic) = ([2000, 2000, 2000], [true, true, true]);
+            let grid = crate::auto_grid(&global, &periodic, p).unwrap();
+            let d = Decomposition::for_rank(&global, &grid, &periodic, p / 2 + 1).unwrap();
+            for (stencil, most) in [(Stencil::Box, 26), (Stencil::Star, 6)] {
+                let plan = Plan::new(&d, 2, stencil);
+                let peers = |l: &[(usize, Vec<Region>)]| l.iter().filter(|(r, _)| *r != d.rank()).count();
+                assert!(peers(&plan.sends) <= most && peers(&plan.recvs) <= most, "P={p} {grid:?} {stencil:?}: {plan:?}");
+                assert_eq!(peers(&plan.sends), peers(&plan.recvs));
+                if p >= 1000 {
+                    assert_eq!(peers(&plan.recvs), most, "P={p} grid {grid:?}");
+                }
+            }
+        }
+    }
 }
