@@ -1,12 +1,12 @@
-//! The runtime under real mpirun: start-up at 1-4 ranks, node-local ranks, typed collectives,
+//! The runtime under real mpirun: start-up at 1-4 and 8 ranks (oversubscribed), node-local ranks, typed collectives,
 //! timers, and the failure policy (a panic or error on one rank ends the whole job, fast).
 
 mod common;
 use common::Job;
 
 #[test]
-fn init_and_finalize_at_1_to_4_ranks() {
-    for np in 1..=4 {
+fn init_and_finalize_at_1_to_4_and_8_ranks() {
+    for np in [1, 2, 3, 4, 8] {
         let o = Job::new(np, "rt-basics").args(["init"]).run();
         o.assert_success();
         for r in 0..np {
