@@ -1,5 +1,5 @@
-//! Decompositions, fields and reductions under real mpirun at 1-4 ranks (some at 8, oversubscribed) (program:
-//! tests/programs/fields.rs).
+//! Decompositions, fields and reductions under real mpirun at 1-4 ranks, some at 8 too
+//! (oversubscribed) (program: tests/programs/fields.rs).
 
 mod common;
 use common::Job;
