@@ -270,7 +270,7 @@ fn time_left_from_slurm(c: &Cluster) {
 }
 
 /// `rt-basics MODE RANK` on `n` tasks through srun; the job's exit code and output.
-fn rt_basics_job(c: &Cluster, name: &str, n: usize, args: &[&str], mpi: &str) -> (Option<(i32, i32)>, String) {
+fn rt_basics_job(c: &Cluster, name: &str, n: u32, args: &[&str], mpi: &str) -> (Option<(i32, i32)>, String) {
     let dir = c.workdir(name);
     let spec = JobSpec {
         ntasks: Some(n),
