@@ -241,7 +241,10 @@ fn read_on_root<C: Communicator>(comm: &C, path: &Path) -> std::io::Result<Strin
     let mut head = [ok, bytes.len() as u64];
     root.broadcast_into(&mut head[..]);
     bytes.resize(head[1] as usize, 0);
-    root.broadcast_into(&mut bytes[..]);
+    if head[1] > 0 {
+        // Open MPI rejects a broadcast of nothing (an empty inputs file).
+        root.broadcast_into(&mut bytes[..]);
+    }
     let text = String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()));
     match (head[0], text) {
         (1, text) => text,

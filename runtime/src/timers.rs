@@ -98,7 +98,10 @@ fn union_of_names<'a>(comm: &impl Communicator, mine: impl Iterator<Item = &'a S
     let mut len = text.len() as u64;
     root.broadcast_into(&mut len);
     text.resize(len as usize, 0);
-    root.broadcast_into(&mut text[..]);
+    if len > 0 {
+        // Open MPI rejects a broadcast of nothing.
+        root.broadcast_into(&mut text[..]);
+    }
     let mut union: BTreeSet<String> = split(&text).into_iter().collect();
     let extra = mine.filter(|n| !union.contains(*n)).cloned().collect::<Vec<_>>().join("\n").into_bytes();
     let mut most = 0u64;
