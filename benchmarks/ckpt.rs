@@ -27,7 +27,7 @@ type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
 fn main() {
     let opts = InitOptions { preferred: Some(Threading::Multiple), ..InitOptions::default() };
     runtime::run(opts, |rt: &mut Runtime| -> R {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let gib: f64 = cfg.get_or("gib", 1.0)?;
         let dir = PathBuf::from(cfg.get_or("dir", "target/bench-ckpt".to_string())?);
         let reps: usize = cfg.get_or("reps", 2)?;

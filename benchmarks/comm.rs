@@ -55,7 +55,7 @@ impl Plan {
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let parts: String = cfg.get_or("parts", PARTS.join(","))?;
         let tiny: bool = cfg.get_or("tiny", false)?;
         let dir = PathBuf::from(cfg.get_or("dir", "target/bench-scaling".to_string())?);

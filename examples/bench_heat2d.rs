@@ -23,7 +23,7 @@ const K: f64 = 0.2;
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Result<Exit, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let n: usize = cfg.get_or("n", 4096)?;
         let steps: usize = cfg.get_or("steps", 100)?;
         cfg.finish()?;
@@ -51,7 +51,7 @@ fn main() {
             t_exposed += t.elapsed().as_secs_f64();
             step(&u, &mut v, 2..nx, 2..ny);
             let t = Instant::now();
-            h.finish(&mut u);
+            h.finish(&mut u)?;
             t_exposed += t.elapsed().as_secs_f64();
             if nx > 0 && ny > 0 {
                 step(&u, &mut v, 1..2, 1..ny + 1);

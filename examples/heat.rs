@@ -138,7 +138,7 @@ fn main() {
     // MPI_THREAD_MULTIPLE where the MPI has it, for checkpoint.mode = async.
     let opts = InitOptions { preferred: Some(Threading::Multiple), ..InitOptions::default() };
     runtime::run(opts, |rt: &mut Runtime| -> Res<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
         if inp.ckpt_async && rt.threading() != Threading::Multiple {
             return Err(BadInput(format!("checkpoint.mode = async needs MPI_THREAD_MULTIPLE; this MPI provides {:?}", rt.threading())).into());
@@ -367,7 +367,7 @@ fn heat_step(u: &mut Field<f64>, v: &mut Field<f64>, h: f64, nu_dt: f64) -> Res<
     let (inner, shell) = overlap_boxes(&u.decomposition().local_shape(), 1);
     let exchange = u.begin_exchange(Stencil::Star);
     update(u, v, &inner, h, nu_dt)?;
-    exchange.finish(u);
+    exchange.finish(u)?;
     for cells in &shell {
         update(u, v, cells, h, nu_dt)?;
     }

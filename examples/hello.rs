@@ -11,7 +11,7 @@ use rankwise::runtime::{self, Config, Exit, InitOptions, Runtime};
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Result<Exit, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         cfg.finish()?;
         let threads = rayon::current_num_threads();
         let line = format!(

@@ -309,7 +309,7 @@ fn as_2d<'a>(f: &'a Field<f64>) -> ArrayView2<'a, f64> {
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
         let (global, open) = ([inp.n, inp.n], [false, false]);
         let d = Arc::new(match &inp.grid {

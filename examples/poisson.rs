@@ -97,7 +97,7 @@ fn main() {
     // several per tile).
     rayon::ThreadPoolBuilder::new().use_current_thread().build_global().expect("rayon's pool is not built yet");
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
         let global = vec![inp.n; inp.dim];
         // Slabs along the first axis: rows (the last axis) stay whole on one rank, so a row's
@@ -224,7 +224,7 @@ impl Cg {
         let nx = self.p.decomposition().local_shape()[0];
         let exchange = self.p.begin_exchange(Stencil::Star);
         self.for_tiles(1..nx.saturating_sub(1), |cg, planes| cg.laplacian(planes))?;
-        exchange.finish(&mut self.p);
+        exchange.finish(&mut self.p)?;
         // The first and the last plane (one plane when nx = 1).
         self.laplacian(0..nx.min(1))?;
         self.laplacian(nx.max(2) - 1..nx)?;

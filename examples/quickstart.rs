@@ -9,7 +9,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 fn main() {
     // Every rank runs this; `run` turns the result into the job's exit code (2: bad input).
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
-        let cfg = Config::from_args(std::env::args().skip(1))?; // --inputs FILE, --set key=value
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?; // --inputs FILE, --set key=value
         let n: usize = cfg.get_or("n", 64)?;
         let steps: u64 = cfg.get_or("steps", 100)?;
         let dir = CheckpointDir::new(cfg.get_or("checkpoint.dir", "quickstart-ckpt".to_string())?);

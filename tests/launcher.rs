@@ -32,6 +32,30 @@ fn run(cmd: Command) -> Outcome {
     run_with_timeout(cmd, line, Duration::from_secs(120), 0)
 }
 
+/// `rankwise run` starts a program with the mpirun of the MPI that program links, whichever MPI
+/// rankwise itself links; an mpirun forced through RANKWISE_MPIRUN that does not match is
+/// refused in one line.
+#[test]
+fn run_picks_the_mpirun_of_the_programs_mpi() {
+    let other = common::other_mpi();
+    let hello = other.hello.to_str().unwrap();
+    let mut cmd = rankwise(&["run", "-n", "3", hello]);
+    cmd.env_remove("RANKWISE_MPIRUN");
+    let o = run(cmd);
+    o.assert_success();
+    for r in 0..3 {
+        assert!(o.stdout.lines().any(|l| l.starts_with(&format!("rank {r} of 3 on "))), "{}", o.show());
+    }
+    let mut cmd = rankwise(&["run", "-n", "3", hello]);
+    cmd.env("RANKWISE_MPIRUN", common::mpirun());
+    let o = run(cmd);
+    assert_eq!(o.code, Some(2), "{}", o.show());
+    let (ours, theirs) = if common::hydra() { ("MPICH", "Open MPI") } else { ("Open MPI", "MPICH") };
+    let want = format!("error: RANKWISE_MPIRUN={} is {ours}'s mpirun, but the program links {theirs} (", common::mpirun());
+    assert!(o.stderr.starts_with(&want) && o.stderr.ends_with(&format!("): point RANKWISE_MPIRUN at {theirs}'s\n")), "{want}\n{}", o.show());
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.show());
+}
+
 fn steps_args<'a>(dir: &'a str, sets: &[&'a str]) -> Vec<String> {
     let mut v = vec!["steps".to_string(), "--set".into(), format!("dir={dir}")];
     for s in sets {
@@ -187,15 +211,19 @@ fn supervised_run_survives_sigkills_with_the_same_result() {
     for (step, ckpt, n) in [(7, 6, 1), (8, 6, 2), (13, 12, 3)] {
         let failed = format!("rankwise: the job failed at step {step} with exit code 137: {rank}signal 9 (Killed)");
         assert!(o.stderr.contains(&failed), "{failed}\n{}", o.show());
+        // One path: the launcher relaunches, the program says which checkpoint it restored.
         let restart = format!("rankwise: restart {n} of 3 in ");
-        let from = format!("from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
-        assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(&from)), "{restart}..{from}\n{}", o.show());
+        let relaunch = ": relaunching; the program resumes from its newest valid checkpoint, if any";
+        assert!(o.stderr.lines().any(|l| l.starts_with(&restart) && l.ends_with(relaunch)), "{restart}..{relaunch}\n{}", o.show());
+        let from = format!("resumed from checkpoint {}", b.join(format!("ckpt-{ckpt:06}.txt")).display());
+        assert!(o.stderr.contains(&from), "{from}\n{}", o.show());
         assert!(o.stdout.contains(&format!("start step={ckpt} restart={n}")), "{}", o.show());
     }
     // The backoff doubles: 50 ms, then 100, then 200; the supervisor waited at least their sum.
-    let waits: Vec<&str> = o.stderr.lines().filter_map(|l| l.strip_prefix("rankwise: restart ")).map(|l| l.split(" in ").nth(1).unwrap().split(' ').next().unwrap()).collect();
+    let waits: Vec<&str> = o.stderr.lines().filter_map(|l| l.strip_prefix("rankwise: restart ")).map(|l| l.split(" in ").nth(1).unwrap().split([' ', ':']).next().unwrap()).collect();
     assert_eq!(waits, ["50.0ms", "100.0ms", "200.0ms"], "{}", o.show());
     assert!(o.elapsed >= Duration::from_millis(350), "{:?}\n{}", o.elapsed, o.show());
+    assert!(!o.stderr.contains("rankwise: restart 1 of 3 in 50.0ms from"), "{}", o.show());
 }
 
 #[test]

@@ -23,6 +23,8 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
     ("heat_with_no_warning_signal_checkpoints_from_the_end_time_and_requeues", heat_time_limit_without_signal),
     ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
+    ("bad_input_on_one_task_alone_under_srun_exits_2_at_2_and_4_tasks", bad_input_on_one_task),
+    ("a_program_under_srun_with_the_wrong_pmi_stops_naming_both", wrong_pmi_under_srun),
 ];
 
 fn main() {
@@ -266,6 +268,61 @@ fn time_left_from_slurm(c: &Cluster) {
         // A 3-minute limit, a few seconds of which have gone.
         assert!((150..=180).contains(&secs), "{line}");
     }
+}
+
+/// `program ARGS` on `n` tasks through srun with PMI plugin `mpi`, after the shell lines
+/// `setup`; the job's exit code, and its output for messages.
+fn srun_job(c: &Cluster, name: &str, n: u32, program: &Path, args: &[&str], mpi: &str, setup: Vec<String>) -> (Option<(i32, i32)>, String, PathBuf) {
+    let dir = c.workdir(name);
+    let spec = JobSpec {
+        ntasks: Some(n),
+        time: Some("2".into()),
+        output: Some("out.txt".into()),
+        program: program.to_str().unwrap().into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        mpi: mpi.into(),
+        setup,
+        ..srun_spec()
+    };
+    let (id, jobs) = c.run(&dir, &spec.script().unwrap(), 90);
+    let out = read(dir.join("out.txt"));
+    (jobs[0].exit_code(), format!("job {id} {}:\n{out}", jobs[0].state()), dir)
+}
+
+/// Bad input on one task alone, the others at the end (they agree: one line, exit 2) or waiting
+/// for it in a collective (it aborts the step after the grace period, exit 2): never a hang.
+fn bad_input_on_one_task(c: &Cluster) {
+    let rt_basics = common::program("rt-basics");
+    for n in [2, 4] {
+        let bad = (n - 1).to_string();
+        let (code, out, _) = srun_job(c, &format!("bad-alone-{n}"), n, &rt_basics, &["bad-input-alone", &bad], common::srun_mpi(), vec![]);
+        assert_eq!(code, Some((2, 0)), "{out}");
+        let want = format!("error: rank {bad}: the block of rank {bad} fails a check");
+        assert_eq!(out.lines().filter(|l| l.contains("fails a check")).collect::<Vec<_>>(), [want.as_str()], "{out}");
+
+        let (code, out, _) = srun_job(c, &format!("bad-stuck-{n}"), n, &rt_basics, &["bad-input-stuck", &bad], common::srun_mpi(), vec![]);
+        assert_eq!(code.map(|c| c.0), Some(2), "{out}");
+        let want = format!("rank {bad}: error: the block of rank {bad} fails a check (the other ranks did not stop with it within 10s); aborting the job");
+        assert!(out.contains(&want), "{want}\n{out}");
+        assert!(!out.contains("passed a barrier"), "{out}");
+    }
+}
+
+/// An MPICH program under srun with Open MPI's PMI plugin (pmix) starts every task as rank 0
+/// of 1: it notices (srun's variables say 3 tasks) and task 0 says so on one line naming both;
+/// exit 2. (Open MPI under MPICH's pmi2 stops in MPI_Init with its own message.) The same
+/// program run alone in the batch script of a 3-task job is a one-rank run, not refused.
+fn wrong_pmi_under_srun(c: &Cluster) {
+    let hello = if common::hydra() { common::program("hello") } else { common::other_mpi().hello };
+    let direct = format!("{} > direct.txt 2>&1; echo \"direct exit $?\" >> direct.txt", hello.display());
+    let (code, out, dir) = srun_job(c, "wrong-pmi", 3, &hello, &[], "pmix", vec![direct]);
+    assert_eq!(code, Some((2, 0)), "{out}");
+    let lines: Vec<_> = out.lines().filter(|l| l.starts_with("error: this program is linked with MPICH")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("but srun started it (SLURM_STEP_NUM_TASKS=3) (srun's --mpi plugin must match"), "{out}");
+    assert!(!out.contains("rank 0 of 1"), "{out}");
+    let direct = read(dir.join("direct.txt"));
+    assert!(direct.contains("rank 0 of 1 on ") && direct.ends_with("direct exit 0\n"), "{direct}");
 }
 
 /// The whole chain of a preemption: Slurm signals the batch script, the script passes the signal

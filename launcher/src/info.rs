@@ -17,15 +17,13 @@ pub fn print() {
 
 /// The MPI library this binary links: MPI_Get_library_version may be called before MPI_Init.
 fn mpi() -> String {
-    let version = rankwise_runtime::mpi::environment::library_version().unwrap_or_else(|_| "?".into());
-    // "Open MPI v4.1.4, package: ..." or "MPICH Version:\t4.0.2".
-    let first = version.lines().next().unwrap_or("?").split(',').next().unwrap_or("?");
-    let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{first} ({})", linked("libmpi").unwrap_or_else(|| "statically linked".into()))
+    format!("{} ({})", rankwise_runtime::mpi_library(), linked("libmpi").unwrap_or_else(|| "statically linked".into()))
 }
 
+/// The launcher `rankwise run` would take for a program linked like this binary.
 fn launcher() -> String {
-    match launch::choose(Choice::Auto) {
+    let linked = linked("libmpi").and_then(|path| launch::parse_linked_mpi(path.rsplit('/').next()?));
+    match launch::choose(Choice::Auto, linked.as_ref()) {
         Ok(Via::Srun { flavour }) => format!("srun (inside Slurm job), for {flavour}"),
         Ok(Via::Mpirun { path, flavour }) => format!("{} ({flavour})", path.display()),
         Err(e) => format!("none: {e}"),

@@ -139,12 +139,6 @@ impl JobArgs {
                 LauncherArg::Mpirun => Launcher::Mpirun,
             };
         }
-        if s.launcher == Launcher::Srun && s.mpi == JobSpec::default().mpi {
-            // The PMI that the MPI of this host's mpirun speaks: MPICH under PMIx sees only rank 0s.
-            if let Ok(Via::Mpirun { flavour: Flavour::Mpich, .. }) = launch::choose(Choice::Mpirun) {
-                s.mpi = "pmi2".into();
-            }
-        }
         if let Some(p) = &self.program {
             (s.program, s.args) = (p.clone(), self.args.clone());
         }
@@ -152,6 +146,20 @@ impl JobArgs {
             bail!("no program to run: give PROGRAM, or `program` in the [job] section of --spec");
         }
         s.program = absolute(&resolve_program(&s.program)?)?;
+        if s.launcher == Launcher::Srun && s.mpi == JobSpec::default().mpi {
+            // The PMI that the program's MPI speaks (else this host's mpirun's): MPICH under PMIx
+            // sees only rank 0s.
+            let flavour = match launch::linked_mpi(Path::new(&s.program)) {
+                Some(l) => Some(l.flavour),
+                None => match launch::choose(Choice::Mpirun, None) {
+                    Ok(Via::Mpirun { flavour, .. }) => Some(flavour),
+                    _ => None,
+                },
+            };
+            if flavour == Some(Flavour::Mpich) {
+                s.mpi = "pmi2".into();
+            }
+        }
         if s.launcher == Launcher::Rankwise && s.rankwise == JobSpec::default().rankwise {
             s.rankwise = absolute(&std::env::current_exe().context("cannot find this rankwise")?)?;
         }

@@ -223,29 +223,101 @@ pub enum Choice {
     Srun,
 }
 
-/// Find the launcher: `$RANKWISE_MPIRUN` (or `mpirun`) and its flavour, and srun when in Slurm.
-pub fn choose(choice: Choice) -> Result<Via> {
+/// The MPI library a program is linked with: its flavour and the library's file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Linked {
+    pub flavour: Flavour,
+    pub library: String,
+}
+
+impl fmt::Display for Linked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.flavour, self.library)
+    }
+}
+
+/// The MPI that `program` links, from its dynamic dependencies (`ldd`); None for a program that
+/// links none dynamically (a script, a static build).
+pub fn linked_mpi(program: &Path) -> Option<Linked> {
+    let out = Command::new("ldd").arg(program).output().ok()?;
+    parse_linked_mpi(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// From `ldd` output: `libmpich.so.12` and `libmpi.so.12` (the MPICH ABI, also Intel MPI) are
+/// MPICH, any other `libmpi.so` (`.40`) is Open MPI.
+pub fn parse_linked_mpi(ldd: &str) -> Option<Linked> {
+    ldd.lines().find_map(|line| {
+        let name = line.split_whitespace().next()?;
+        let flavour = if name.starts_with("libmpich.so") || name.starts_with("libmpi.so.12") {
+            Flavour::Mpich
+        } else if name.starts_with("libmpi.so") {
+            Flavour::OpenMpi
+        } else {
+            return None;
+        };
+        Some(Linked { flavour, library: name.to_string() })
+    })
+}
+
+/// The mpirun names each MPI is installed under, the plain one first (what `module load` puts
+/// on PATH); Debian installs both MPIs side by side under the suffixed names.
+fn mpirun_names(flavour: Flavour) -> &'static [&'static str] {
+    match flavour {
+        Flavour::OpenMpi => &["mpirun", "mpirun.openmpi", "mpiexec.openmpi", "mpiexec"],
+        Flavour::Mpich => &["mpirun", "mpiexec.hydra", "mpirun.mpich", "mpiexec.mpich", "mpiexec"],
+    }
+}
+
+/// Find the launcher for a program that links `linked` (None: unknown, take `mpirun`): srun in
+/// a Slurm allocation, with the PMI plugin of that MPI; else `$RANKWISE_MPIRUN`, which must be
+/// that MPI's, or the first mpirun on PATH that is.
+///
+/// # Errors
+/// No launcher, or none of the program's MPI: starting a program with another MPI's mpirun
+/// runs every rank as a job of its own.
+pub fn choose(choice: Choice, linked: Option<&Linked>) -> Result<Via> {
     let in_slurm = std::env::var_os("SLURM_JOB_ID").is_some();
-    let mpirun_name = std::env::var("RANKWISE_MPIRUN").unwrap_or_else(|_| "mpirun".into());
-    let mpirun = find_executable(&mpirun_name);
+    let explicit = std::env::var("RANKWISE_MPIRUN").ok();
     let srun = matches!(choice, Choice::Srun) || (choice == Choice::Auto && in_slurm);
     if srun {
         if find_executable("srun").is_none() {
             bail!("no srun found on PATH{}", if in_slurm { " (inside Slurm job, SLURM_JOB_ID is set)" } else { "" });
         }
-        // The MPI the program was built with decides the PMI plugin; its mpirun tells which.
-        let flavour = match &mpirun {
-            Some(p) => flavour_of(p)?,
-            None => Flavour::OpenMpi,
+        // The MPI the program was built with decides the PMI plugin; else its mpirun tells which.
+        let flavour = match (linked, find_executable(explicit.as_deref().unwrap_or("mpirun"))) {
+            (Some(l), _) => l.flavour,
+            (None, Some(p)) => flavour_of(&p)?,
+            (None, None) => Flavour::OpenMpi,
         };
         return Ok(Via::Srun { flavour });
     }
-    let path = mpirun.with_context(|| match std::env::var_os("RANKWISE_MPIRUN") {
-        Some(_) => format!("no mpirun found: RANKWISE_MPIRUN={mpirun_name} is not an executable"),
-        None => "no mpirun found on PATH (install MPI, `module load` it, or set RANKWISE_MPIRUN)".into(),
-    })?;
-    let flavour = flavour_of(&path)?;
-    Ok(Via::Mpirun { path, flavour })
+    if let Some(name) = &explicit {
+        let path = find_executable(name).with_context(|| format!("no mpirun found: RANKWISE_MPIRUN={name} is not an executable"))?;
+        let flavour = flavour_of(&path)?;
+        if let Some(l) = linked.filter(|l| l.flavour != flavour) {
+            bail!("RANKWISE_MPIRUN={name} is {flavour}'s mpirun, but the program links {l}: point RANKWISE_MPIRUN at {}'s", l.flavour);
+        }
+        return Ok(Via::Mpirun { path, flavour });
+    }
+    let Some(l) = linked else {
+        let path = find_executable("mpirun").context("no mpirun found on PATH (install MPI, `module load` it, or set RANKWISE_MPIRUN)")?;
+        let flavour = flavour_of(&path)?;
+        return Ok(Via::Mpirun { path, flavour });
+    };
+    let mut seen = Vec::new();
+    for name in mpirun_names(l.flavour) {
+        let Some(path) = find_executable(name) else { continue };
+        match flavour_of(&path) {
+            Ok(f) if f == l.flavour => return Ok(Via::Mpirun { path, flavour: f }),
+            Ok(f) => seen.push(format!("{} is {f}'s", path.display())),
+            Err(_) => seen.push(format!("{} is neither's", path.display())),
+        }
+    }
+    let seen = if seen.is_empty() { String::new() } else { format!(" ({})", seen.join(", ")) };
+    bail!(
+        "the program links {l}, but no {} mpirun is on PATH{seen}: install it, `module load` it, or set RANKWISE_MPIRUN",
+        l.flavour
+    )
 }
 
 /// Ask an mpirun which MPI it belongs to.
@@ -406,6 +478,17 @@ mod tests {
         assert_eq!(parse_flavour("mpirun (Open MPI) 4.1.4\n\nReport bugs to"), Some(Flavour::OpenMpi));
         assert_eq!(parse_flavour("HYDRA build details:\n    Version: 4.0.2"), Some(Flavour::Mpich));
         assert_eq!(parse_flavour("something else"), None);
+    }
+
+    #[test]
+    fn linked_mpi_from_ldd() {
+        let openmpi = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibhdf5_openmpi.so.103 => /usr/lib/x86_64-linux-gnu/libhdf5_openmpi.so.103 (0x1)\n\tlibmpi.so.40 => /usr/lib/x86_64-linux-gnu/libmpi.so.40 (0x2)\n";
+        assert_eq!(parse_linked_mpi(openmpi), Some(Linked { flavour: Flavour::OpenMpi, library: "libmpi.so.40".into() }));
+        let mpich = "\tlibhdf5_mpich.so.103 => /usr/lib/x86_64-linux-gnu/libhdf5_mpich.so.103 (0x1)\n\tlibmpich.so.12 => /usr/lib/x86_64-linux-gnu/libmpich.so.12 (0x2)\n";
+        assert_eq!(parse_linked_mpi(mpich).map(|l| l.to_string()), Some("MPICH (libmpich.so.12)".into()));
+        assert_eq!(parse_linked_mpi("\tlibmpi.so.12 => /opt/intel/lib/libmpi.so.12 (0x1)\n").unwrap().flavour, Flavour::Mpich);
+        assert_eq!(parse_linked_mpi("\tnot a dynamic executable\n"), None);
+        assert_eq!(parse_linked_mpi("\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"), None);
     }
 
     #[test]

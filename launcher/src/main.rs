@@ -234,7 +234,7 @@ fn run(a: RunArgs) -> Result<i32> {
     let program = launch::resolve_program(&a.program)?;
     // Bad inputs fail here, in one line, before any rank starts.
     rankwise_runtime::Config::load(a.inputs.as_deref(), &a.sets)?;
-    let via = launch::choose(a.launcher)?;
+    let via = launch::choose(a.launcher, launch::linked_mpi(&program).as_ref())?;
     if a.gpus_per_rank.is_some() && !matches!(via, launch::Via::Srun { .. }) {
         anyhow::bail!("--gpus-per-rank needs srun; under mpirun the runtime gives each rank a GPU round robin");
     }

@@ -1,5 +1,6 @@
-//! Run the ranks, forward signals to them, and with `--restarts K` relaunch after a failure from
-//! the newest checkpoint the program reported (see `rankwise_runtime::status`).
+//! Run the ranks, forward signals to them, and with `--restarts K` relaunch after a failure; the
+//! relaunched program restores its newest checkpoint that verifies and says which (see
+//! `rankwise_runtime::status`): the launcher never claims a choice it does not make.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rankwise_runtime::status::{Status, RESTART_COUNT_ENV, RESTART_ENV};
+use rankwise_runtime::status::{Status, RESTART_COUNT_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
@@ -100,19 +101,9 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         failed_at = Some(step);
         restart += 1;
         let wait = policy.backoff * (1 << (restart - 1).min(6));
-        req.env.retain(|(k, _)| k != RESTART_ENV && k != RESTART_COUNT_ENV);
+        req.env.retain(|(k, _)| k != RESTART_COUNT_ENV);
         req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
-        match status.and_then(|s| s.checkpoint).filter(|c| c.exists()) {
-            Some(ckpt) => {
-                eprintln!(
-                    "rankwise: restart {restart} of {} in {wait:.1?} from checkpoint {}",
-                    policy.restarts,
-                    ckpt.display()
-                );
-                req.env.push((RESTART_ENV.into(), ckpt.to_string_lossy().into_owned()));
-            }
-            None => eprintln!("rankwise: restart {restart} of {} in {wait:.1?} from the beginning (no checkpoint yet)", policy.restarts),
-        }
+        eprintln!("rankwise: restart {restart} of {} in {wait:.1?}: relaunching; the program resumes from its newest valid checkpoint, if any", policy.restarts);
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until {
             if INTERRUPTED.load(Ordering::SeqCst) != 0 {

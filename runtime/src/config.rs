@@ -7,7 +7,9 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use mpi::traits::*;
 
 use serde::de::DeserializeOwned;
 use thiserror::Error;
@@ -66,24 +68,30 @@ impl Config {
     /// The inputs named on a program's command line: `--inputs FILE` (or `-i FILE`) and any number
     /// of `--set key=value`. Anything else is an error, so a mistyped flag never goes unnoticed.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, ConfigError> {
-        let mut file = None;
-        let mut sets = Vec::new();
-        let mut args = args.into_iter();
-        while let Some(a) = args.next() {
-            let (flag, inline) = match a.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (a.clone(), None),
-            };
-            let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| ConfigError::Args {
-                message: format!("{flag} needs a value"),
-            });
-            match flag.as_str() {
-                "--inputs" | "-i" => file = Some(std::path::PathBuf::from(value()?)),
-                "--set" | "-s" => sets.push(value()?),
-                _ => return Err(ConfigError::Args { message: format!("unexpected argument {a:?} (expected --inputs FILE or --set key=value)") }),
-            }
-        }
+        let (file, sets) = parse_args(args)?;
         Config::load(file.as_deref(), &sets)
+    }
+
+    /// Collective over `comm`. As [`Config::from_args`], but only rank 0 reads the inputs file
+    /// and broadcasts its text: one read of the shared filesystem per job instead of one per
+    /// rank, and every rank gets the same inputs, or the same error (a rank that alone cannot
+    /// read the file cannot leave the others waiting).
+    ///
+    /// # Errors
+    /// As [`Config::from_args`], on every rank alike.
+    pub fn from_args_on<C: Communicator, I: IntoIterator<Item = String>>(comm: &C, args: I) -> Result<Config, ConfigError> {
+        // The same command line on every rank: a bad one fails everywhere before any message.
+        let (file, sets) = parse_args(args)?;
+        let mut cfg = Config::default();
+        if let Some(path) = file {
+            let name = path.display().to_string();
+            let text = read_on_root(comm, &path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+            cfg.merge_toml(&text, &name)?;
+        }
+        for arg in &sets {
+            cfg.set(arg)?;
+        }
+        Ok(cfg)
     }
 
     /// Parse TOML text; `name` is how errors refer to it (a file name).
@@ -188,6 +196,60 @@ impl Config {
             key: key.clone(),
             hint: close.map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default(),
         })
+    }
+}
+
+/// `--inputs FILE` (or `-i FILE`) and the `--set key=value` arguments of a command line.
+fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<(Option<PathBuf>, Vec<String>), ConfigError> {
+    let mut file = None;
+    let mut sets = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| ConfigError::Args {
+            message: format!("{flag} needs a value"),
+        });
+        match flag.as_str() {
+            "--inputs" | "-i" => file = Some(std::path::PathBuf::from(value()?)),
+            "--set" | "-s" => sets.push(value()?),
+            _ => return Err(ConfigError::Args { message: format!("unexpected argument {a:?} (expected --inputs FILE or --set key=value)") }),
+        }
+    }
+    Ok((file, sets))
+}
+
+/// Collective over `comm`. The bytes of `path`, read on rank 0 only.
+fn read_on_root<C: Communicator>(comm: &C, path: &Path) -> std::io::Result<String> {
+    let root = comm.process_at_rank(0);
+    let read = if comm.rank() == 0 {
+        // MPI counts are 32-bit: an inputs file is far smaller, or a mistake.
+        std::fs::read(path).and_then(|b| match i32::try_from(b.len()) {
+            Ok(_) => Ok(b),
+            Err(_) => Err(std::io::Error::other(format!("{} bytes: not an inputs file", b.len()))),
+        })
+    } else {
+        Ok(Vec::new())
+    };
+    // Rank 0's verdict first (1 = read, 0 = the error's text follows), then the bytes.
+    let (ok, mut bytes) = match read {
+        Ok(b) => (1u64, b),
+        Err(e) => (0, e.to_string().into_bytes()),
+    };
+    let mut head = [ok, bytes.len() as u64];
+    root.broadcast_into(&mut head[..]);
+    bytes.resize(head[1] as usize, 0);
+    if head[1] > 0 {
+        // Open MPI rejects a broadcast of nothing (an empty inputs file).
+        root.broadcast_into(&mut bytes[..]);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()));
+    match (head[0], text) {
+        (1, text) => text,
+        (_, Ok(message)) => Err(std::io::Error::other(message)),
+        (_, Err(e)) => Err(e),
     }
 }
 

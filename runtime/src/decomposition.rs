@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -42,6 +43,9 @@ pub struct Decomposition {
     comm: Option<SimpleCommunicator>,
     /// Halo exchange plans, built on first use, shared by every field on this decomposition.
     plans: Mutex<HashMap<(usize, Stencil), Arc<Plan>>>,
+    /// Halo exchanges begun on this decomposition (host and device alike): every rank begins
+    /// them in the same order, so the count names the same exchange on every rank.
+    exchanges: AtomicU64,
 }
 
 impl Decomposition {
@@ -96,6 +100,7 @@ impl Decomposition {
             owned,
             comm: None,
             plans: Mutex::default(),
+            exchanges: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +199,12 @@ impl Decomposition {
     pub(crate) fn plan(&self, ghost: usize, stencil: Stencil) -> Arc<Plan> {
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         plans.entry((ghost, stencil)).or_insert_with(|| Arc::new(Plan::new(self, ghost, stencil))).clone()
+    }
+
+    /// The sequence number of the next halo exchange on this decomposition, and its MPI tag.
+    pub(crate) fn next_exchange(&self) -> (u64, std::ffi::c_int) {
+        let seq = self.exchanges.fetch_add(1, Ordering::Relaxed);
+        (seq, crate::halo::tag_of(seq))
     }
 }
 

@@ -17,7 +17,7 @@ use ndarray::IxDyn;
 use rankwise_kernels::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PinnedHostSlice};
 use rankwise_kernels::{CudaBackend, DeviceBlock};
 
-use crate::halo::{count, volume, wait_all, Plan, Region};
+use crate::halo::{count, describe, volume, wait_all, wait_checked, HaloError, Plan, Region};
 use crate::{BadInput, Decomposition, Field, Result, Stencil};
 
 /// The variable that lets MPI take device pointers: `1` (the MPI is CUDA-aware), `auto` (when
@@ -62,6 +62,8 @@ pub fn device_pointers_to_mpi() -> Result<bool, BadInput> {
 /// ([`DeviceField::block`], on the stream of [`DeviceField::gpu`]); host copies are for output
 /// and checkpoints ([`DeviceField::to_host`], [`DeviceField::from_host`]).
 pub struct DeviceField {
+    /// What a split-phase exchange checks it finishes on (see [`Field::id`]).
+    id: u64,
     decomposition: Arc<Decomposition>,
     ghost: usize,
     /// The compute stream, shared with the caller's kernels.
@@ -80,6 +82,7 @@ impl DeviceField {
     pub fn new(gpu: &CudaBackend, d: &Arc<Decomposition>, ghost: usize) -> Result<DeviceField> {
         let block = DeviceBlock::zeros(gpu, IxDyn(&d.local_shape()), ghost)?;
         Ok(DeviceField {
+            id: crate::field::next_id(),
             decomposition: d.clone(),
             ghost,
             gpu: gpu.clone(),
@@ -185,7 +188,8 @@ impl DeviceField {
                 at += len;
             }
         }
-        let mut requests = Vec::new();
+        let (seq, tag) = d.next_exchange();
+        let (mut requests, mut expected) = (Vec::new(), Vec::new());
         if b.staging.messages() > 0 {
             let (send, recv) = b.mpi_pointers(&self.halo)?;
             let (comm, datatype) = (d.comm().as_raw(), f64::equivalent_datatype().as_raw());
@@ -194,24 +198,23 @@ impl DeviceField {
                 // SAFETY: the buffer is owned by the returned handle, which does not free or
                 // reuse it before the request completes (finish or drop waits); m lies inside it.
                 unsafe {
-                    ffi::MPI_Irecv(recv.add(m.offset) as *mut c_void, count(m.len), datatype, m.peer as c_int, TAG, comm, &mut req)
+                    ffi::MPI_Irecv(recv.add(m.offset) as *mut c_void, count(m.len), datatype, m.peer as c_int, tag, comm, &mut req)
                 };
                 requests.push(req);
+                expected.push((m.peer, m.len));
             }
             for m in b.staging.sends.iter().filter(|m| m.peer != me) {
                 let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
                 // SAFETY: as above; the send buffer is only read.
                 unsafe {
-                    ffi::MPI_Isend(send.add(m.offset) as *const c_void, count(m.len), datatype, m.peer as c_int, TAG, comm, &mut req)
+                    ffi::MPI_Isend(send.add(m.offset) as *const c_void, count(m.len), datatype, m.peer as c_int, tag, comm, &mut req)
                 };
                 requests.push(req);
             }
         }
-        Ok(DeviceHaloExchange { decomposition: d, ghost: self.ghost, buffers: Some(b), requests })
+        Ok(DeviceHaloExchange { field: self.id, seq, buffers: Some(b), requests, expected })
     }
 }
-
-const TAG: c_int = 7302;
 
 /// One message of a device exchange: its peer, where it lies in the exchange's buffer, and
 /// the boxes of the block it carries, packed one after another.
@@ -314,21 +317,28 @@ fn kernels_error(e: rankwise_kernels::cudarc::driver::DriverError) -> crate::Err
 /// the field. Dropping it unfinished waits for the messages and leaves the ghosts as they were.
 #[must_use = "a halo exchange fills no ghost cell until it is finished"]
 pub struct DeviceHaloExchange {
-    decomposition: Arc<Decomposition>,
-    ghost: usize,
+    /// The field it began on, and its sequence number on the decomposition.
+    field: u64,
+    seq: u64,
     buffers: Option<Buffers>,
     requests: Vec<ffi::MPI_Request>,
+    /// The receives among `requests` (the first ones): sender and length.
+    expected: Vec<(usize, usize)>,
 }
 
 impl DeviceHaloExchange {
     /// Collective. Wait for the messages and unpack the ghost cells of `field`, the field the
     /// exchange began on. Kernels issued on its compute stream afterwards see the ghosts.
+    ///
+    /// # Errors
+    /// [`HaloError`] as the host [`HaloExchange::finish`](crate::HaloExchange::finish): another
+    /// field, or a message of the wrong size; a CUDA error.
     pub fn finish(mut self, field: &mut DeviceField) -> Result<()> {
-        assert!(
-            Arc::ptr_eq(field.decomposition(), &self.decomposition) && field.ghost == self.ghost,
-            "finish needs the field the exchange began on"
-        );
-        self.wait();
+        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
+        unsafe { wait_checked(&mut self.requests, &self.expected, f64::equivalent_datatype().as_raw(), self.seq)? };
+        if field.id != self.field {
+            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&[self.field]), got: describe(&[field.id]) }.into());
+        }
         let mut b = self.buffers.take().expect("buffers are taken only here");
         let me = b.staging.me;
         if let Some((_, host_recv)) = &b.host {
@@ -349,15 +359,12 @@ impl DeviceHaloExchange {
         Ok(())
     }
 
-    fn wait(&mut self) {
-        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
-        unsafe { wait_all(&mut self.requests) }
-    }
 }
 
 impl Drop for DeviceHaloExchange {
     fn drop(&mut self) {
-        self.wait();
+        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
+        unsafe { wait_all(&mut self.requests) }
     }
 }
 

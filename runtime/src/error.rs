@@ -7,10 +7,17 @@ pub enum Error {
     AlreadyInitialised,
     #[error("MPI provides thread level {provided:?}, but {requested:?} was required")]
     ThreadLevel { requested: mpi::environment::Threading, provided: mpi::environment::Threading },
+    /// Started by another MPI's launcher (see [`crate::run`]); `first` on the process that
+    /// launcher calls rank 0.
+    #[error("{message}")]
+    ForeignLauncher { message: String, first: bool },
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
     #[error(transparent)]
     BadInput(#[from] BadInput),
+    /// A split-phase halo exchange finished on other fields, or a message had the wrong size.
+    #[error(transparent)]
+    Halo(#[from] crate::HaloError),
     /// A kernel or a GPU call failed (device fields).
     #[error(transparent)]
     Kernels(#[from] rankwise_kernels::Error),
@@ -37,7 +44,7 @@ pub(crate) fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
         if err.is::<BadInput>() || err.is::<crate::ConfigError>() || err.is::<crate::DecompositionError>() {
             return true;
         }
-        if let Some(Error::Config(_) | Error::BadInput(_)) = err.downcast_ref::<Error>() {
+        if let Some(Error::Config(_) | Error::BadInput(_) | Error::ForeignLauncher { .. }) = err.downcast_ref::<Error>() {
             return true;
         }
         cur = err.source();

@@ -1,5 +1,6 @@
 //! A distributed field: one rank's block of a global array, with ghost layers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
@@ -16,6 +17,9 @@ use crate::Decomposition;
 /// conditions): exchanges never touch them. A field keeps the message buffers of its last
 /// exchange (the first field's, for several at once), so repeating it allocates nothing.
 pub struct Field<T> {
+    /// Unique in the process (a clone gets its own): what a split-phase exchange checks that it
+    /// finishes on.
+    id: u64,
     decomposition: Arc<Decomposition>,
     ghost: usize,
     pub(crate) data: ArrayD<T>,
@@ -28,6 +32,7 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     pub fn new(d: &Arc<Decomposition>, ghost: usize) -> Field<T> {
         let shape: Vec<usize> = d.local_shape().iter().map(|n| n + 2 * ghost).collect();
         Field {
+            id: next_id(),
             decomposition: d.clone(),
             ghost,
             data: ArrayD::from_elem(IxDyn(&shape), T::default()),
@@ -49,8 +54,14 @@ impl<T: Equivalence + Copy + Default> Field<T> {
 
     /// Collective. Fill the ghost cells from their owners (faces only for [`Stencil::Star`],
     /// faces, edges and corners for [`Stencil::Box`]), periodic images included.
+    ///
+    /// # Panics
+    /// When a message arrives with the wrong length (ranks that disagree on the decomposition):
+    /// the panic aborts the job with the message of [`HaloError::MessageSize`](crate::HaloError::MessageSize).
     pub fn exchange(&mut self, stencil: Stencil) {
-        self.begin_exchange(stencil).finish(self);
+        if let Err(e) = self.begin_exchange(stencil).finish(self) {
+            panic!("{e}");
+        }
     }
 
     /// Collective. Split phase: pack and post the messages and return; compute on the interior
@@ -61,9 +72,14 @@ impl<T: Equivalence + Copy + Default> Field<T> {
 
     /// Collective. Exchange the halos of several fields (same decomposition and ghost width) in
     /// one round: one message per neighbour for all of them.
+    ///
+    /// # Panics
+    /// As [`Field::exchange`].
     pub fn exchange_many(fields: &mut [&mut Field<T>], stencil: Stencil) {
         let refs: Vec<&Field<T>> = fields.iter().map(|f| &**f).collect();
-        HaloExchange::begin(&refs, stencil).finish_many(fields);
+        if let Err(e) = HaloExchange::begin(&refs, stencil).finish_many(fields) {
+            panic!("{e}");
+        }
     }
 
     /// Collective. Split-phase form of [`Field::exchange_many`]; finish with
@@ -79,6 +95,10 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     /// and on a large field it runs out. For a checksum use `rankwise_io::checksum::field_checksum`
     /// (an all-reduce), for output a checkpoint writer (every rank writes its block), and for a
     /// picture gather only the plane it shows.
+    ///
+    /// # Panics
+    /// On `root` when the field has more than 2^31 - 1 cells in all (MPI's `int` counts and
+    /// offsets); the panic aborts the job with that message.
     pub fn gather(&self, root: usize) -> Option<ArrayD<T>> {
         let d = &self.decomposition;
         let mine: Vec<T> = self.interior().iter().copied().collect();
@@ -107,6 +127,9 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     /// Like `gather`, a tool for small fields: `root` holds the whole array. Initial states are
     /// better computed on every rank ([`Field::fill_with`]) or read from a checkpoint, where each
     /// rank reads only its block.
+    ///
+    /// # Panics
+    /// On `root` when `global` has the wrong shape or more than 2^31 - 1 cells.
     pub fn scatter(&mut self, root: usize, global: Option<&ArrayD<T>>) {
         let d = self.decomposition.clone();
         let mut mine = vec![T::default(); d.local_len()];
@@ -131,14 +154,50 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     /// Cells per rank and their offsets in rank order, for gather and scatter.
     fn partition(&self) -> (Vec<i32>, Vec<i32>) {
         let d = &self.decomposition;
-        let counts: Vec<i32> =
-            (0..d.size()).map(|r| d.owned_by(r).iter().map(|x| x.len()).product::<usize>() as i32).collect();
-        let displs = counts.iter().scan(0, |acc, &c| Some(std::mem::replace(acc, *acc + c))).collect();
-        (counts, displs)
+        let cells = (0..d.size()).map(|r| d.owned_by(r).iter().map(|x| x.len()).product::<usize>());
+        counts_and_offsets(cells).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
+/// A gather or scatter too large for MPI's `int` counts and offsets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("gather/scatter of {cells} cells (rank {rank} ends at cell {end}): MPI's counts and offsets stop at 2^31 - 1; write large fields with the parallel HDF5 writers instead")]
+pub struct CountError {
+    pub rank: usize,
+    pub cells: usize,
+    pub end: usize,
+}
+
+/// MPI's counts and displacements for blocks of `cells[r]` cells laid out one after another,
+/// checked: none of them, nor the total, may pass `i32::MAX`.
+pub(crate) fn counts_and_offsets(cells: impl Iterator<Item = usize> + Clone) -> Result<(Vec<i32>, Vec<i32>), CountError> {
+    let (mut counts, mut displs, mut end) = (Vec::new(), Vec::new(), 0usize);
+    for (rank, c) in cells.clone().enumerate() {
+        let start = end;
+        end = start.saturating_add(c);
+        match (i32::try_from(c), i32::try_from(start), i32::try_from(end)) {
+            (Ok(c), Ok(s), Ok(_)) => {
+                counts.push(c);
+                displs.push(s);
+            }
+            _ => return Err(CountError { rank, cells: cells.fold(0usize, |a, c| a.saturating_add(c)), end }),
+        }
+    }
+    Ok((counts, displs))
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A new field identity (host and device fields draw from one sequence).
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 impl<T> Field<T> {
+    /// This field's identity in error messages (`field #3`); unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
     pub fn decomposition(&self) -> &Arc<Decomposition> {
         &self.decomposition
     }
@@ -200,6 +259,7 @@ impl<T> Field<T> {
 impl<T: Clone> Clone for Field<T> {
     fn clone(&self) -> Self {
         Field {
+            id: next_id(),
             decomposition: self.decomposition.clone(),
             ghost: self.ghost,
             data: self.data.clone(),
@@ -232,5 +292,33 @@ mod tests {
         f.region_mut(&[-1, -1]).fill(1.0);
         assert_eq!(f.data()[[1, 1]], 1.0);
         assert_eq!(f.data()[[1, 2]], 0.0);
+    }
+
+    #[test]
+    fn gather_counts_are_checked_at_sizes_past_2_31() {
+        // 4 ranks of 2^29 cells: the last ends exactly at 2^31, one past i32::MAX.
+        let quarter = 1usize << 29;
+        let (c, d) = counts_and_offsets([quarter - 1; 4].into_iter().chain([3])).unwrap();
+        assert_eq!(c, [quarter as i32 - 1, quarter as i32 - 1, quarter as i32 - 1, quarter as i32 - 1, 3]);
+        assert_eq!(d[4], 4 * (quarter as i32 - 1));
+        let e = counts_and_offsets([quarter; 4].into_iter()).unwrap_err();
+        assert_eq!(e, CountError { rank: 3, cells: 1 << 31, end: 1 << 31 });
+        assert!(e.to_string().contains("2147483648 cells"), "{e}");
+        // One rank alone past the limit, and totals that would wrap a u64 too.
+        assert_eq!(counts_and_offsets([1usize << 31].into_iter()).unwrap_err().rank, 0);
+        assert_eq!(counts_and_offsets([usize::MAX, usize::MAX].into_iter()).unwrap_err().cells, usize::MAX);
+        // 10,000 ranks of 200,000 cells = 2e9 cells: still fits.
+        let (_, d) = counts_and_offsets(std::iter::repeat_n(200_000usize, 10_000)).unwrap();
+        assert_eq!(d[9_999], 9_999 * 200_000);
+        assert!(counts_and_offsets(std::iter::repeat_n(220_000usize, 10_000)).is_err());
+    }
+
+    #[test]
+    fn clones_are_other_fields() {
+        let d = Arc::new(Decomposition::for_rank(&[4], &[1], &[false], 0).unwrap());
+        let f: Field<f64> = Field::new(&d, 1);
+        let g = f.clone();
+        assert_ne!(f.id(), g.id());
+        assert_ne!(f.id(), Field::<f64>::new(&d, 1).id());
     }
 }

@@ -36,7 +36,6 @@ pub(crate) type Region = Vec<Range<usize>>;
 /// What one rank sends and receives in an exchange, in the order both sides agree on.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    pub(crate) ghost: usize,
     /// Per peer rank (this rank included, for periodic images of its own cells): the regions of
     /// its owned block it sends.
     pub(crate) sends: Vec<(usize, Vec<Region>)>,
@@ -91,7 +90,7 @@ impl Plan {
                 sends.push((d.rank_at(&coords), regions));
             }
         }
-        Plan { ghost, sends, recvs: recvs.into_iter().collect() }
+        Plan { sends, recvs: recvs.into_iter().collect() }
     }
 }
 
@@ -213,17 +212,47 @@ pub fn overlap_boxes(shape: &[usize], reach: usize) -> (Region, Vec<Region>) {
     (inner, shell)
 }
 
-const TAG: c_int = 7301;
+/// Halo messages use tags `TAG_BASE..TAG_BASE + TAG_SPAN`, one per exchange in sequence: two
+/// exchanges in flight at once (on fields of one decomposition) never take each other's
+/// messages. The MPI standard guarantees tags up to 32767.
+const TAG_BASE: u64 = 1024;
+const TAG_SPAN: u64 = 30_000;
+
+/// The tag of exchange number `seq` of a decomposition.
+pub(crate) fn tag_of(seq: u64) -> c_int {
+    (TAG_BASE + seq % TAG_SPAN) as c_int
+}
+
+/// A split-phase exchange finished on what it did not begin on, or a message of the wrong size.
+#[derive(Debug, thiserror::Error)]
+pub enum HaloError {
+    #[error("halo exchange #{seq} began on {began} but finish was given {got}: finish needs the same fields in the same order")]
+    OtherFields { seq: u64, began: String, got: String },
+    #[error("halo exchange #{seq}: rank {peer} sent {got} values where {expected} were expected (ranks disagree on the decomposition or the exchange)")]
+    MessageSize { seq: u64, peer: usize, expected: usize, got: i64 },
+}
+
+/// A field as error messages name it: its identity, decomposition and ghost width.
+pub(crate) fn describe(ids: &[u64]) -> String {
+    let ids: Vec<String> = ids.iter().map(|i| format!("#{i}")).collect();
+    format!("field{} {}", if ids.len() == 1 { "" } else { "s" }, ids.join(", "))
+}
 
 /// An exchange in flight, from [`Field::begin_exchange`] (or [`Field::begin_exchange_many`]):
-/// it owns the message buffers; [`HaloExchange::finish`] waits and fills the ghost cells.
-/// Dropping it unfinished waits for the messages and leaves the ghosts as they were.
+/// it owns the message buffers and knows its fields; [`HaloExchange::finish`] waits and fills
+/// the ghost cells. Dropping it unfinished waits for the messages and leaves the ghosts as they
+/// were.
 #[must_use = "a halo exchange fills no ghost cell until it is finished"]
 pub struct HaloExchange<T> {
     plan: Arc<Plan>,
     decomposition: Arc<Decomposition>,
-    fields: usize,
+    /// Its sequence number on the decomposition (see [`Decomposition::next_exchange`]).
+    seq: u64,
+    /// The identities of the fields it began on, in order.
+    fields: Vec<u64>,
     requests: Vec<ffi::MPI_Request>,
+    /// The receives among `requests` (the first ones): sender and length.
+    expected: Vec<(usize, usize)>,
     /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
     /// them until the requests complete: until then only this handle owns them (moving it
     /// moves no heap memory), and it neither grows nor frees them before it has waited (in
@@ -248,6 +277,9 @@ impl<T> Default for HaloBuffers<T> {
 
 impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// Collective. Post the receives, pack and post the sends.
+    ///
+    /// # Panics
+    /// When `fields` is empty or the fields differ in decomposition or ghost width.
     pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
         let first = fields.first().expect("a halo exchange needs at least one field");
         let (decomposition, ghost) = (first.decomposition().clone(), first.ghost());
@@ -258,10 +290,12 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             );
         }
         let plan = decomposition.plan(ghost, stencil);
+        let (seq, tag) = decomposition.next_exchange();
         let me = decomposition.rank();
         let comm = decomposition.comm().as_raw();
         let datatype = T::equivalent_datatype().as_raw();
         let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
+        let mut expected = Vec::with_capacity(plan.recvs.len());
         let mut b = std::mem::take(&mut *first.halo_buffers());
         b.recv.resize_with(plan.recvs.len(), Vec::new);
         b.send.resize_with(plan.sends.len(), Vec::new);
@@ -274,9 +308,10 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
             // SAFETY: see `HaloExchange::buffers`.
             unsafe {
-                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(buf.len()), datatype, *peer as c_int, TAG, comm, &mut req)
+                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
             };
             requests.push(req);
+            expected.push((*peer, buf.len()));
         }
         for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
             buf.clear();
@@ -292,30 +327,35 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
             // SAFETY: see `HaloExchange::buffers`; the send buffer is only read.
             unsafe {
-                ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, TAG, comm, &mut req)
+                ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
             };
             requests.push(req);
         }
-        HaloExchange { plan, decomposition, fields: fields.len(), requests, buffers: b }
+        let fields = fields.iter().map(|f| f.id()).collect();
+        HaloExchange { plan, decomposition, seq, fields, requests, expected, buffers: b }
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
     /// exchange began on.
-    pub fn finish(self, field: &mut Field<T>) {
-        self.finish_many(&mut [field]);
+    ///
+    /// # Errors
+    /// [`HaloError::OtherFields`] when `field` is not the one the exchange began on (its ghosts
+    /// are left as they were), [`HaloError::MessageSize`] when a message had the wrong length.
+    pub fn finish(self, field: &mut Field<T>) -> Result<(), HaloError> {
+        self.finish_many(&mut [field])
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `fields`, the fields the
     /// exchange began on, in the same order.
-    pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) {
-        assert_eq!(fields.len(), self.fields, "finish needs the fields the exchange began on");
-        for f in fields.iter() {
-            assert!(
-                Arc::ptr_eq(f.decomposition(), &self.decomposition) && f.ghost() == self.plan.ghost,
-                "finish needs the fields the exchange began on"
-            );
+    ///
+    /// # Errors
+    /// As [`HaloExchange::finish`]: other fields, or the same in another order, are refused.
+    pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
+        let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
+        self.wait()?;
+        if given != self.fields {
+            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&self.fields), got: describe(&given) });
         }
-        self.wait();
         let me = self.decomposition.rank();
         let b = &self.buffers;
         for ((peer, regions), buf) in self.plan.recvs.iter().zip(&b.recv) {
@@ -332,14 +372,42 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             }
         }
         *fields[0].halo_buffers() = std::mem::take(&mut self.buffers);
+        Ok(())
+    }
+
+    /// Wait for every message and check the length of each one received.
+    fn wait(&mut self) -> Result<(), HaloError> {
+        let datatype = T::equivalent_datatype().as_raw();
+        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
+        unsafe { wait_checked(&mut self.requests, &self.expected, datatype, self.seq) }
     }
 }
 
-impl<T> HaloExchange<T> {
-    fn wait(&mut self) {
-        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_all(&mut self.requests) }
+/// Wait for `requests`, whose first `expected.len()` are receives of `expected[i].1` elements
+/// of `datatype` from rank `expected[i].0`, and check that each brought exactly that many.
+///
+/// # Safety
+/// Each request must have been posted on buffers that are still alive.
+pub(crate) unsafe fn wait_checked(
+    requests: &mut Vec<ffi::MPI_Request>,
+    expected: &[(usize, usize)],
+    datatype: ffi::MPI_Datatype,
+    seq: u64,
+) -> Result<(), HaloError> {
+    if requests.is_empty() {
+        return Ok(());
     }
+    let mut statuses: Vec<ffi::MPI_Status> = vec![std::mem::zeroed(); requests.len()];
+    ffi::MPI_Waitall(count(requests.len()), requests.as_mut_ptr(), statuses.as_mut_ptr());
+    requests.clear();
+    for (status, &(peer, len)) in statuses.iter().zip(expected) {
+        let mut got: c_int = 0;
+        ffi::MPI_Get_count(status, datatype, &mut got);
+        if got < 0 || got as usize != len {
+            return Err(HaloError::MessageSize { seq, peer, expected: len, got: got.into() });
+        }
+    }
+    Ok(())
 }
 
 /// Wait for `requests` and forget them.
@@ -355,12 +423,18 @@ pub(crate) unsafe fn wait_all(requests: &mut Vec<ffi::MPI_Request>) {
 
 impl<T> Drop for HaloExchange<T> {
     fn drop(&mut self) {
-        self.wait();
+        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
+        unsafe { wait_all(&mut self.requests) }
     }
 }
 
+/// A message length as MPI's `int` count.
+///
+/// # Panics
+/// Past 2^31 - 1 elements: one face message of that size (16 GiB of f64) is beyond any block
+/// a rank holds; the message names it.
 pub(crate) fn count(n: usize) -> c_int {
-    c_int::try_from(n).expect("a halo message longer than 2^31 elements")
+    c_int::try_from(n).unwrap_or_else(|_| panic!("a halo message of {n} elements: MPI counts stop at 2^31 - 1"))
 }
 
 #[cfg(test)]
@@ -383,6 +457,36 @@ mod tests {
                     let far = idx.slice().iter().zip(&shape).all(|(&i, &n)| i >= reach && i + reach < n);
                     let inside = idx.slice().iter().zip(&inner).all(|(i, r)| r.contains(i));
                     assert_eq!(far, inside, "{shape:?} reach {reach} at {idx:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exchange_tags_follow_the_sequence_and_stay_valid() {
+        assert_eq!(tag_of(0), 1024);
+        assert_eq!(tag_of(1), 1025);
+        assert_ne!(tag_of(7), tag_of(8));
+        // Wrapped after TAG_SPAN exchanges, always within the tags MPI guarantees (32767).
+        assert_eq!(tag_of(TAG_SPAN), tag_of(0));
+        assert!((0..3 * TAG_SPAN).step_by(997).chain([u64::MAX]).all(|s| (0..=32767).contains(&tag_of(s))));
+    }
+
+    #[test]
+    fn a_rank_exchanges_with_its_neighbours_only_at_10000_ranks() {
+        // The plans of a rank inside a 3-D grid of 8, 1,000 and 10,000 ranks (no MPI: the plan is
+        // arithmetic): at most 26 peers for a box stencil, 6 for a star, whatever P.
+        for p in [8, 1000, 10_000] {
+            let (global, periodic) = ([2000, 2000, 2000], [true, true, true]);
+            let grid = crate::auto_grid(&global, &periodic, p).unwrap();
+            let d = Decomposition::for_rank(&global, &grid, &periodic, p / 2 + 1).unwrap();
+            for (stencil, most) in [(Stencil::Box, 26), (Stencil::Star, 6)] {
+                let plan = Plan::new(&d, 2, stencil);
+                let peers = |l: &[(usize, Vec<Region>)]| l.iter().filter(|(r, _)| *r != d.rank()).count();
+                assert!(peers(&plan.sends) <= most && peers(&plan.recvs) <= most, "P={p} {grid:?} {stencil:?}: {plan:?}");
+                assert_eq!(peers(&plan.sends), peers(&plan.recvs));
+                if p >= 1000 {
+                    assert_eq!(peers(&plan.recvs), most, "P={p} grid {grid:?}");
                 }
             }
         }

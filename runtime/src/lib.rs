@@ -26,12 +26,12 @@ mod timers;
 pub use config::{Config, ConfigError};
 pub use decomposition::{auto_grid, Decomposition, DecompositionError};
 pub use device_field::{cuda_aware_mpi, device_pointers_to_mpi, DeviceField, DeviceHaloExchange, CUDA_AWARE_ENV};
-pub use field::Field;
-pub use halo::{overlap_boxes, HaloExchange, Stencil};
+pub use field::{CountError, Field};
+pub use halo::{overlap_boxes, HaloError, HaloExchange, Stencil};
 pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
-pub use runtime::{at_finalize, run, Exit, InitOptions, Runtime, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+pub use runtime::{at_finalize, mpi_library, run, Exit, InitOptions, Runtime, BAD_INPUT_GRACE, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
 pub use stop::{StopDecision, StopOptions, StopPolicy, StopReason};
 pub use timers::{TimerReport, TimerRow, Timers};
 

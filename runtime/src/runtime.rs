@@ -1,8 +1,12 @@
 //! Start-up and shut-down of one rank, and the job-wide failure policy.
 
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use mpi::environment::{Threading, Universe};
+use mpi::ffi;
+use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 use crate::error::is_bad_input;
@@ -98,6 +102,11 @@ impl Runtime {
         let world = universe.world();
         let rank = world.rank() as usize;
         let size = world.size() as usize;
+        if size == 1 {
+            if let Some(e) = foreign_launcher() {
+                return Err(e);
+            }
+        }
         RANK.store(rank, Ordering::Relaxed);
         ACTIVE.store(true, Ordering::SeqCst);
         install_panic_hook();
@@ -219,13 +228,20 @@ fn install_panic_hook() {
     }));
 }
 
+/// How long a rank that hit bad input alone waits for the others to reach the end of the run
+/// before it aborts the job: they may be waiting for it in a collective that it never joins.
+pub const BAD_INPUT_GRACE: Duration = Duration::from_secs(10);
+
 /// Run an SPMD program body and turn its outcome into the job's exit code.
 ///
 /// `Ok(Exit::Done)` exits 0 and `Ok(Exit::Requeue)` exits [`EXIT_REQUEUE`] after a clean
 /// shut-down. An error that is the user's input ([`BadInput`](crate::BadInput), a
-/// [`ConfigError`](crate::ConfigError)) is the same on every rank: rank 0 prints it on one line
-/// and every rank exits [`EXIT_BAD_INPUT`]. Any other error may be on one rank only, so it is
-/// printed with the rank and the job is aborted.
+/// [`ConfigError`](crate::ConfigError)) may be found by every rank or by some only (one rank's
+/// block fails a check): the ranks agree on it at the end of the body, the lowest failing rank
+/// prints its error once, on one line, and every rank exits [`EXIT_BAD_INPUT`]. If the other
+/// ranks do not reach the end within [`BAD_INPUT_GRACE`] (they wait for the failed rank in a
+/// collective), the failed rank prints its error and aborts the job with [`EXIT_BAD_INPUT`].
+/// Any other error is printed with its rank and aborts the job.
 pub fn run<F, E>(opts: InitOptions, body: F) -> !
 where
     F: FnOnce(&mut Runtime) -> std::result::Result<Exit, E>,
@@ -233,28 +249,125 @@ where
 {
     let mut rt = match Runtime::init_with(opts) {
         Ok(rt) => rt,
+        Err(Error::ForeignLauncher { message, first }) => {
+            if first {
+                emit(format!("error: {message}"));
+            }
+            std::process::exit(EXIT_BAD_INPUT);
+        }
         Err(e) => {
             emit(format!("error: {e}"));
             std::process::exit(EXIT_FAILURE);
         }
     };
-    let code = match body(&mut rt) {
-        Ok(Exit::Done) => 0,
-        Ok(Exit::Requeue) => EXIT_REQUEUE,
+    // The verdict's own communicator: the body may have left anything in flight on the world.
+    let verdict = rt.world().duplicate();
+    let (code, bad_input) = match body(&mut rt) {
+        Ok(Exit::Done) => (0, None),
+        Ok(Exit::Requeue) => (EXIT_REQUEUE, None),
         Err(e) => {
             let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-            if is_bad_input(e.as_ref()) {
-                if rt.is_root() {
-                    emit(format!("error: {}", chain(e.as_ref())));
-                }
-                EXIT_BAD_INPUT
-            } else {
+            if !is_bad_input(e.as_ref()) {
                 rt.abort(EXIT_FAILURE, &format!("error: {}", chain(e.as_ref())));
             }
+            (EXIT_BAD_INPUT, Some(chain(e.as_ref())))
         }
     };
+    let first_failed = agree(&verdict, rt.rank, bad_input.is_some(), BAD_INPUT_GRACE);
+    let code = match first_failed {
+        Ok(None) => code,
+        Ok(Some(r)) => {
+            if let (true, Some(msg)) = (r == rt.rank, &bad_input) {
+                emit(if r == 0 { format!("error: {msg}") } else { format!("error: rank {r}: {msg}") });
+            }
+            EXIT_BAD_INPUT
+        }
+        Err(waited) => {
+            let msg = bad_input.expect("only a failed rank stops waiting");
+            rt.abort(EXIT_BAD_INPUT, &format!("error: {msg} (the other ranks did not stop with it within {waited:?})"));
+        }
+    };
+    drop(verdict);
     rt.finalize();
     std::process::exit(code)
+}
+
+/// Collective over `comm`. The lowest rank that `failed` (None if none did). A rank that failed
+/// waits at most `grace` for the others and then gives up (`Err` with the time it waited); the
+/// others wait as long as it takes.
+fn agree(comm: &SimpleCommunicator, rank: usize, failed: bool, grace: Duration) -> std::result::Result<Option<usize>, Duration> {
+    let size = comm.size();
+    let mine: c_int = if failed { rank as c_int } else { size };
+    let mut lowest: c_int = size;
+    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+    let start = Instant::now();
+    // SAFETY: both buffers outlive the request: it completes below, or the job is aborted.
+    unsafe {
+        ffi::MPI_Iallreduce(
+            &mine as *const c_int as *const c_void,
+            &mut lowest as *mut c_int as *mut c_void,
+            1,
+            ffi::RSMPI_INT32_T,
+            ffi::RSMPI_MIN,
+            comm.as_raw(),
+            &mut req,
+        )
+    };
+    loop {
+        let mut done: c_int = 0;
+        // SAFETY: `req` is the request posted above.
+        unsafe { ffi::MPI_Test(&mut req, &mut done, ffi::RSMPI_STATUS_IGNORE) };
+        if done != 0 {
+            return Ok((lowest < size).then_some(lowest as usize));
+        }
+        if failed && start.elapsed() >= grace {
+            return Err(grace);
+        }
+        // Ranks that wait for slower ones give their core away.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A launcher that is not this MPI's: every rank is the only one of its own job (rank 0 of 1)
+/// while the launcher's variables say it started several. An error naming both, if so; only
+/// the process the launcher calls rank 0 says it (the others would repeat it).
+fn foreign_launcher() -> Option<Error> {
+    const LAUNCHERS: [(&str, &str, &str); 3] = [
+        ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "Open MPI's mpirun"),
+        ("PMI_SIZE", "PMI_RANK", "a PMI launcher (MPICH's mpirun, or srun --mpi=pmi2)"),
+        ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "srun"),
+    ];
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
+    let (size_var, rank_var, who) = LAUNCHERS.into_iter().find(|(size, _, _)| var(size).is_some_and(|n| n > 1))?;
+    let n = var(size_var)?;
+    let hint = if who == "srun" {
+        " (srun's --mpi plugin must match: pmix for Open MPI, pmi2 for MPICH)"
+    } else {
+        ""
+    };
+    Some(Error::ForeignLauncher {
+        message: format!(
+            "this program is linked with {}, but {who} started it ({size_var}={n}){hint}: it ran as {n} separate jobs of one rank. \
+             Start it with the launcher of {} (or `rankwise run`, which chooses it)",
+            mpi_library(),
+            mpi_family(),
+        ),
+        first: var(rank_var).unwrap_or(0) == 0,
+    })
+}
+
+/// `Open MPI`, `MPICH` or `Intel MPI`: the family of [`mpi_library`].
+fn mpi_family() -> String {
+    let lib = mpi_library();
+    ["Open MPI", "MPICH", "Intel"].iter().find(|f| lib.contains(*f)).map_or(lib.clone(), |f| f.replace("Intel", "Intel MPI"))
+}
+
+/// The MPI library this process links, as it names itself: `Open MPI v4.1.4`,
+/// `MPICH Version: 4.0.2`. Not collective; callable before MPI starts.
+pub fn mpi_library() -> String {
+    let version = mpi::environment::library_version().unwrap_or_else(|_| "?".into());
+    let first = version.lines().next().unwrap_or("?").split(',').next().unwrap_or("?");
+    first.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Write to stderr in one piece: Rust's unbuffered stderr would otherwise split a line into

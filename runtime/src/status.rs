@@ -10,12 +10,17 @@
 //! checkpoint = "ckpt/heat-000120.h5"   # newest complete checkpoint; absent before the first
 //! ```
 //!
-//! After a failure the launcher relaunches the program with [`RESTART_ENV`] set to that
-//! checkpoint, which [`restart_from`] returns, and [`RESTART_COUNT_ENV`] to the number of the
-//! relaunch. Without a launcher both ends are no-ops.
+//! Rank 0 writes it at most once per [`STATUS_INTERVAL`] (a step can take a millisecond; a
+//! parallel filesystem should not see a thousand renames a second) and at every checkpoint.
+//!
+//! After a failure the launcher relaunches the program with [`RESTART_COUNT_ENV`] set to the
+//! number of the relaunch; the program itself restores its newest checkpoint that verifies and
+//! says which (one path: the launcher does not choose for it). Without a launcher both ends
+//! are no-ops.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +28,6 @@ use crate::Runtime;
 
 /// Where rank 0 writes its [`Status`]; set by the launcher.
 pub const STATUS_FILE_ENV: &str = "RANKWISE_STATUS_FILE";
-/// The checkpoint a relaunched program resumes from; set by the launcher.
-pub const RESTART_ENV: &str = "RANKWISE_RESTART";
 /// How many times the launcher has relaunched the program (1 for the first relaunch).
 pub const RESTART_COUNT_ENV: &str = "RANKWISE_RESTART_COUNT";
 
@@ -54,46 +57,68 @@ impl Status {
     }
 }
 
+/// How often [`Progress::step`] writes the status file at most.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Rank 0's reporter of progress; on other ranks, and when no launcher asked, it does nothing.
 #[derive(Debug)]
 pub struct Progress {
     file: Option<PathBuf>,
     status: Status,
+    interval: Duration,
+    /// When the file was last written (None: never), and whether `status` changed since.
+    written: Option<Instant>,
+    pending: bool,
 }
 
 impl Progress {
-    /// The reporter for this rank; every rank may make one and call it alike.
+    /// The reporter for this rank, writing at most once per [`STATUS_INTERVAL`]; every rank may
+    /// make one and call it alike.
     pub fn new(rt: &Runtime) -> Progress {
-        let file = std::env::var_os(STATUS_FILE_ENV).filter(|_| rt.is_root()).map(PathBuf::from);
-        // Until this run writes its own, the checkpoint it resumed from is the newest.
-        Progress { file, status: Status { checkpoint: restart_from(), ..Status::default() } }
+        Progress::with_interval(rt, STATUS_INTERVAL)
     }
 
-    /// Report that `step` is done at simulated `time`. Cheap enough for every step: one small
-    /// file written and renamed, on rank 0 only.
+    /// As [`Progress::new`], writing at most once per `interval` (and at every checkpoint).
+    pub fn with_interval(rt: &Runtime, interval: Duration) -> Progress {
+        Progress::to(std::env::var_os(STATUS_FILE_ENV).filter(|_| rt.is_root()).map(PathBuf::from), interval)
+    }
+
+    fn to(file: Option<PathBuf>, interval: Duration) -> Progress {
+        Progress { file, status: Status::default(), interval, written: None, pending: false }
+    }
+
+    /// Report that `step` is done at simulated `time`. Cheap enough for every step: the file
+    /// is written when [`STATUS_INTERVAL`] has passed since it last was (on rank 0 only).
     pub fn step(&mut self, step: u64, time: f64) -> io::Result<()> {
         self.status.step = step;
         self.status.time = time;
-        self.publish()
+        self.pending = true;
+        if self.written.is_none_or(|t| t.elapsed() >= self.interval) {
+            self.flush()?;
+        }
+        Ok(())
     }
 
-    /// Report a complete checkpoint at `path`, written after `step`: a relaunch resumes from it.
+    /// Report a complete checkpoint at `path`, written after `step`, now: the newest one a
+    /// relaunch can resume from.
     pub fn checkpointed(&mut self, step: u64, time: f64, path: &Path) -> io::Result<()> {
         self.status.checkpoint = Some(path.to_path_buf());
-        self.step(step, time)
+        self.status.step = step;
+        self.status.time = time;
+        self.pending = true;
+        self.flush()
     }
 
-    fn publish(&self) -> io::Result<()> {
-        match &self.file {
-            Some(f) => self.status.write(f),
-            None => Ok(()),
+    /// Write what the last calls reported, if the file does not say it yet (before an exit
+    /// that is not the end of the run, or a deliberate stop).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let (true, Some(f)) = (self.pending, &self.file) {
+            self.status.write(f)?;
+            self.written = Some(Instant::now());
         }
+        self.pending = false;
+        Ok(())
     }
-}
-
-/// The checkpoint to resume from, when the launcher relaunched this program after a failure.
-pub fn restart_from() -> Option<PathBuf> {
-    std::env::var_os(RESTART_ENV).filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
 #[cfg(test)]
@@ -115,6 +140,33 @@ mod tests {
         assert!(!dir.join("status.tmp").exists());
         std::fs::write(&f, "step = \"x\"\n").unwrap();
         assert_eq!(Status::read(&f).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn progress_writes_on_an_interval_and_at_every_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("rankwise-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("status");
+        let mut p = Progress::to(Some(f.clone()), Duration::from_secs(3600));
+        let step = |f: &Path| Status::read(f).unwrap().step;
+        p.step(1, 0.1).unwrap();
+        assert_eq!(step(&f), 1, "the first step is written at once");
+        for s in 2..=1000 {
+            p.step(s, s as f64 * 0.1).unwrap();
+        }
+        assert_eq!(step(&f), 1, "no more writes within the interval");
+        p.checkpointed(1000, 100.0, Path::new("ckpt/c-1000.h5")).unwrap();
+        assert_eq!(Status::read(&f).unwrap().checkpoint.as_deref(), Some(Path::new("ckpt/c-1000.h5")));
+        p.step(1001, 100.1).unwrap();
+        assert_eq!(step(&f), 1000);
+        p.flush().unwrap();
+        assert_eq!(step(&f), 1001);
+        // A zero interval writes every step.
+        let mut p = Progress::to(Some(f.clone()), Duration::ZERO);
+        p.step(7, 0.7).unwrap();
+        p.step(8, 0.8).unwrap();
+        assert_eq!(step(&f), 8);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,12 +2,14 @@
 //! PETSc's `-log_view`: per region, calls and min/avg/max seconds over ranks.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::traits::*;
+
+use crate::field::counts_and_offsets;
 
 /// Accumulated wall time per named region on this rank.
 #[derive(Default)]
@@ -61,22 +63,11 @@ impl Timers {
     /// entered a region counts 0 s for it).
     pub fn report(&self, comm: &impl Communicator) -> TimerReport {
         let local = self.regions.borrow();
-        // Agree on the union of region names: everyone contributes its names, joined by '\n'.
-        let names = local.keys().cloned().collect::<Vec<_>>().join("\n").into_bytes();
-        let counts = all_gather_counts(comm, names.len());
-        let displs: Vec<i32> = counts.iter().scan(0, |acc, &c| { let d = *acc; *acc += c; Some(d) }).collect();
-        let mut all = vec![0u8; counts.iter().sum::<i32>() as usize];
-        if all.is_empty() {
-            // Same on every rank; and MPI rejects an all-gather of nothing.
+        let union = union_of_names(comm, local.keys());
+        if union.is_empty() {
+            // Same on every rank.
             return TimerReport { ranks: comm.size() as usize, rows: vec![] };
         }
-        comm.all_gather_varcount_into(&names[..], &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
-        let mut union = std::collections::BTreeSet::new();
-        for (&c, &d) in counts.iter().zip(&displs) {
-            let s = std::str::from_utf8(&all[d as usize..(d + c) as usize]).unwrap_or_default();
-            union.extend(s.split('\n').filter(|n| !n.is_empty()).map(str::to_string));
-        }
-        let union: Vec<String> = union.into_iter().collect();
         let secs: Vec<f64> = union.iter().map(|n| local.get(n).map_or(0.0, |e| e.1)).collect();
         let calls: Vec<u64> = union.iter().map(|n| local.get(n).map_or(0, |e| e.0)).collect();
         let (mut min, mut max, mut sum) = (vec![0.0; secs.len()], vec![0.0; secs.len()], vec![0.0; secs.len()]);
@@ -95,10 +86,36 @@ impl Timers {
     }
 }
 
-fn all_gather_counts(comm: &impl Communicator, mine: usize) -> Vec<i32> {
-    let mut counts = vec![0i32; comm.size() as usize];
-    comm.all_gather_into(&(mine as i32), &mut counts[..]);
-    counts
+/// Collective. The union of every rank's region names, sorted. Rank 0 broadcasts its names;
+/// only names it lacks travel in an all-gather, and only when some rank has any: in the common
+/// case (every rank timed the same regions) each rank handles its own names, not P times them.
+fn union_of_names<'a>(comm: &impl Communicator, mine: impl Iterator<Item = &'a String> + Clone) -> Vec<String> {
+    let split = |bytes: &[u8]| -> Vec<String> {
+        std::str::from_utf8(bytes).unwrap_or_default().split('\n').filter(|n| !n.is_empty()).map(str::to_string).collect()
+    };
+    let root = comm.process_at_rank(0);
+    let mut text = if comm.rank() == 0 { mine.clone().cloned().collect::<Vec<_>>().join("\n").into_bytes() } else { Vec::new() };
+    let mut len = text.len() as u64;
+    root.broadcast_into(&mut len);
+    text.resize(len as usize, 0);
+    if len > 0 {
+        // Open MPI rejects a broadcast of nothing.
+        root.broadcast_into(&mut text[..]);
+    }
+    let mut union: BTreeSet<String> = split(&text).into_iter().collect();
+    let extra = mine.filter(|n| !union.contains(*n)).cloned().collect::<Vec<_>>().join("\n").into_bytes();
+    let mut most = 0u64;
+    comm.all_reduce_into(&(extra.len() as u64), &mut most, SystemOperation::max());
+    if most > 0 {
+        let mut counts = vec![0i32; comm.size() as usize];
+        let n = i32::try_from(extra.len()).expect("timer names of less than 2 GiB");
+        comm.all_gather_into(&n, &mut counts[..]);
+        let (counts, displs) = counts_and_offsets(counts.iter().map(|&c| c as usize)).unwrap_or_else(|e| panic!("timer names: {e}"));
+        let mut all = vec![0u8; counts.iter().map(|&c| c as usize).sum()];
+        comm.all_gather_varcount_into(&extra[..], &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
+        union.extend(split(&all));
+    }
+    union.into_iter().collect()
 }
 
 /// One region of a [`TimerReport`]; seconds are totals per rank.

@@ -292,3 +292,27 @@ impl Drop for Scratch {
         }
     }
 }
+
+/// The MPI that this build does not use (Open MPI and MPICH are installed side by side): its
+/// mpirun, and the `hello` example built against it (in its own target folder, as
+/// scripts/env.sh selects it), for tests that start a program with the wrong MPI's launcher.
+pub struct OtherMpi {
+    pub mpirun: &'static str,
+    pub hello: PathBuf,
+}
+
+pub fn other_mpi() -> OtherMpi {
+    let (name, mpirun, target) = if hydra() { ("openmpi", "mpirun.openmpi", "target") } else { ("mpich", "mpirun.mpich", "target/mpich") };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("bash");
+    clean_cargo_env(&mut cmd);
+    // Only what scripts/env.sh derives from RANKWISE_MPI, for the other MPI.
+    for k in ["CARGO_TARGET_DIR", "MPICC", "MPI_PKG_CONFIG", "RANKWISE_MPIRUN", "PKG_CONFIG_PATH"] {
+        cmd.env_remove(k);
+    }
+    let build = format!(". scripts/env.sh && cargo build --example hello {}", build_profile().join(" "));
+    let st = cmd.current_dir(&root).env("RANKWISE_MPI", name).arg("-c").arg(&build).status().expect("cannot run bash");
+    assert!(st.success(), "cannot build hello against {name}: RANKWISE_MPI={name} {build}");
+    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().file_name().unwrap().to_owned();
+    OtherMpi { mpirun, hello: root.join(target).join(profile).join("examples/hello") }
+}

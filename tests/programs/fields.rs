@@ -13,6 +13,8 @@
 //! - `bits SHAPE...`: the field checksum (`rankwise_io::checksum::field_checksum`) after flipping each
 //!   bit of each value in turn, f64 and f32: counts the flips it missed and the distinct sums.
 //! - `grid SHAPE GRID`: a user-given rank grid (to test errors).
+//! - `mismatch`: two split-phase exchanges in flight finished in the other order (each gets its
+//!   own messages), then finishes on other fields or in another order (refused).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -42,6 +44,7 @@ fn main() {
                     bits::<f32>(rt, &global)?;
                 }
             }
+            "mismatch" => mismatch(rt)?,
             "grid" => {
                 let (global, grid) = (shape(arg(1)?)?, shape(arg(2)?)?);
                 let d = Decomposition::with_grid(rt, &global, &grid, &vec![false; global.len()])?;
@@ -95,7 +98,7 @@ fn halo(rt: &Runtime, specs: &[String]) -> Result<(), E> {
             let [a, b, c, e] = &mut fs[..] else { unreachable!() };
             a.exchange(stencil);
             let h = b.begin_exchange(stencil);
-            h.finish(b);
+            h.finish(b)?;
             Field::exchange_many(&mut [c, e], stencil);
             for (i, f) in fs.iter().enumerate() {
                 let (n, errs) = check(f, stencil, i as f64 * 0.25);
@@ -159,7 +162,7 @@ fn reuse(rt: &Runtime, spec: &str) -> Result<(), E> {
         // One field (whole and split phase), then two in one round: longer messages.
         match round % 3 {
             0 => a.exchange(stencil),
-            1 => a.begin_exchange(stencil).finish(&mut a),
+            1 => a.begin_exchange(stencil).finish(&mut a)?,
             _ => Field::exchange_many(&mut [&mut a, &mut b], stencil),
         }
         if round >= 3 {
@@ -175,6 +178,35 @@ fn reuse(rt: &Runtime, spec: &str) -> Result<(), E> {
         }
     }
     println!("rank={} spec={spec} grid={:?} bad={bad} allocs={allocs}", rt.rank(), d.grid());
+    Ok(())
+}
+
+fn mismatch(rt: &Runtime) -> Result<(), E> {
+    let d = Arc::new(Decomposition::new(rt, &[11, 7], &[true, false])?);
+    let fresh = |salt: f64| {
+        let mut f: Field<f64> = Field::new(&d, 2);
+        f.data_mut().fill(SENTINEL);
+        f.fill_with(|g| formula(g, salt));
+        f
+    };
+    let (mut a, mut b) = (fresh(0.0), fresh(0.5));
+    // In flight together, finished in the other order: each exchange has its own tag.
+    let (ha, hb) = (a.begin_exchange(Stencil::Box), b.begin_exchange(Stencil::Box));
+    hb.finish(&mut b)?;
+    ha.finish(&mut a)?;
+    let bad = check(&a, Stencil::Box, 0.0).1.len() + check(&b, Stencil::Box, 0.5).1.len();
+    // Finishes on what the exchange did not begin on are refused, and leave the ghosts alone.
+    let (mut c, mut e) = (fresh(0.25), fresh(0.75));
+    let swapped = Field::begin_exchange_many(&[&c, &e], Stencil::Star).finish_many(&mut [&mut e, &mut c]);
+    let other = c.begin_exchange(Stencil::Star).finish(&mut a);
+    let ghosts = |f: &Field<f64>| f.data().iter().filter(|&&v| v == SENTINEL).count() == f.data().len() - f.interior().len();
+    let untouched = ghosts(&c) && ghosts(&e) && check(&a, Stencil::Box, 0.0).1.is_empty();
+    println!("rank={} bad={bad} untouched={untouched}", rt.rank());
+    println!("rank={} swapped: {}", rt.rank(), swapped.map_or_else(|e| e.to_string(), |()| "accepted".into()));
+    println!("rank={} other: {}", rt.rank(), other.map_or_else(|e| e.to_string(), |()| "accepted".into()));
+    // Exchanges after refused ones still work.
+    c.exchange(Stencil::Star);
+    println!("rank={} after={}", rt.rank(), check(&c, Stencil::Star, 0.25).1.len());
     Ok(())
 }
 
@@ -387,7 +419,7 @@ fn heat(rt: &Runtime, global: &[usize], steps: usize) -> Result<(), E> {
         let h = u.begin_exchange(Stencil::Star);
         // Cells that read no ghost first (local indices count the ghost layer: 1..=nx owned).
         step(&u, &mut v, 2..nx, 2..ny);
-        h.finish(&mut u);
+        h.finish(&mut u)?;
         if nx > 0 && ny > 0 {
             step(&u, &mut v, 1..2, 1..ny + 1);
             step(&u, &mut v, nx.max(2)..nx + 1, 1..ny + 1);

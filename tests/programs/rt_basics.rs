@@ -53,6 +53,16 @@ fn main() {
                 rt.world().barrier();
             }
             "bad-input" => return Err(BadInput("n must be positive, got -3".into()).into()),
+            // Bad input on rank ARG alone; the others finish ("alone") or wait for it ("stuck").
+            "bad-input-alone" | "bad-input-stuck" => {
+                if rank == arg {
+                    return Err(BadInput(format!("the block of rank {rank} fails a check")).into());
+                }
+                if mode == "bad-input-stuck" {
+                    rt.world().barrier();
+                    println!("rank={rank} passed a barrier that should never complete");
+                }
+            }
             "timers" => {
                 for _ in 0..=rank {
                     rt.timers().time("work", || std::thread::sleep(std::time::Duration::from_millis(20)));
@@ -60,12 +70,18 @@ fn main() {
                 if rank == 0 {
                     rt.timers().add("only-rank-0", 0.5);
                 }
+                if rank == size - 1 {
+                    // A name rank 0 lacks: the report learns it from the others.
+                    rt.timers().add("only-last-rank", 0.25);
+                }
                 let rep = rt.timers().report(rt.world());
                 if rank == 0 {
                     let w = rep.row("work").unwrap();
                     let o = rep.row("only-rank-0").unwrap();
                     println!("work calls={} min={:.3} max={:.3} avg={:.3}", w.calls, w.min, w.max, w.avg);
                     println!("only-rank-0 min={:.3} max={:.3}", o.min, o.max);
+                    let l = rep.row("only-last-rank").unwrap();
+                    println!("only-last-rank min={:.3} max={:.3}", l.min, l.max);
                     print!("{rep}");
                 }
             }

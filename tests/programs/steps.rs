@@ -2,7 +2,8 @@
 //!
 //! Takes N steps, each mixing an all-reduce into a running value (so a wrong restart changes the
 //! final value), checkpoints to a plain file in DIR every `every` steps and reports it through
-//! the status contract, and resumes from `RANKWISE_RESTART`. At each step in `kill_at`, rank
+//! the status contract, and resumes from the newest checkpoint in DIR on its own, saying which
+//! (`resumed from checkpoint PATH` on rank 0's stderr). At each step in `kill_at`, rank
 //! `kill_rank` SIGKILLs itself: once per step (a marker file remembers) or, with
 //! `kill_once=false`, on every run. SIGUSR1 makes every rank checkpoint and exit 75 (requeue).
 
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
-use rankwise::runtime::status::{restart_from, Progress, RESTART_COUNT_ENV};
+use rankwise::runtime::status::{Progress, RESTART_COUNT_ENV};
 use rankwise::runtime::{self, BadInput, Config, Exit, InitOptions, Runtime};
 
 type R = Result<Exit, Box<dyn std::error::Error + Send + Sync>>;
@@ -24,7 +25,7 @@ extern "C" fn on_usr1(_: libc::c_int) {
 
 fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> R {
-        let cfg = Config::from_args(std::env::args().skip(1))?;
+        let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let steps: u64 = cfg.require("steps")?;
         let dir: PathBuf = cfg.require::<String>("dir")?.into();
         let every: u64 = cfg.get_or("every", 1)?;
@@ -39,8 +40,13 @@ fn main() {
         // SAFETY: the handler only stores to an atomic.
         unsafe { libc::signal(libc::SIGUSR1, on_usr1 as extern "C" fn(libc::c_int) as libc::sighandler_t) };
 
-        let (mut step, mut value) = match restart_from() {
-            Some(ckpt) => read_checkpoint(&ckpt)?,
+        let (mut step, mut value) = match newest_checkpoint(&dir)? {
+            Some(ckpt) => {
+                if rt.is_root() {
+                    eprintln!("resumed from checkpoint {}", ckpt.display());
+                }
+                read_checkpoint(&ckpt)?
+            }
             None => (0, 1),
         };
         let mut progress = Progress::new(rt);
@@ -74,6 +80,7 @@ fn main() {
             }
             if kill_at.contains(&step) {
                 // Rank 0 has reported this step: the launcher sees exactly where it died.
+                progress.flush()?;
                 world.barrier();
                 let marker = dir.join(format!("killed-{step}"));
                 if rt.rank() == kill_rank && !(kill_once && marker.exists()) {
@@ -88,6 +95,13 @@ fn main() {
         }
         Ok(Exit::Done)
     })
+}
+
+/// The checkpoint of the highest step in `dir` (names `ckpt-NNNNNN.txt` sort by step).
+fn newest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, BadInput> {
+    let entries = std::fs::read_dir(dir).map_err(|e| BadInput(format!("cannot list {}: {e}", dir.display())))?;
+    let names = entries.flatten().map(|e| e.path());
+    Ok(names.filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".txt"))).max())
 }
 
 fn read_checkpoint(path: &Path) -> Result<(u64, u64), BadInput> {
