@@ -1,7 +1,9 @@
 //! The CUDA back end (cudarc with dynamic loading: builds and runs without CUDA installed).
 //!
-//! The kernels are CUDA C in `src/cuda/*.cu`, compiled by NVRTC once per process (per compute
-//! capability) and loaded into each context. A [`CudaBackend`] issues work on one stream;
+//! The kernels are CUDA C in `src/cuda/*.cu`, compiled by NVRTC to machine code once per process
+//! (per compute capability) and loaded into each context. They round as the CPU back end does
+//! (no fused multiply-add, the same order of operations), so the elementwise kernels, stencils
+//! and SpMV give the CPU's bits; reductions and matmul sum in another order. A [`CudaBackend`] issues work on one stream;
 //! [`CudaBackend::fork`] gives a second one (a halo copy beside an interior kernel) and
 //! [`CudaBackend::join`] orders them again. cudarc records which stream last used each buffer,
 //! so a buffer handed from one stream to the other is waited for correctly.
@@ -10,13 +12,13 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg};
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 use ndarray::{Array, ArrayView, Dimension, Ix1, Ix2, Ix3};
 
 use crate::{cpu::check_block, Csr, Error, Result};
 
 mod block;
-pub use block::{DeviceBlock, Side};
+pub use block::{DeviceBlock, ExchangeBuffer, Side};
 
 /// Why the CUDA back end is not available, or what went wrong in it.
 #[derive(Debug, thiserror::Error)]
@@ -86,25 +88,115 @@ const MAX_BLOCKS: u32 = 1024;
 const GEMM_TILE: u32 = 32;
 const GEMM_ROWS: u32 = 8;
 
-/// The PTX for one compute capability, compiled on first use and kept for the process.
-fn ptx(cc: (i32, i32)) -> Result<Ptx, CudaError> {
-    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Ptx>>> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.get(&cc) {
-        return Ok(p.clone());
+/// NVRTC's options for every kernel besides the architecture. `--fmad=false`: by default NVRTC
+/// contracts `a * b + c` into one fused multiply-add (one rounding instead of two), which Rust
+/// never does; without it the GPU and the CPU back end would differ in the last bit, and a run
+/// could not restart from a GPU checkpoint on CPU nodes (or the other way) bit for bit.
+const NVRTC_OPTIONS: [&str; 1] = ["--fmad=false"];
+
+/// What NVRTC makes of the kernels: PTX for a virtual architecture (`compute_XY`), or machine
+/// code (CUBIN) for a real one (`sm_XY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Ptx,
+    Cubin,
+}
+
+/// Compiles the kernels for compute capability `cc`. Never panics without NVRTC.
+fn nvrtc(cc: (i32, i32), output: Output) -> Result<Vec<u8>, CudaError> {
+    use cudarc::nvrtc::{result as nv, sys};
+    // cudarc panics when libnvrtc is missing, so ask first.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(CudaError::NoNvrtc);
     }
-    // NVRTC wants a 'static arch name; one leaked string per capability seen.
-    let arch: &'static str = Box::leak(format!("compute_{}{}", cc.0, cc.1).into_boxed_str());
-    let opts = CompileOptions { arch: Some(arch), name: Some("rankwise_kernels.cu".into()), ..Default::default() };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCES.concat(), opts).map_err(|e| {
-        CudaError::Compile(match e {
-            CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
-            e => e.to_string(),
-        })
-    })?;
-    log::debug!("compiled the CUDA kernels for {arch}");
-    cache.insert(cc, ptx.clone());
-    Ok(ptx)
+    let kind = if output == Output::Cubin { "sm" } else { "compute" };
+    let arch = format!("--gpu-architecture={kind}_{}{}", cc.0, cc.1);
+    let fail = |what: &str, e: nv::NvrtcError| CudaError::Compile(format!("{what} for {kind}_{}{}: {e}", cc.0, cc.1));
+    let src = std::ffi::CString::new(SOURCES.concat()).expect("no NUL in the kernel sources");
+    let prog = nv::create_program(&src, Some(c"rankwise_kernels.cu")).map_err(|e| fail("nvrtcCreateProgram", e))?;
+    let options: Vec<&str> = std::iter::once(arch.as_str()).chain(NVRTC_OPTIONS).collect();
+    // Safety: `prog` is live until destroyed below; the buffers are sized as NVRTC says.
+    let out = unsafe {
+        match nv::compile_program(prog, &options) {
+            Err(e) => {
+                let log = nv::get_program_log(prog).unwrap_or_default();
+                let log = std::ffi::CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned();
+                Err(CudaError::Compile(format!("{e} for {kind}_{}{}:\n{log}", cc.0, cc.1)))
+            }
+            Ok(()) if output == Output::Ptx => {
+                nv::get_ptx(prog).map(|p| p.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect()).map_err(|e| fail("nvrtcGetPTX", e))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                sys::nvrtcGetCUBINSize(prog, &mut size).result().map_err(|e| fail("nvrtcGetCUBINSize", e))?;
+                let mut cubin = vec![0u8; size];
+                sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()).result().map_err(|e| fail("nvrtcGetCUBIN", e))?;
+                Ok(cubin)
+            }
+        }
+    };
+    // Safety: created above, destroyed once.
+    let _ = unsafe { nv::destroy_program(prog) };
+    out
+}
+
+/// The machine code (CUBIN) for one compute capability, compiled on first use and kept for the
+/// process. Machine code, not PTX: the driver would reject PTX from an NVRTC newer than itself
+/// (`CUDA_ERROR_UNSUPPORTED_PTX_VERSION`), and it needs no JIT step at load.
+fn cubin(cc: (i32, i32)) -> Result<Vec<u8>, CudaError> {
+    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Vec<u8>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = cache.get(&cc) {
+        return Ok(c.clone());
+    }
+    let c = nvrtc(cc, Output::Cubin)?;
+    log::info!("compiled the CUDA kernels for sm_{}{} ({}; {})", cc.0, cc.1, nvrtc_version()?, driver_version()?);
+    cache.insert(cc, c.clone());
+    Ok(c)
+}
+
+/// NVRTC's version and the file it was loaded from, e.g. `NVRTC 13.0
+/// (/usr/local/cuda/lib64/libnvrtc.so.13)`.
+pub fn nvrtc_version() -> Result<String, CudaError> {
+    use cudarc::nvrtc::sys;
+    if !unsafe { sys::is_culib_present() } {
+        return Err(CudaError::NoNvrtc);
+    }
+    let (mut major, mut minor) = (0, 0);
+    // Safety: two out-parameters.
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| CudaError::Compile(format!("nvrtcVersion: {e}")))?;
+    Ok(format!("NVRTC {major}.{minor} ({})", loaded_from("libnvrtc")))
+}
+
+/// The CUDA version the driver supports (`cuDriverGetVersion`), e.g. `driver CUDA 13.0
+/// (/usr/lib/x86_64-linux-gnu/libcuda.so.1)`.
+pub fn driver_version() -> Result<String, CudaError> {
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::NoDriver);
+    }
+    let mut v = 0;
+    // Safety: one out-parameter; needs no cuInit.
+    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }.result()?;
+    Ok(format!("driver CUDA {}.{} ({})", v / 1000, v % 1000 / 10, loaded_from("libcuda")))
+}
+
+/// The file of a loaded shared library whose name starts with `name`, from /proc/self/maps.
+fn loaded_from(name: &str) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let found = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with(name)));
+    found.unwrap_or("path unknown").to_string()
+}
+
+/// The UUID of CUDA device `ordinal` (among the visible ones): what tells two ranks whether
+/// they drive the same GPU, whatever `CUDA_VISIBLE_DEVICES` shows each of them.
+pub fn device_uuid(ordinal: usize) -> Result<[u8; 16], CudaError> {
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::NoDriver);
+    }
+    use cudarc::driver::result;
+    result::init()?;
+    let dev = result::device::get(ordinal as i32)?;
+    Ok(result::device::get_uuid(dev)?.bytes.map(|b| b as u8))
 }
 
 /// An `f64` array in device memory, row-major, with its shape.
@@ -161,12 +253,8 @@ impl CudaBackend {
         if ordinal >= count {
             return Err(CudaError::NoDevice { ordinal, count });
         }
-        // cudarc panics when libnvrtc is missing, so ask first.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(CudaError::NoNvrtc);
-        }
         let ctx = CudaContext::new(ordinal)?;
-        let module = ctx.load_module(ptx(ctx.compute_capability()?)?)?;
+        let module = ctx.load_module(Ptx::from_binary(cubin(ctx.compute_capability()?)?))?;
         let functions = FUNCTIONS
             .iter()
             .map(|&name| Ok((name, module.load_function(name)?)))
@@ -456,8 +544,8 @@ pub(crate) fn elementwise(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (nblocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// Compiling and assembling the kernels needs no GPU: these run wherever NVRTC (and ptxas) are
-/// installed, as scripts/setup.sh does.
+/// Compiling and assembling the kernels needs no GPU: these run wherever NVRTC and ptxas are
+/// installed, as scripts/setup.sh does, and fail where they are not.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,36 +553,67 @@ mod tests {
 
     /// Ampere, Hopper (H100, H200) and Blackwell.
     const GENERATIONS: [(i32, i32); 3] = [(8, 0), (9, 0), (10, 0)];
+    const INSTALL: &str = "run scripts/setup.sh (it installs NVRTC and ptxas into target/cuda-tools) and . scripts/env.sh (it puts them on the paths)";
 
-    /// The PTX of every generation, or why there is none here.
-    fn all_ptx() -> Option<Vec<((i32, i32), String)>> {
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            eprintln!("skipping: no libnvrtc found (scripts/setup.sh installs one)");
-            return None;
+    fn compiled(cc: (i32, i32), output: Output) -> Vec<u8> {
+        match nvrtc(cc, output) {
+            Err(CudaError::NoNvrtc) => panic!("no libnvrtc found: {INSTALL}"),
+            r => r.unwrap_or_else(|e| panic!("sm_{}{}: {e}", cc.0, cc.1)),
         }
-        Some(GENERATIONS.iter().map(|&cc| (cc, ptx(cc).unwrap_or_else(|e| panic!("compute_{}{}: {e}", cc.0, cc.1)).to_src())).collect())
+    }
+
+    fn ptx(cc: (i32, i32)) -> String {
+        String::from_utf8(compiled(cc, Output::Ptx)).expect("PTX is text")
     }
 
     #[test]
     fn every_kernel_compiles_with_nvrtc() {
-        for ((major, minor), ptx) in all_ptx().unwrap_or_default() {
+        for cc in GENERATIONS {
+            let ptx = ptx(cc);
             for f in FUNCTIONS {
-                assert!(ptx.contains(&format!(".entry {f}(")), "compute_{major}{minor}: no kernel {f} in the PTX");
+                assert!(ptx.contains(&format!(".entry {f}(")), "compute_{}{}: no kernel {f} in the PTX", cc.0, cc.1);
             }
         }
     }
 
-    /// ptxas turns the PTX into machine code as the driver would: no kernel may spill registers
-    /// (a spill costs a memory-bound kernel bandwidth) or use more shared memory than a block has.
+    /// The CPU's rounding: no fused multiply-add in the PTX, and every double-precision add,
+    /// subtract and multiply carries an explicit rounding mode, which ptxas may not contract
+    /// into an FMA either (PTX ISA: only those without one "may be optimized aggressively").
+    #[test]
+    fn the_kernels_round_like_the_cpu_no_fma() {
+        for cc in GENERATIONS {
+            let ptx = ptx(cc);
+            let loose: Vec<&str> = ptx.lines().map(str::trim).filter(|l| l.starts_with("fma.") || ["add.f64", "sub.f64", "mul.f64"].iter().any(|op| l.starts_with(op))).collect();
+            assert!(loose.is_empty(), "compute_{}{}: instructions that may round unlike the CPU: {loose:?}", cc.0, cc.1);
+            assert!(ptx.contains("add.rn.f64") && ptx.contains("mul.rn.f64"), "compute_{}{}: no rounded double arithmetic found", cc.0, cc.1);
+        }
+    }
+
+    /// What `CudaBackend::new` loads: machine code for the device's sm_XY, every kernel in it.
+    #[test]
+    fn every_kernel_compiles_to_machine_code() {
+        for cc in GENERATIONS {
+            let cubin = compiled(cc, Output::Cubin);
+            assert_eq!(&cubin[..4], b"\x7fELF", "sm_{}{}: NVRTC's CUBIN is no ELF file", cc.0, cc.1);
+            for f in FUNCTIONS {
+                let name = format!(".text.{f}");
+                assert!(cubin.windows(name.len()).any(|w| w == name.as_bytes()), "sm_{}{}: no kernel {f} in the CUBIN", cc.0, cc.1);
+            }
+        }
+        assert!(nvrtc_version().unwrap().starts_with("NVRTC 1"), "{:?}", nvrtc_version());
+    }
+
+    /// ptxas turns the PTX into machine code as NVRTC does for the CUBIN: no kernel may spill
+    /// registers (a spill costs a memory-bound kernel bandwidth) or use more shared memory than
+    /// a block has.
     #[test]
     fn every_kernel_assembles_without_spills() {
         if Command::new("ptxas").arg("--version").output().is_err() {
-            eprintln!("skipping: no ptxas on PATH (scripts/setup.sh installs one)");
-            return;
+            panic!("no ptxas on PATH: {INSTALL}");
         }
-        for ((major, minor), ptx) in all_ptx().unwrap_or_default() {
+        for (major, minor) in GENERATIONS {
             let file = std::env::temp_dir().join(format!("rankwise-kernels-{}-{major}{minor}.ptx", std::process::id()));
-            std::fs::write(&file, ptx).unwrap();
+            std::fs::write(&file, ptx((major, minor))).unwrap();
             let out = Command::new("ptxas").args([&format!("-arch=sm_{major}{minor}"), "-v", "-o", "/dev/null"]).arg(&file).output().unwrap();
             std::fs::remove_file(&file).unwrap();
             let report = String::from_utf8_lossy(&out.stderr);
