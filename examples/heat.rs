@@ -199,6 +199,7 @@ fn main() {
         }
 
         if let Some(g) = &gpu {
+            g.report(rt)?;
             g.to_host(&mut u)?;
         }
         // Error against the exact decay of the mode, and the field's bits.

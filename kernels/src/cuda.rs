@@ -88,11 +88,28 @@ const MAX_BLOCKS: u32 = 1024;
 const GEMM_TILE: u32 = 32;
 const GEMM_ROWS: u32 = 8;
 
-/// NVRTC's options for every kernel besides the architecture. `--fmad=false`: by default NVRTC
-/// contracts `a * b + c` into one fused multiply-add (one rounding instead of two), which Rust
-/// never does; without it the GPU and the CPU back end would differ in the last bit, and a run
-/// could not restart from a GPU checkpoint on CPU nodes (or the other way) bit for bit.
-const NVRTC_OPTIONS: [&str; 1] = ["--fmad=false"];
+/// How the kernels round a multiply followed by an add.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// As the CPU back end rounds (NVRTC's `--fmad=false`): every product and sum rounded on
+    /// its own, in the CPU kernels' order, so the elementwise kernels, stencils and SpMV give
+    /// the CPU's bits, and a run can restart from a GPU checkpoint on CPU nodes (or the other
+    /// way) bit for bit. Rust never contracts to FMA; NVRTC does by default.
+    #[default]
+    Cpu,
+    /// Multiply-adds contracted into fused multiply-adds (NVRTC's default): one rounding
+    /// instead of two, and differences from the CPU in the last bit.
+    Fma,
+}
+
+impl Rounding {
+    fn nvrtc_option(self) -> &'static str {
+        match self {
+            Rounding::Cpu => "--fmad=false",
+            Rounding::Fma => "--fmad=true",
+        }
+    }
+}
 
 /// What NVRTC makes of the kernels: PTX for a virtual architecture (`compute_XY`), or machine
 /// code (CUBIN) for a real one (`sm_XY`).
@@ -103,7 +120,7 @@ enum Output {
 }
 
 /// Compiles the kernels for compute capability `cc`. Never panics without NVRTC.
-fn nvrtc(cc: (i32, i32), output: Output) -> Result<Vec<u8>, CudaError> {
+fn nvrtc(cc: (i32, i32), output: Output, rounding: Rounding) -> Result<Vec<u8>, CudaError> {
     use cudarc::nvrtc::{result as nv, sys};
     // cudarc panics when libnvrtc is missing, so ask first.
     if !unsafe { sys::is_culib_present() } {
@@ -114,7 +131,7 @@ fn nvrtc(cc: (i32, i32), output: Output) -> Result<Vec<u8>, CudaError> {
     let fail = |what: &str, e: nv::NvrtcError| CudaError::Compile(format!("{what} for {kind}_{}{}: {e}", cc.0, cc.1));
     let src = std::ffi::CString::new(SOURCES.concat()).expect("no NUL in the kernel sources");
     let prog = nv::create_program(&src, Some(c"rankwise_kernels.cu")).map_err(|e| fail("nvrtcCreateProgram", e))?;
-    let options: Vec<&str> = std::iter::once(arch.as_str()).chain(NVRTC_OPTIONS).collect();
+    let options = [arch.as_str(), rounding.nvrtc_option()];
     // Safety: `prog` is live until destroyed below; the buffers are sized as NVRTC says.
     let out = unsafe {
         match nv::compile_program(prog, &options) {
@@ -143,15 +160,15 @@ fn nvrtc(cc: (i32, i32), output: Output) -> Result<Vec<u8>, CudaError> {
 /// The machine code (CUBIN) for one compute capability, compiled on first use and kept for the
 /// process. Machine code, not PTX: the driver would reject PTX from an NVRTC newer than itself
 /// (`CUDA_ERROR_UNSUPPORTED_PTX_VERSION`), and it needs no JIT step at load.
-fn cubin(cc: (i32, i32)) -> Result<Vec<u8>, CudaError> {
-    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Vec<u8>>>> = OnceLock::new();
+fn cubin(cc: (i32, i32), rounding: Rounding) -> Result<Vec<u8>, CudaError> {
+    static CACHE: OnceLock<Mutex<HashMap<((i32, i32), Rounding), Vec<u8>>>> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = cache.get(&cc) {
+    if let Some(c) = cache.get(&(cc, rounding)) {
         return Ok(c.clone());
     }
-    let c = nvrtc(cc, Output::Cubin)?;
-    log::info!("compiled the CUDA kernels for sm_{}{} ({}; {})", cc.0, cc.1, nvrtc_version()?, driver_version()?);
-    cache.insert(cc, c.clone());
+    let c = nvrtc(cc, Output::Cubin, rounding)?;
+    log::info!("compiled the CUDA kernels for sm_{}{}, rounding {rounding:?} ({}; {})", cc.0, cc.1, nvrtc_version()?, driver_version()?);
+    cache.insert((cc, rounding), c.clone());
     Ok(c)
 }
 
@@ -248,13 +265,19 @@ pub struct CudaBackend {
 impl CudaBackend {
     /// Opens device `ordinal` (among the visible ones) and loads the kernels, compiling them
     /// first if this process has not yet. Without a driver, a device or NVRTC: a clear error.
+    /// The kernels round as the CPU back end does ([`Rounding::Cpu`]).
     pub fn new(ordinal: usize) -> Result<Self, CudaError> {
+        Self::with_rounding(ordinal, Rounding::Cpu)
+    }
+
+    /// [`CudaBackend::new`] with the kernels compiled for `rounding`.
+    pub fn with_rounding(ordinal: usize, rounding: Rounding) -> Result<Self, CudaError> {
         let count = device_count()?;
         if ordinal >= count {
             return Err(CudaError::NoDevice { ordinal, count });
         }
         let ctx = CudaContext::new(ordinal)?;
-        let module = ctx.load_module(Ptx::from_binary(cubin(ctx.compute_capability()?)?))?;
+        let module = ctx.load_module(Ptx::from_binary(cubin(ctx.compute_capability()?, rounding)?))?;
         let functions = FUNCTIONS
             .iter()
             .map(|&name| Ok((name, module.load_function(name)?)))
@@ -556,7 +579,7 @@ mod tests {
     const INSTALL: &str = "run scripts/setup.sh (it installs NVRTC and ptxas into target/cuda-tools) and . scripts/env.sh (it puts them on the paths)";
 
     fn compiled(cc: (i32, i32), output: Output) -> Vec<u8> {
-        match nvrtc(cc, output) {
+        match nvrtc(cc, output, Rounding::Cpu) {
             Err(CudaError::NoNvrtc) => panic!("no libnvrtc found: {INSTALL}"),
             r => r.unwrap_or_else(|e| panic!("sm_{}{}: {e}", cc.0, cc.1)),
         }
@@ -576,15 +599,20 @@ mod tests {
         }
     }
 
-    /// The CPU's rounding: no fused multiply-add in the PTX, and every double-precision add,
+    /// The CPU's rounding: no fused multiply-add in the PTX of any kernel but the matmul (whose
+    /// sums run in another order than OpenBLAS's anyway), and every double-precision add,
     /// subtract and multiply carries an explicit rounding mode, which ptxas may not contract
     /// into an FMA either (PTX ISA: only those without one "may be optimized aggressively").
     #[test]
     fn the_kernels_round_like_the_cpu_no_fma() {
         for cc in GENERATIONS {
             let ptx = ptx(cc);
-            let loose: Vec<&str> = ptx.lines().map(str::trim).filter(|l| l.starts_with("fma.") || ["add.f64", "sub.f64", "mul.f64"].iter().any(|op| l.starts_with(op))).collect();
-            assert!(loose.is_empty(), "compute_{}{}: instructions that may round unlike the CPU: {loose:?}", cc.0, cc.1);
+            for kernel in ptx.split(".entry ").skip(1) {
+                let name = kernel.split('(').next().unwrap();
+                let lines = kernel.lines().map(str::trim);
+                let loose: Vec<&str> = lines.filter(|l| ["add.f64", "sub.f64", "mul.f64"].iter().any(|op| l.starts_with(op)) || (l.starts_with("fma.") && name != "gemm_tiled")).collect();
+                assert!(loose.is_empty(), "compute_{}{} {name}: instructions that may round unlike the CPU: {loose:?}", cc.0, cc.1);
+            }
             assert!(ptx.contains("add.rn.f64") && ptx.contains("mul.rn.f64"), "compute_{}{}: no rounded double arithmetic found", cc.0, cc.1);
         }
     }
