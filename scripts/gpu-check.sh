@@ -65,9 +65,11 @@ step() {
   echo "${summary[-1]}"
   if [ "$rc" -ne 0 ]; then
     failed+=("$name")
-    # A test harness's failures section holds each failing test's message; else the log's end.
-    if grep -q '^failures:$' "$out/$name.log"; then
-      sed -n '/^failures:$/,$p' "$out/$name.log" | head -c 3000
+    [ "$name" != preflight ] || return 0 # its caller shows it whole
+    # Each failing test's message and the list of them (captured or not); else the log's end.
+    if grep -q 'panicked at' "$out/$name.log"; then
+      grep -A 12 'panicked at' "$out/$name.log" | head -c 4000
+      sed -n '/^failures:$/,$p' "$out/$name.log" | grep -E '^    [a-z_:]+$|^test result' | sort -u
     else
       tail -c 2000 "$out/$name.log"
     fi
@@ -118,7 +120,7 @@ run() {
   export RANKWISE_MPIRUN="$dir/ompi/bin/mpirun" OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_MCA_pml=ob1
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo
   # Containers often forbid the cross-process reads (CMA) of shared-memory single copies.
-  export OMPI_MCA_btl_vader_single_copy_mechanism=none
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none RUST_BACKTRACE=0
   # NVRTC may be off the loader's path there (in a Python package of the image, say).
   NVRTC_FOUND=$( { ldconfig -p 2>/dev/null || true; } | awk '/libnvrtc\.so\.13 / { print $NF; exit }')
   if [ -z "$NVRTC_FOUND" ]; then
@@ -129,6 +131,7 @@ run() {
   local t0=$SECONDS
   step preflight 30 "$self" preflight "$dir"
   if [ ${#failed[@]} -gt 0 ]; then
+    grep -vE '^(running |test result|failures:|    [a-z_]+$)|^$' "$out/preflight.log"
     echo "gpu-check: FAILED: the CUDA kernels cannot run on this machine (above); stopped before the other steps" >&2
     exit 1
   fi

@@ -413,12 +413,12 @@ impl CudaBackend {
     }
     /// See [`crate::cpu::jacobi_2d`].
     pub fn jacobi_2d(&self, u: &DeviceArray<Ix2>, f: &DeviceArray<Ix2>, dst: &mut DeviceArray<Ix2>, g: usize, h: [f64; 2], omega: f64) -> Result<()> {
-        let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
+        let diag = jacobi_diagonal(&h);
         self.stencil_interior(u, Some(f), dst, g, &h, 1.0, omega / diag)
     }
     /// See [`crate::cpu::jacobi_3d`].
     pub fn jacobi_3d(&self, u: &DeviceArray<Ix3>, f: &DeviceArray<Ix3>, dst: &mut DeviceArray<Ix3>, g: usize, h: [f64; 3], omega: f64) -> Result<()> {
-        let diag: f64 = h.iter().map(|h| 2.0 / (h * h)).sum();
+        let diag = jacobi_diagonal(&h);
         self.stencil_interior(u, Some(f), dst, g, &h, 1.0, omega / diag)
     }
 
@@ -542,6 +542,11 @@ impl CudaBackend {
         unsafe { l.launch(cfg) }?;
         Ok(())
     }
+}
+
+/// The diagonal of the Jacobi sweep, summed as `cpu/stencil.rs` sums it (the same bits).
+fn jacobi_diagonal(h: &[f64]) -> f64 {
+    h.iter().map(|h| (h * h).recip()).fold(0.0, |s, c| s + c + c)
 }
 
 fn same_shape(x: &[usize], y: &[usize]) -> Result<()> {
