@@ -138,7 +138,7 @@ run() {
   cat "$out/preflight.log"
   step cuda-tests 60 "$dir/cuda-tests" --include-ignored --test-threads=1 --nocapture
   step runtime-tests 60 "$dir/runtime-tests" --include-ignored --test-threads=1
-  step gpu-tests 150 "$dir/gpu-tests" --include-ignored --test-threads=1
+  step gpu-tests 200 "$dir/gpu-tests" --include-ignored --test-threads=1
   step bench 60 "$dir/kernels-bench"
   step heat 45 "$self" heat "$dir"
   {
