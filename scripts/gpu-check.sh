@@ -122,7 +122,11 @@ run() {
   # Containers often forbid the cross-process reads (CMA) of shared-memory single copies.
   export OMPI_MCA_btl_vader_single_copy_mechanism=none RUST_BACKTRACE=0
   # NVRTC may be off the loader's path there (in a Python package of the image, say).
+  local d
   NVRTC_FOUND=$( { ldconfig -p 2>/dev/null || true; } | awk '/libnvrtc\.so\.13 / { print $NF; exit }')
+  for d in ${LD_LIBRARY_PATH//:/ }; do
+    [ -n "$NVRTC_FOUND" ] || [ ! -e "$d/libnvrtc.so.13" ] || NVRTC_FOUND=$d/libnvrtc.so.13
+  done
   if [ -z "$NVRTC_FOUND" ]; then
     NVRTC_FOUND=$( { find /usr/local /opt /usr/lib -name 'libnvrtc.so.13' 2>/dev/null || true; } | head -1)
     [ -z "$NVRTC_FOUND" ] || export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$NVRTC_FOUND")"
@@ -136,7 +140,7 @@ run() {
     exit 1
   fi
   cat "$out/preflight.log"
-  step cuda-tests 60 "$dir/cuda-tests" --include-ignored --test-threads=1 --nocapture
+  step cuda-tests 60 "$dir/cuda-tests" --include-ignored --test-threads=1 --show-output
   step runtime-tests 60 "$dir/runtime-tests" --include-ignored --test-threads=1
   step gpu-tests 200 "$dir/gpu-tests" --include-ignored --test-threads=1
   step bench 60 "$dir/kernels-bench"

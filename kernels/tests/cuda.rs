@@ -24,6 +24,7 @@ fn gpu() -> Backend {
 #[test]
 #[ignore = "needs a GPU"]
 fn toolchain_driver_and_device() {
+    eprintln!(); // after the harness's "test ... " (gpu-check keeps the lines below)
     eprintln!("{}", cuda::driver_version().unwrap_or_else(|e| e.to_string()));
     eprintln!("{}", cuda::nvrtc_version().unwrap_or_else(|e| e.to_string()));
     let gpu = cuda();
