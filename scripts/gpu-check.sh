@@ -68,7 +68,7 @@ step() {
     [ "$name" != preflight ] || return 0 # its caller shows it whole
     # Each failing test's message and the list of them (captured or not); else the log's end.
     if grep -q 'panicked at' "$out/$name.log"; then
-      grep -A 12 'panicked at' "$out/$name.log" | head -c 4000
+      grep -A 12 'panicked at' "$out/$name.log" | grep -vE '^    [a-z_:]+$' | head -c 4000
       sed -n '/^failures:$/,$p' "$out/$name.log" | grep -E '^    [a-z_:]+$|^test result' | sort -u
     else
       tail -c 2000 "$out/$name.log"
@@ -133,18 +133,18 @@ run() {
   fi
   export NVRTC_FOUND
   local t0=$SECONDS
-  step preflight 30 "$self" preflight "$dir"
+  step preflight 20 "$self" preflight "$dir"
   if [ ${#failed[@]} -gt 0 ]; then
     grep -vE '^(running |test result|failures:|    [a-z_]+$)|^$' "$out/preflight.log"
     echo "gpu-check: FAILED: the CUDA kernels cannot run on this machine (above); stopped before the other steps" >&2
     exit 1
   fi
   cat "$out/preflight.log"
-  step cuda-tests 60 "$dir/cuda-tests" --include-ignored --test-threads=1 --show-output
-  step runtime-tests 60 "$dir/runtime-tests" --include-ignored --test-threads=1
-  step gpu-tests 200 "$dir/gpu-tests" --include-ignored --test-threads=1
-  step bench 60 "$dir/kernels-bench"
-  step heat 45 "$self" heat "$dir"
+  step cuda-tests 45 "$dir/cuda-tests" --include-ignored --test-threads=1 --show-output
+  step runtime-tests 45 "$dir/runtime-tests" --include-ignored --test-threads=1
+  step gpu-tests 150 "$dir/gpu-tests" --include-ignored --test-threads=1
+  step bench 50 "$dir/kernels-bench"
+  step heat 40 "$self" heat "$dir"
   {
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi')"
     echo

@@ -170,7 +170,9 @@ impl DeviceField {
     /// Collective. Split phase: queue the packing of the faces (and their copy to the host) on
     /// the field's halo stream and return without waiting for the GPU; issue the interior
     /// kernel on [`DeviceField::gpu`] meanwhile, then call [`DeviceHaloExchange::finish`], which
-    /// exchanges the messages and unpacks the ghost cells.
+    /// exchanges the messages and unpacks the ghost cells. In between, kernels on the compute
+    /// stream may read the owned cells but not the ghost cells: the halo stream writes them,
+    /// unordered with the compute stream until `finish` returns.
     pub fn begin_exchange(&mut self, stencil: Stencil) -> Result<DeviceHaloExchange> {
         let d = self.decomposition.clone();
         let me = d.rank();
