@@ -3,10 +3,11 @@
 //! The kernels are CUDA C in `src/cuda/*.cu`, compiled by NVRTC to machine code once per process
 //! (per compute capability) and loaded into each context. They round as the CPU back end does
 //! (no fused multiply-add, the same order of operations), so the elementwise kernels, stencils
-//! and SpMV give the CPU's bits; reductions and matmul sum in another order. A [`CudaBackend`] issues work on one stream;
-//! [`CudaBackend::fork`] gives a second one (a halo copy beside an interior kernel) and
-//! [`CudaBackend::join`] orders them again. cudarc records which stream last used each buffer,
-//! so a buffer handed from one stream to the other is waited for correctly.
+//! and SpMV give the CPU's bits; reductions and matmul sum in another order. A [`CudaBackend`]
+//! issues work on one stream; [`CudaBackend::fork`] gives a second one (a halo copy beside an
+//! interior kernel) and [`CudaBackend::join`] orders them again. cudarc records which stream
+//! last used each buffer, so a buffer handed from one stream to the other is waited for
+//! correctly.
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -136,8 +137,8 @@ fn nvrtc(cc: (i32, i32), output: Output, rounding: Rounding) -> Result<Vec<u8>, 
     let out = unsafe {
         match nv::compile_program(prog, &options) {
             Err(e) => {
-                let log = nv::get_program_log(prog).unwrap_or_default();
-                let log = std::ffi::CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned();
+                let log: Vec<u8> = nv::get_program_log(prog).unwrap_or_default().iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+                let log = String::from_utf8_lossy(&log);
                 Err(CudaError::Compile(format!("{e} for {kind}_{}{}:\n{log}", cc.0, cc.1)))
             }
             Ok(()) if output == Output::Ptx => {
