@@ -20,7 +20,8 @@ test: setup
 bench: build
 	scripts/bench.sh
 
-# On a machine with a GPU: the CUDA kernel tests, the device-field and GPU heat tests under
-# mpirun, and the kernel benchmarks; results into kernels/GPU-RESULTS.md.
+# On a machine with a GPU: what it has, then the CUDA kernel tests, the runtime and GPU tests
+# under mpirun (the #[ignore]d ones), the kernel benchmarks and the heat figures; results into
+# kernels/GPU-RESULTS.md (see there for running it through the device tool).
 gpu-check: setup
 	$(ENV) scripts/gpu-check.sh

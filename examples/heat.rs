@@ -279,6 +279,7 @@ fn main() {
             cat.clear_local(d.comm())?;
         }
         if let Some(g) = &gpu {
+            g.report(rt)?;
             g.to_host(&mut u)?;
         }
         // Error against the exact decay of the mode, and the field's bits.

@@ -41,5 +41,5 @@ if [ ! -x "$cuda_tools/nvidia/cu13/bin/ptxas" ] || [ ! -e "$cuda_tools/nvidia/cu
   echo "setup: installing NVRTC and ptxas 13.0 (pip wheels) into $cuda_tools" >&2
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
     --target "$cuda_tools" "nvidia-cuda-nvrtc==13.0.88" "nvidia-cuda-nvcc==13.0.88" >&2 ||
-    echo "setup: warning: could not install NVRTC/ptxas; the kernel compile tests will skip" >&2
+    echo "setup: warning: could not install NVRTC/ptxas; the kernel compile tests will fail until they are" >&2
 fi

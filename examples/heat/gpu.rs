@@ -2,8 +2,13 @@
 //! field lives in device memory as a [`DeviceField`]; each step updates the inner cells while
 //! the halo exchange runs (packed, staged and unpacked on the field's own stream), then the
 //! shell. The host copy is refreshed only for checkpoints and the final figures.
+//!
+//! Nothing in a step waits for the GPU when no message is sent (one rank, periodic): a timer
+//! around a step would measure its kernel launches. [`Heat::report`] gives the time per step
+//! from the wall clock between the end of the first step and the final synchronise.
 
 use std::ops::Range;
+use std::time::Instant;
 
 use rankwise::kernels::CudaBackend;
 use rankwise::runtime::mpi::collective::SystemOperation;
@@ -16,6 +21,9 @@ use super::Res;
 pub struct Heat {
     u: DeviceField,
     v: DeviceField,
+    steps: u64,
+    /// When the first step had finished on the GPU, and the steps done by then.
+    clock: Option<(Instant, u64)>,
 }
 
 /// Collective. The GPU state for `backend` ("cpu", "cuda" or "auto"), starting from `u`;
@@ -37,7 +45,7 @@ pub fn select(rt: &Runtime, cfg: &Config, backend: &str, u: &Field<f64>) -> Res<
             if rt.is_root() {
                 log::info!("heat on the GPU: {} ({})", gpu.device_name()?, rt.gpu());
             }
-            Ok(Some(Heat { u, v }))
+            Ok(Some(Heat { u, v, steps: 0, clock: None }))
         }
         (mine, _) if backend == "auto" => {
             if rt.is_root() {
@@ -61,6 +69,25 @@ impl Heat {
             self.update(cells, h, nu_dt)?;
         }
         std::mem::swap(&mut self.u, &mut self.v);
+        self.steps += 1;
+        if self.clock.is_none() {
+            // The first step allocates the exchange buffers: the clock starts after it.
+            self.u.gpu().synchronize()?;
+            self.clock = Some((Instant::now(), self.steps));
+        }
+        Ok(())
+    }
+
+    /// Waits for the GPU; rank 0 logs the time per step since the end of the first one
+    /// (scripts/gpu-check.sh reads it).
+    pub fn report(&self, rt: &Runtime) -> Res<()> {
+        self.u.gpu().synchronize()?;
+        if let (Some((start, first)), true) = (self.clock, rt.is_root()) {
+            let (n, secs) = (self.steps - first, start.elapsed().as_secs_f64());
+            if n > 0 {
+                log::info!("GPU steps: {n} in {secs:.6} s, {:.6e} s/step (wall clock, first step excluded, to the final synchronise)", secs / n as f64);
+            }
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};
-use rankwise_kernels::{cpu, CudaBackend, Result};
+use rankwise_kernels::{cpu, CudaBackend, Result, Rounding};
 use rayon::prelude::*;
 
 const REPS: usize = 10;
@@ -100,16 +100,33 @@ fn gpu_benchmarks(gpu: &CudaBackend) -> Result<()> {
     compare("dot", 2.0 * w, c, best_pair(&mut copy, &mut || run(gpu.dot(&x, &y).map(|_| ()))));
     drop((x, y));
 
+    // The same kernels with multiply-adds fused (NVRTC's default): what rounding as the CPU
+    // does costs. Another stream of the same context, synchronised like the first.
+    let fma = CudaBackend::with_rounding(0, Rounding::Fma)?;
+    let run_fma = |r: Result<()>| {
+        if let Err(e) = r.and_then(|_| Ok(fma.synchronize()?)) {
+            fail(e)
+        }
+    };
+    let cost = |what: &str, bytes: f64, (cpu, fused): (f64, f64)| {
+        let (a, b) = (bytes / cpu / 1e9, bytes / fused / 1e9);
+        println!("{what:<26} {a:7.1} GB/s   with FMA {b:7.1} GB/s   the CPU's rounding costs {:.1}%", 100.0 * (cpu / fused - 1.0));
+    };
+
     let (u2, mut v2) = (gpu.zeros(Ix2(16384, 8192))?, gpu.zeros(Ix2(16384, 8192))?);
     let p2 = 8.0 * u2.len() as f64;
     compare("laplacian_2d 16384x8192", 2.0 * p2, c, best_pair(&mut copy, &mut || run(gpu.laplacian_2d(&u2, &mut v2, 1, [1.0; 2]))));
     compare("heat_step_2d 16384x8192", 2.0 * p2, c, best_pair(&mut copy, &mut || run(gpu.heat_step_2d(&u2, &mut v2, 1, [1.0; 2], 0.1))));
-    drop((u2, v2));
+    let mut v2f = fma.zeros(Ix2(16384, 8192))?;
+    cost("heat_step_2d (rounding)", 2.0 * p2, best_pair(&mut || run(gpu.heat_step_2d(&u2, &mut v2, 1, [1.0; 2], 0.1)), &mut || run_fma(fma.heat_step_2d(&u2, &mut v2f, 1, [1.0; 2], 0.1))));
+    drop((u2, v2, v2f));
     let (u3, f3, mut v3) = (gpu.zeros(Ix3(512, 512, 512))?, gpu.zeros(Ix3(512, 512, 512))?, gpu.zeros(Ix3(512, 512, 512))?);
     let p3 = 8.0 * u3.len() as f64;
     compare("laplacian_3d 512^3", 2.0 * p3, c, best_pair(&mut copy, &mut || run(gpu.laplacian_3d(&u3, &mut v3, 1, [1.0; 3]))));
     compare("jacobi_3d 512^3", 3.0 * p3, c, best_pair(&mut copy, &mut || run(gpu.jacobi_3d(&u3, &f3, &mut v3, 1, [1.0; 3], 1.0))));
-    drop((u3, f3, v3));
+    let mut v3f = fma.zeros(Ix3(512, 512, 512))?;
+    cost("jacobi_3d (rounding)", 3.0 * p3, best_pair(&mut || run(gpu.jacobi_3d(&u3, &f3, &mut v3, 1, [1.0; 3], 1.0)), &mut || run_fma(fma.jacobi_3d(&u3, &f3, &mut v3f, 1, [1.0; 3], 1.0))));
+    drop((u3, f3, v3, v3f));
 
     let m = 4096;
     let a = gpu.upload(Array2::from_elem((m, m), 0.5).view())?;

@@ -19,7 +19,7 @@ pub use backend::{Backend, Buffer, Sparse};
 /// cudarc, re-exported so that codes name the device types (`CudaSlice`, ...) of the same version.
 pub use cudarc;
 pub use csr::Csr;
-pub use cuda::{CudaBackend, CudaError, DeviceArray, DeviceBlock};
+pub use cuda::{CudaBackend, CudaError, DeviceArray, DeviceBlock, ExchangeBuffer, Rounding};
 
 /// What a kernel call can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -3,9 +3,11 @@
 //! It shares [`Field`]'s decomposition and halo plan: the same boxes travel between the same
 //! ranks in the same messages. Only the way there differs: the boxes are packed on the GPU into
 //! one contiguous send buffer, staged through pinned host buffers for MPI (or handed to a
-//! CUDA-aware MPI as device pointers), and unpacked on the GPU. The packing runs on the field's
-//! own halo stream, so the interior kernel, issued on the compute stream between
-//! [`DeviceField::begin_exchange`] and [`DeviceHaloExchange::finish`], overlaps the messages.
+//! CUDA-aware MPI as device pointers), and unpacked on the GPU. [`DeviceField::begin_exchange`]
+//! only queues the packing and staging on the field's own halo stream and returns at once, so
+//! the interior kernel issued next on the compute stream runs while
+//! [`DeviceHaloExchange::finish`] waits for the staged faces, exchanges the messages and
+//! unpacks the ghost slabs, which no kernel of the compute stream waits for until then.
 
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::traits::*;
 use ndarray::IxDyn;
-use rankwise_kernels::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PinnedHostSlice};
-use rankwise_kernels::{CudaBackend, DeviceBlock};
+use rankwise_kernels::cudarc::driver::{DevicePtr, DevicePtrMut, PinnedHostSlice};
+use rankwise_kernels::{CudaBackend, DeviceBlock, ExchangeBuffer};
 
-use crate::halo::{count, describe, volume, wait_all, wait_checked, HaloError, Plan, Region};
+use crate::halo::{count, describe, volume, wait_checked, HaloError, Plan, Region};
 use crate::{BadInput, Decomposition, Field, Result, Stencil};
 
 /// The variable that lets MPI take device pointers: `1` (the MPI is CUDA-aware), `auto` (when
@@ -168,9 +170,12 @@ impl DeviceField {
         self.begin_exchange(stencil)?.finish(self)
     }
 
-    /// Collective. Split phase: pack the faces on the GPU, post the messages and return; issue
-    /// the interior kernel on [`DeviceField::gpu`] meanwhile, then call
-    /// [`DeviceHaloExchange::finish`], which unpacks the ghost cells.
+    /// Collective. Split phase: queue the packing of the faces (and their copy to the host) on
+    /// the field's halo stream and return without waiting for the GPU; issue the interior
+    /// kernel on [`DeviceField::gpu`] meanwhile, then call [`DeviceHaloExchange::finish`], which
+    /// exchanges the messages and unpacks the ghost cells. In between, kernels on the compute
+    /// stream may read the owned cells but not the ghost cells: the halo stream writes them,
+    /// unordered with the compute stream until `finish` returns.
     pub fn begin_exchange(&mut self, stencil: Stencil) -> Result<DeviceHaloExchange> {
         let d = self.decomposition.clone();
         let me = d.rank();
@@ -188,31 +193,12 @@ impl DeviceField {
                 at += len;
             }
         }
-        let (seq, tag) = d.next_exchange();
-        let (mut requests, mut expected) = (Vec::new(), Vec::new());
-        if b.staging.messages() > 0 {
-            let (send, recv) = b.mpi_pointers(&self.halo)?;
-            let (comm, datatype) = (d.comm().as_raw(), f64::equivalent_datatype().as_raw());
-            for m in b.staging.recvs.iter().filter(|m| m.peer != me) {
-                let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-                // SAFETY: the buffer is owned by the returned handle, which does not free or
-                // reuse it before the request completes (finish or drop waits); m lies inside it.
-                unsafe {
-                    ffi::MPI_Irecv(recv.add(m.offset) as *mut c_void, count(m.len), datatype, m.peer as c_int, tag, comm, &mut req)
-                };
-                requests.push(req);
-                expected.push((m.peer, m.len));
-            }
-            for m in b.staging.sends.iter().filter(|m| m.peer != me) {
-                let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-                // SAFETY: as above; the send buffer is only read.
-                unsafe {
-                    ffi::MPI_Isend(send.add(m.offset) as *const c_void, count(m.len), datatype, m.peer as c_int, tag, comm, &mut req)
-                };
-                requests.push(req);
-            }
+        if let (Some((host_send, _)), true) = (&mut b.host, b.staging.messages() > 0) {
+            self.halo.face_to_host(&b.send, host_send)?;
         }
-        Ok(DeviceHaloExchange { field: self.id, seq, buffers: Some(b), requests, expected })
+        // Its tag now, in the order every rank begins exchanges; the messages go in `finish`.
+        let (seq, tag) = d.next_exchange();
+        Ok(DeviceHaloExchange { decomposition: d, field: self.id, seq, tag, halo: self.halo.clone(), buffers: Some(b), communicated: false })
     }
 }
 
@@ -274,8 +260,8 @@ impl Staging {
 struct Buffers {
     stencil: Stencil,
     staging: Staging,
-    send: CudaSlice<f64>,
-    recv: CudaSlice<f64>,
+    send: ExchangeBuffer,
+    recv: ExchangeBuffer,
     /// Pinned copies of `send` and `recv` for MPI, unless it takes device pointers.
     host: Option<(PinnedHostSlice<f64>, PinnedHostSlice<f64>)>,
 }
@@ -288,12 +274,12 @@ impl Buffers {
         Ok(Buffers { stencil, send: halo.face_buffer(ns)?, recv: halo.face_buffer(nr)?, host, staging })
     }
 
-    /// Where MPI reads the sends and writes the receives, once the packed sends are there.
+    /// Where MPI reads the sends and writes the receives, once the packed sends are there
+    /// (waits for them: `begin_exchange` queued their copy to the host).
     fn mpi_pointers(&mut self, halo: &CudaBackend) -> Result<(*const f64, *mut f64)> {
         match &mut self.host {
             Some((send, recv)) => {
-                halo.face_to_host(&self.send, send)?;
-                // as_ptr waits for the copy just issued; as_mut_ptr for the last copy from it.
+                // as_ptr waits for the copy to it; as_mut_ptr for the last copy from it.
                 Ok((send.as_ptr().map_err(kernels_error)?, recv.as_mut_ptr().map_err(kernels_error)?))
             }
             None => {
@@ -314,34 +300,36 @@ fn kernels_error(e: rankwise_kernels::cudarc::driver::DriverError) -> crate::Err
 
 /// A device exchange in flight, from [`DeviceField::begin_exchange`]: it owns the message
 /// buffers until [`DeviceHaloExchange::finish`] unpacks the ghost cells and gives them back to
-/// the field. Dropping it unfinished waits for the messages and leaves the ghosts as they were.
+/// the field. Dropping it unfinished still exchanges the messages (the other ranks wait for
+/// them) and leaves the ghosts as they were.
 #[must_use = "a halo exchange fills no ghost cell until it is finished"]
 pub struct DeviceHaloExchange {
-    /// The field it began on, and its sequence number on the decomposition.
+    decomposition: Arc<Decomposition>,
+    /// The field it began on, its sequence number on the decomposition and the tag of that.
     field: u64,
     seq: u64,
+    tag: c_int,
+    halo: CudaBackend,
     buffers: Option<Buffers>,
-    requests: Vec<ffi::MPI_Request>,
-    /// The receives among `requests` (the first ones): sender and length.
-    expected: Vec<(usize, usize)>,
+    communicated: bool,
 }
 
 impl DeviceHaloExchange {
-    /// Collective. Wait for the messages and unpack the ghost cells of `field`, the field the
-    /// exchange began on. Kernels issued on its compute stream afterwards see the ghosts.
+    /// Collective. Wait for the packed faces, exchange the messages and unpack the ghost cells
+    /// of `field`, the field the exchange began on, on its halo stream. Kernels issued on its
+    /// compute stream afterwards see the ghosts.
     ///
     /// # Errors
     /// [`HaloError`] as the host [`HaloExchange::finish`](crate::HaloExchange::finish): another
     /// field, or a message of the wrong size; a CUDA error.
     pub fn finish(mut self, field: &mut DeviceField) -> Result<()> {
-        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
-        unsafe { wait_checked(&mut self.requests, &self.expected, f64::equivalent_datatype().as_raw(), self.seq)? };
+        self.communicate()?;
         if field.id != self.field {
             return Err(HaloError::OtherFields { seq: self.seq, began: describe(&[self.field]), got: describe(&[field.id]) }.into());
         }
         let mut b = self.buffers.take().expect("buffers are taken only here");
         let me = b.staging.me;
-        if let Some((_, host_recv)) = &b.host {
+        if let (Some((_, host_recv)), true) = (&b.host, b.staging.messages() > 0) {
             field.halo.face_from_host(host_recv, &mut b.recv)?;
         }
         for m in &b.staging.recvs {
@@ -349,7 +337,9 @@ impl DeviceHaloExchange {
             let mut at = m.offset;
             for cells in &m.boxes {
                 let len = volume(cells);
-                field.block.unpack_box(&field.halo, cells, &from.slice(at..at + len))?;
+                // SAFETY: ghost cells, which no kernel of the compute stream uses between
+                // begin_exchange and the join below (its interior kernel reads owned cells).
+                unsafe { field.block.unpack_box_beside(&field.halo, cells, &from.slice(at..at + len))? };
                 at += len;
             }
         }
@@ -359,12 +349,46 @@ impl DeviceHaloExchange {
         Ok(())
     }
 
+    /// Waits for the packed sends, then posts the messages and waits for them, checking what
+    /// arrived; once.
+    fn communicate(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.communicated, true) {
+            return Ok(());
+        }
+        let b = self.buffers.as_mut().expect("buffers are there until finish");
+        if b.staging.messages() == 0 {
+            return Ok(());
+        }
+        let me = b.staging.me;
+        let (send, recv) = b.mpi_pointers(&self.halo)?;
+        let (comm, datatype) = (self.decomposition.comm().as_raw(), f64::equivalent_datatype().as_raw());
+        let (mut requests, mut expected) = (Vec::new(), Vec::new());
+        for m in b.staging.recvs.iter().filter(|m| m.peer != me) {
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: the buffers live in `b`, which outlives the wait below; m lies inside.
+            unsafe { ffi::MPI_Irecv(recv.add(m.offset) as *mut c_void, count(m.len), datatype, m.peer as c_int, self.tag, comm, &mut req) };
+            requests.push(req);
+            expected.push((m.peer, m.len));
+        }
+        for m in b.staging.sends.iter().filter(|m| m.peer != me) {
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: as above; the send buffer is only read.
+            unsafe { ffi::MPI_Isend(send.add(m.offset) as *const c_void, count(m.len), datatype, m.peer as c_int, self.tag, comm, &mut req) };
+            requests.push(req);
+        }
+        // SAFETY: every request was posted just above on buffers that outlive this call.
+        unsafe { wait_checked(&mut requests, &expected, datatype, self.seq)? };
+        Ok(())
+    }
 }
 
 impl Drop for DeviceHaloExchange {
     fn drop(&mut self) {
-        // SAFETY: every request was posted by `begin_exchange` on buffers this handle owns.
-        unsafe { wait_all(&mut self.requests) }
+        if self.buffers.is_some() {
+            if let Err(e) = self.communicate() {
+                log::error!("an unfinished device halo exchange: {e}");
+            }
+        }
     }
 }
 

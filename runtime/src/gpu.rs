@@ -1,7 +1,11 @@
 //! Which GPU this rank drives.
 //!
 //! The choice only depends on the node layout, so it is a pure function ([`choose_device`]) that
-//! tests cover for many layouts; [`GpuBinding::probe`] feeds it with what the driver reports.
+//! tests cover for many layouts; [`GpuBinding::probe`] feeds it with what the driver reports,
+//! and [`GpuBinding::probe_node`] counts the ranks that really share a device by its UUID.
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
 
 /// This rank's GPU, as decided at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,7 +14,8 @@ pub enum GpuBinding {
     None { reason: String },
     /// Device `ordinal` among the visible ones (what CUDA calls device `ordinal`);
     /// `physical` is its id in `CUDA_VISIBLE_DEVICES` when that is set; `shared_with` is how
-    /// many ranks of this node drive the same device (1 when it is exclusive).
+    /// many ranks of this node drive the same device (1 when it is exclusive): the same UUID
+    /// after [`GpuBinding::probe_node`], estimated from the counts after [`GpuBinding::probe`].
     Device { ordinal: usize, physical: Option<String>, visible: usize, shared_with: usize },
 }
 
@@ -37,6 +42,22 @@ impl GpuBinding {
                 shared_with,
             },
         }
+    }
+
+    /// Collective over `node`, the ranks of this node (`split_shared`). [`GpuBinding::probe`]
+    /// for this rank, then `shared_with` counted by device UUID across the node: where each
+    /// rank sees only its own GPU through `CUDA_VISIBLE_DEVICES` (Slurm `--gpus-per-task`),
+    /// every rank drives "device 0", but no two the same one.
+    pub fn probe_node(node: &SimpleCommunicator) -> GpuBinding {
+        let mut binding = Self::probe(node.rank() as usize, node.size() as usize);
+        let mine = binding.ordinal().and_then(|o| rankwise_kernels::cuda::device_uuid(o).ok());
+        let mut flat = vec![0u8; 17 * node.size() as usize];
+        node.all_gather_into(&uuid_word(mine)[..], &mut flat[..]);
+        let all: Vec<[u8; 17]> = flat.chunks_exact(17).map(|w| w.try_into().expect("17 bytes")).collect();
+        if let (GpuBinding::Device { shared_with, .. }, Some(n)) = (&mut binding, same_device(mine, &all)) {
+            *shared_with = n;
+        }
+        binding
     }
 
     /// The CUDA ordinal to open, if any.
@@ -77,6 +98,23 @@ pub fn choose_device(local_rank: usize, local_size: usize, devices: usize) -> Op
     // Ranks r with r % devices == ordinal, r < local_size.
     let shared_with = (local_size + devices - 1 - ordinal) / devices;
     Some((ordinal, shared_with.max(1)))
+}
+
+/// A rank's device UUID as it travels: a flag byte (known or not), then the 16 bytes.
+fn uuid_word(uuid: Option<[u8; 16]>) -> [u8; 17] {
+    let mut w = [0u8; 17];
+    if let Some(u) = uuid {
+        w[0] = 1;
+        w[1..].copy_from_slice(&u);
+    }
+    w
+}
+
+/// How many of the node's ranks (`all`, from [`uuid_word`]) drive the device with UUID `mine`;
+/// `None` when this rank could not say which one it drives.
+fn same_device(mine: Option<[u8; 16]>, all: &[[u8; 17]]) -> Option<usize> {
+    let word = uuid_word(Some(mine?));
+    Some(all.iter().filter(|w| **w == word).count())
 }
 
 /// Parse `CUDA_VISIBLE_DEVICES`: `None` when unset (all devices visible), otherwise the listed ids
@@ -137,6 +175,21 @@ mod tests {
         assert_eq!(visible_devices(Some("2,3")), Some(vec!["2".into(), "3".into()]));
         assert_eq!(visible_devices(Some("1,x,2")), Some(vec!["1".into()]));
         assert_eq!(visible_devices(Some("GPU-abc")), Some(vec!["GPU-abc".into()]));
+    }
+
+    #[test]
+    fn ranks_share_a_gpu_only_when_its_uuid_is_the_same() {
+        let gpu = |k: u8| Some([k; 16]);
+        // Slurm --gpus-per-task: every rank sees one device 0, each a different one.
+        let own: Vec<_> = (1..=4).map(|k| uuid_word(gpu(k))).collect();
+        assert!((1..=4).all(|k| same_device(gpu(k), &own) == Some(1)));
+        // 8 ranks round robin on 4 GPUs: two each.
+        let shared: Vec<_> = (0..8).map(|r| uuid_word(gpu(1 + r % 4))).collect();
+        assert_eq!(same_device(gpu(3), &shared), Some(2));
+        // A rank with no GPU shares nothing; one whose UUID is unknown leaves the estimate.
+        let some_none = [uuid_word(gpu(1)), uuid_word(None), uuid_word(gpu(1))];
+        assert_eq!(same_device(gpu(1), &some_none), Some(2));
+        assert_eq!(same_device(None, &some_none), None);
     }
 
     #[test]

@@ -116,10 +116,10 @@ impl Runtime {
         let local_rank = node.rank() as usize;
         let local_size = node.size() as usize;
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "unknown".into());
-        let gpu = GpuBinding::probe(local_rank, local_size);
+        let gpu = GpuBinding::probe_node(&node);
         if let GpuBinding::Device { shared_with, .. } = &gpu {
             if *shared_with > 1 && local_rank == 0 {
-                log::warn!("{local_size} ranks on {host} share its GPUs: {gpu}");
+                log::warn!("{shared_with} ranks on {host} share one GPU: {gpu}");
             }
         }
         Ok(Runtime {

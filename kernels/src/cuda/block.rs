@@ -1,9 +1,10 @@
 //! A block of a distributed field that lives in device memory, with its ghost layers, and the
 //! packing of its faces for a halo exchange. The runtime wraps it: it owns the neighbours and
 //! MPI; this only moves faces between the block and contiguous buffers (device or pinned host).
-use std::ops::Range;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut, Range};
 
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PinnedHostSlice, PushKernelArg};
+use cudarc::driver::{result, sys, CudaSlice, CudaView, CudaViewMut, DevicePtr, PinnedHostSlice, PushKernelArg};
 use ndarray::{Array, ArrayView, Dimension};
 
 use super::{elementwise, int, CudaBackend, DeviceArray};
@@ -103,6 +104,23 @@ impl<D: Dimension> DeviceBlock<D> {
         let slab = Slab::new(self.array.shape(), cells, buf.len())?;
         slab.launch(gpu, "unpack_slab", Slot::Write(self.array.data.as_view_mut()), Slot::Read(buf.slice(..)))
     }
+
+    /// [`unpack_box`](Self::unpack_box) on `gpu`'s stream beside kernels on other streams that
+    /// read the block: cudarc orders a write to any part of a buffer after every earlier use of
+    /// it, so a halo stream's unpack would wait for the interior kernel that reads the owned
+    /// cells. This one waits only for earlier writes to the block.
+    ///
+    /// # Safety
+    /// No kernel issued before it on another stream may use `cells`, and none issued after it
+    /// on another stream may, until that stream is ordered after `gpu`'s
+    /// ([`CudaBackend::join`]).
+    pub unsafe fn unpack_box_beside(&self, gpu: &CudaBackend, cells: &[Range<usize>], buf: &CudaView<'_, f64>) -> Result<()> {
+        let slab = Slab::new(self.array.shape(), cells, buf.len())?;
+        // Taken as a read: the stream waits for earlier writes; its use is recorded when
+        // `_used` drops, after the launch.
+        let (block, _used) = self.array.data.device_ptr(gpu.stream());
+        slab.launch(gpu, "unpack_slab", Slot::Raw(block), Slot::Read(buf.slice(..)))
+    }
 }
 
 /// A box as halo.cu sees it: the block padded to 3-D (`n`), the box's shape `s` and offset `o`.
@@ -153,6 +171,7 @@ impl Slab {
             match slot {
                 Slot::Read(b) => l.arg(&*b),
                 Slot::Write(b) => l.arg(b),
+                Slot::Raw(p) => l.arg(&*p),
             };
         }
         l.arg(&len).arg(&n1).arg(&n2).arg(&s1).arg(&s2).arg(&o0).arg(&o1).arg(&o2);
@@ -175,12 +194,58 @@ fn check(shape: &[usize], ghosts: usize) -> Result<()> {
 enum Slot<'a> {
     Read(CudaView<'a, f64>),
     Write(CudaViewMut<'a, f64>),
+    /// A device address whose stream order the caller keeps.
+    Raw(sys::CUdeviceptr),
+}
+
+/// Device memory for the messages of a halo exchange, from `cuMemAlloc`. cudarc allocates from
+/// the stream-ordered pool (`cuMemAllocAsync`) where the device has one, and a CUDA-aware MPI
+/// cannot share pool memory with another process on the node (`cuIpcGetMemHandle` fails on
+/// it): same-node messages would fail or fall back to a slow path. Derefs to the slice.
+pub struct ExchangeBuffer(ManuallyDrop<CudaSlice<f64>>);
+
+impl Deref for ExchangeBuffer {
+    type Target = CudaSlice<f64>;
+    fn deref(&self) -> &CudaSlice<f64> {
+        &self.0
+    }
+}
+
+impl DerefMut for ExchangeBuffer {
+    fn deref_mut(&mut self) -> &mut CudaSlice<f64> {
+        &mut self.0
+    }
+}
+
+impl Drop for ExchangeBuffer {
+    fn drop(&mut self) {
+        // Safety: taken once, here. cudarc would free it with cuMemFreeAsync (pool memory):
+        // leak it from cudarc (which orders its stream after every use), wait, and free it
+        // as it was allocated.
+        let slice = unsafe { ManuallyDrop::take(&mut self.0) };
+        let stream = slice.stream().clone();
+        let ptr = slice.leak();
+        let freed = stream.synchronize().and_then(|_| stream.context().bind_to_thread()).and_then(|_| unsafe { result::free_sync(ptr) });
+        if let Err(e) = freed {
+            log::error!("freeing a halo exchange buffer: {e:?}");
+        }
+    }
 }
 
 impl CudaBackend {
-    /// A device buffer for one face of a halo exchange.
-    pub fn face_buffer(&self, len: usize) -> Result<CudaSlice<f64>> {
-        Ok(self.stream().alloc_zeros(len)?)
+    /// A zeroed device buffer of `len` values for the messages of a halo exchange, which a
+    /// CUDA-aware MPI can share with the other processes of the node (see [`ExchangeBuffer`]).
+    pub fn face_buffer(&self, len: usize) -> Result<ExchangeBuffer> {
+        let stream = self.stream();
+        stream.context().bind_to_thread()?;
+        // Never zero bytes: such CUDA allocations are not portable.
+        // Safety: a plain allocation; from here on the slice owns it and ExchangeBuffer frees it.
+        let mut buffer = unsafe {
+            let ptr = result::malloc_sync(len.max(1) * std::mem::size_of::<f64>())?;
+            ExchangeBuffer(ManuallyDrop::new(stream.upgrade_device_ptr::<f64>(ptr, len)))
+        };
+        stream.memset_zeros(&mut *buffer)?;
+        Ok(buffer)
     }
 
     /// Page-locked host memory, so that face copies run asynchronously and MPI reads them
