@@ -88,7 +88,7 @@ fn main() {
             if rt.threading() == Threading::Multiple {
                 w.barrier();
                 let t = Instant::now();
-                let mut s = ckdir.snapshot(1000 + rep as u64, 0.0);
+                let mut s = ckdir.clone().asynchronous(true).snapshot(1000 + rep as u64, 0.0);
                 s.write_block("u", &[rows, COLS], &[r0, 0], block.view());
                 s.submit(w)?;
                 flush::wait()?;

@@ -197,8 +197,10 @@ impl Reader<'_> {
     fn get<T: H5Type>(&self, loc: &Location, name: &str) -> Result<T> {
         loc.attr(name).and_then(|a| a.read_scalar::<T>()).map_err(|e| self.corrupt(format!("attribute `{name}`: {e}")))
     }
+    /// A string attribute, whose bytes must be UTF-8 (HDF5 does not check them).
     fn get_str(&self, loc: &Location, name: &str) -> Result<String> {
-        self.get::<VarLenUnicode>(loc, name).map(|s| s.as_str().to_string())
+        let s = self.get::<VarLenUnicode>(loc, name)?;
+        String::from_utf8(s.as_bytes().to_vec()).map_err(|_| self.corrupt(format!("attribute `{name}`: not UTF-8")))
     }
     fn get_vec(&self, loc: &Location, name: &str) -> Result<Vec<usize>> {
         let v = loc.attr(name).and_then(|a| a.read_raw::<u64>());

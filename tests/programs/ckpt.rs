@@ -248,7 +248,7 @@ fn async_fail(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoError
     }
     w.barrier();
     let (start, shape) = owned(&[37], w.size() as usize, rank);
-    let mut s = CheckpointDir::new(&file).snapshot(1, 0.1);
+    let mut s = CheckpointDir::new(&file).asynchronous(true).snapshot(1, 0.1);
     s.write_block("a1", &[37], &start, expected(&[37], &start, &shape, 0.0, |x| x).view());
     let submitted = s.submit(w)?;
     println!("rank={rank} submitted {}", submitted.display());
