@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 NP ?= 4
 
-.PHONY: demo test setup build bench gpu-check
+.PHONY: demo test setup build bench gpu-check install
 
 setup:
 	@scripts/setup.sh
@@ -24,3 +24,8 @@ bench: build
 # mpirun, and the kernel benchmarks; results into kernels/GPU-RESULTS.md.
 gpu-check: setup
 	$(ENV) scripts/gpu-check.sh
+
+# The C, C++ and Fortran API: lib/, include/ (rankwise.h, rankwise.mod), lib/pkgconfig/rankwise.pc.
+PREFIX ?= /usr/local
+install: setup
+	$(ENV) capi/install.sh $(PREFIX)
