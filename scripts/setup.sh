@@ -10,7 +10,7 @@ case "$mpi" in
   mpich)   pkgs="libmpich-dev mpich libhdf5-mpich-dev" ;;
   *) echo "error: RANKWISE_MPI must be openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
 esac
-pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc make hdf5-tools python3-h5py python3-numpy python3-pip slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
+pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc g++ gfortran make hdf5-tools python3-h5py python3-numpy python3-pip slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
 # Network namespaces for the multi-host tests (scripts/hosts.sh: ip, nsenter, unshare).
 pkgs="$pkgs iproute2 util-linux"

@@ -137,8 +137,8 @@ unsafe fn stencil<D: Dimension>(
 ) -> Res {
     let be = backend(be, what)?;
     let l = layout::<D>(shape, strides, what)?;
-    let (s, mut d) = (view(src, &l, what)?, view_mut(dst, &l, what)?);
     disjoint(src, l.span, dst, l.span, what)?;
+    let (s, mut d) = (view(src, &l, what)?, view_mut(dst, &l, what)?);
     match be {
         Backend::Cpu => on_cpu(s, d).map_err(kernel),
         _ => {
@@ -241,12 +241,8 @@ unsafe fn update(
     on_backend: impl FnOnce(&Backend, &rankwise_kernels::Buffer<Ix1>, &mut rankwise_kernels::Buffer<Ix1>) -> rankwise_kernels::Result<()>,
 ) -> Res {
     let be = backend(be, what)?;
+    disjoint(x, n, y, n, what)?;
     let (xv, mut yv) = (vec_in(x, n, what)?, vec_out(y, n, what)?);
-    if x != y as *const f64 {
-        disjoint(x, n, y, n, what)?;
-    } else {
-        return Err(fail(RANKWISE_ERR_SHAPE, format!("{what}: x and y are the same array")));
-    }
     match be {
         Backend::Cpu => on_cpu(xv, yv).map_err(kernel),
         _ => {
@@ -396,8 +392,8 @@ pub unsafe extern "C" fn rankwise_spmv(be: *const rankwise_backend, a: *const ra
         const W: &str = "rankwise_spmv";
         let be = backend(be, W)?;
         let a = get(a, W)?;
-        let (xv, mut yv) = (vec_in(x, a.ncols, W)?, vec_out(y, a.nrows, W)?);
         disjoint(x, a.ncols, y, a.nrows, W)?;
+        let (xv, mut yv) = (vec_in(x, a.ncols, W)?, vec_out(y, a.nrows, W)?);
         match (be, &a.a) {
             (Backend::Cpu, Sparse::Host(m)) => cpu::spmv(m, xv, yv).map_err(kernel),
             (Backend::Cpu, _) | (_, Sparse::Host(_)) => Err(fail(RANKWISE_ERR_BACKEND, format!("{W}: the matrix was made for another back end"))),
@@ -428,9 +424,9 @@ pub unsafe extern "C" fn rankwise_matmul(be: *const rankwise_backend, m: usize, 
     local(|| {
         const W: &str = "rankwise_matmul";
         let be = backend(be, W)?;
-        let (av, bv, mut cv) = (mat(a, m, k, W)?, mat(b, k, n, W)?, mat_mut(c, m, n, W)?);
         disjoint(a, m * k, c, m * n, W)?;
         disjoint(b, k * n, c, m * n, W)?;
+        let (av, bv, mut cv) = (mat(a, m, k, W)?, mat(b, k, n, W)?, mat_mut(c, m, n, W)?);
         match be {
             Backend::Cpu => cpu::matmul(av, bv, cv).map_err(kernel),
             _ => {
