@@ -129,12 +129,17 @@ pub(crate) fn abort_job(msg: &str) -> ! {
     if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
         // SAFETY: MPI runs; rank of the world communicator.
         unsafe { mpi::ffi::MPI_Comm_rank(mpi::ffi::RSMPI_COMM_WORLD, &mut rank) };
-        eprint!("{}", format!("rank {rank}: {msg}; aborting the job\n"));
+        emit(&format!("rank {rank}: {msg}; aborting the job\n"));
         // SAFETY: MPI runs; MPI_Abort does not return.
         unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 1) };
     }
-    eprint!("{}", format!("{msg}; aborting\n"));
+    emit(&format!("{msg}; aborting\n"));
     std::process::abort()
+}
+
+/// Write to stderr in one piece, so that mpirun's forwarding does not split the line.
+pub(crate) fn emit(text: &str) {
+    std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes()).ok();
 }
 
 /// The live handles, by address, with their kind: a destroyed or foreign handle is told apart

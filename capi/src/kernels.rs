@@ -96,7 +96,7 @@ unsafe fn layout<D: Dimension>(shape: *const usize, strides: *const isize, what:
     };
     let mut strides = D::zeros(n);
     strides.slice_mut().copy_from_slice(&st);
-    let span = if shape.iter().any(|&x| x == 0) { 0 } else { 1 + shape.iter().zip(&st).map(|(&n, &s)| (n - 1) * s).sum::<usize>() };
+    let span = if shape.contains(&0) { 0 } else { 1 + shape.iter().zip(&st).map(|(&n, &s)| (n - 1) * s).sum::<usize>() };
     Ok(Layout { dim, strides, span })
 }
 
@@ -125,6 +125,7 @@ fn disjoint(a: *const f64, a_len: usize, b: *const f64, b_len: usize, what: &str
 }
 
 /// A stencil from `src` into `dst` (same layout), on the CPU in place or through the device.
+#[allow(clippy::too_many_arguments)]
 unsafe fn stencil<D: Dimension>(
     be: *const rankwise_backend,
     src: *const f64,

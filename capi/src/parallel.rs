@@ -209,7 +209,7 @@ pub extern "C" fn rankwise_timers_report(rt: *const rankwise_runtime) -> c_int {
         let r = get(rt, "rankwise_timers_report")?;
         let report = r.rt.timers().report(r.rt.world());
         if r.rt.is_root() && !report.rows.is_empty() {
-            eprint!("{}", format!("{}\n", report.to_string().trim_end()));
+            emit(&format!("{}\n", report.to_string().trim_end()));
         }
         Ok(())
     })
@@ -405,7 +405,10 @@ pub unsafe extern "C" fn rankwise_decomposition_create(
         let global = slice(global, n, W)?;
         let periodic: Vec<bool> = if periodic.is_null() { vec![false; n] } else { slice(periodic, n, W)?.iter().map(|&p| p != 0).collect() };
         let d = if grid.is_null() { Decomposition::new(&r.rt, global, &periodic) } else { Decomposition::with_grid(&r.rt, global, slice(grid, n, W)?, &periodic) };
-        give(out, rankwise_decomposition { d: Arc::new(d.map_err(input)?) })
+        // As `Field` holds it: the handle is used from one thread at a time.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let d = Arc::new(d.map_err(input)?);
+        give(out, rankwise_decomposition { d })
     })
 }
 
