@@ -16,6 +16,7 @@ struct Installed {
     heat_c: PathBuf,
     heat_f: PathBuf,
     errors: PathBuf,
+    fields: PathBuf,
     cxx: PathBuf,
 }
 
@@ -54,6 +55,7 @@ fn installed() -> &'static Installed {
             heat_c: build("mpicc", "examples/c/heat.c", "heat-c", &["-lm"]),
             heat_f: build("mpifort", "examples/fortran/heat.f90", "heat-f", &[]),
             errors: build("mpicc", "tests/capi/errors.c", "errors", &[]),
+            fields: build("mpicc", "tests/capi/fields.c", "fields", &[]),
             cxx: build("mpicxx", "tests/capi/header.cpp", "header-cpp", &["-Wall", "-Wextra", "-pedantic"]),
             prefix,
         }
@@ -178,6 +180,17 @@ fn every_error_path_of_the_c_api_returns_a_code_and_a_message() {
         assert!(lines.iter().any(|l| l.starts_with(&format!("ok {name}: "))), "no ok {name}\n{}", o.show());
     }
     assert!(lines.iter().any(|l| l == "0 failed"), "{}", o.show());
+}
+
+#[test]
+fn fields_over_caller_or_rankwise_memory_exchange_sum_and_checkpoint_alike() {
+    let p = installed();
+    for np in 1..=4 {
+        let s = Scratch::new("capi-fields");
+        let o = Job::with_path(np, p.fields.clone()).args([s.path().join("ckpt").display().to_string()]).run();
+        assert_eq!(o.code, Some(0), "{}", o.show());
+        assert_eq!(o.line(0, "fields"), "fields ok");
+    }
 }
 
 #[test]
