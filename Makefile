@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 NP ?= 4
 
-.PHONY: demo test setup build bench gpu-check
+.PHONY: demo test setup build bench gpu-check install
 
 setup:
 	@scripts/setup.sh
@@ -25,3 +25,8 @@ bench: build
 # kernels/GPU-RESULTS.md (see there for running it through the device tool).
 gpu-check: setup
 	$(ENV) scripts/gpu-check.sh
+
+# The C, C++ and Fortran API: lib/, include/ (rankwise.h, rankwise.mod), lib/pkgconfig/rankwise.pc.
+PREFIX ?= /usr/local
+install: setup
+	$(ENV) capi/install.sh $(PREFIX)

@@ -9,4 +9,5 @@ echo "== time per CG iteration: the poisson example vs PETSc KSPCG"; scripts/ben
 echo "== dense matrix product: SUMMA at 1, 2, 4 ranks vs one rank's dgemm"; scripts/bench-matmul.sh
 echo "== checkpoint write/read vs raw sequential I/O"; scripts/bench-ckpt.sh
 echo "== rankwise run vs bare mpirun"; scripts/bench-launcher.sh
+echo "== the C API: the 2-D heat kernel called from C vs from Rust"; scripts/bench-capi.sh
 echo "== scale model: messages, allreduce, checkpoints, heat kernels; predictions to 1,000 nodes"; scripts/bench-scaling.sh

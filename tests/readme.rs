@@ -39,6 +39,11 @@ const PROGRAMS: [&str; 2] = ["examples/quickstart.rs", "kernels/examples/standal
 const COVERED: &[(&str, &str)] = &[
     ("make test", ".ci/run"),
     ("module load openmpi hdf5", "tests/readme.rs::env_sh_keeps_what_module_load_set"),
+    ("make install PREFIX=$HOME/rankwise", "tests/capi.rs::c_and_fortran_heat_match_the_rust_example_at_1_to_4_ranks"),
+    ("export PKG_CONFIG_PATH=$HOME/rankwise/lib/pkgconfig", "tests/capi.rs::c_and_fortran_heat_match_the_rust_example_at_1_to_4_ranks"),
+    ("mpicc -O2 -o heat-c examples/c/heat.c $(pkg-config --cflags --libs rankwise) -lm", "tests/capi.rs::c_and_fortran_heat_match_the_rust_example_at_1_to_4_ranks"),
+    ("mpifort -O2 -o heat-f examples/fortran/heat.f90 $(pkg-config --cflags --libs rankwise)", "tests/capi.rs::c_and_fortran_heat_match_the_rust_example_at_1_to_4_ranks"),
+    ("rankwise run -n 4 ./heat-c -i examples/inputs/heat.toml --set n=256", "tests/capi.rs::rankwise_run_launches_them_with_the_inputs_file"),
 ];
 
 /// The README's build command, which leaves the binaries its console blocks use.

@@ -5,6 +5,10 @@ use thiserror::Error;
 pub enum Error {
     #[error("MPI was already initialised in this process")]
     AlreadyInitialised,
+    #[error("MPI is not running (initialise it before adopting a communicator, finalise it after)")]
+    NotInitialised,
+    #[error("an inter-communicator was given where an intra-communicator is needed")]
+    InterCommunicator,
     #[error("MPI provides thread level {provided:?}, but {requested:?} was required")]
     ThreadLevel { requested: mpi::environment::Threading, provided: mpi::environment::Threading },
     /// Started by another MPI's launcher (see [`crate::run`]); `first` on the process that

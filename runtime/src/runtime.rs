@@ -76,8 +76,9 @@ pub struct Runtime {
     threading: Threading,
     gpu: GpuBinding,
     timers: Timers,
-    // Last, so MPI_Finalize runs after the communicators above are freed.
-    _universe: Universe,
+    // Last, so MPI_Finalize runs after the communicators above are freed. None when the program
+    // initialised MPI itself ([`Runtime::adopt`]): then it finalises MPI too.
+    _universe: Option<Universe>,
 }
 
 impl Runtime {
@@ -110,6 +111,35 @@ impl Runtime {
         RANK.store(rank, Ordering::Relaxed);
         ACTIVE.store(true, Ordering::SeqCst);
         install_panic_hook();
+        Ok(Runtime::on(world, provided, Some(universe)))
+    }
+
+    /// Collective over `comm`. Run on a communicator of a program that initialised MPI itself
+    /// (a C, Fortran or Python program): the runtime neither initialises nor finalises MPI, and
+    /// installs no panic hook (the caller's boundary catches panics). `comm` becomes the
+    /// runtime's world and is freed with it, so pass a duplicate (`MPI_Comm_dup`) of the
+    /// caller's communicator, and drop the runtime before the program calls `MPI_Finalize`.
+    ///
+    /// # Errors
+    /// [`Error::NotInitialised`] when MPI is not running, [`Error::InterCommunicator`] for an
+    /// inter-communicator.
+    pub fn adopt(comm: SimpleCommunicator) -> Result<Runtime> {
+        if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
+            return Err(Error::NotInitialised);
+        }
+        let mut inter = 0;
+        // SAFETY: MPI runs, and `comm` is a valid communicator handle.
+        unsafe { mpi::ffi::MPI_Comm_test_inter(comm.as_raw(), &mut inter) };
+        if inter != 0 {
+            return Err(Error::InterCommunicator);
+        }
+        crate::stop::catch_warning_early();
+        Ok(Runtime::on(comm, mpi::environment::threading_support(), None))
+    }
+
+    fn on(world: SimpleCommunicator, provided: Threading, universe: Option<Universe>) -> Runtime {
+        let rank = world.rank() as usize;
+        let size = world.size() as usize;
         logging::init(rank, size);
 
         let node = world.split_shared(rank as i32);
@@ -122,7 +152,7 @@ impl Runtime {
                 log::warn!("{shared_with} ranks on {host} share one GPU: {gpu}");
             }
         }
-        Ok(Runtime {
+        Runtime {
             world,
             node,
             rank,
@@ -134,7 +164,7 @@ impl Runtime {
             gpu,
             timers: Timers::new(),
             _universe: universe,
-        })
+        }
     }
 
     /// All ranks of the job. Anything rsmpi offers works on it.
