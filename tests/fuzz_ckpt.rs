@@ -63,10 +63,10 @@ fn restore(np: u64, cases: u64) {
 
 #[test]
 fn damaged_checkpoints_through_a_2_rank_restore() {
-    restore(2, env("RANKWISE_FUZZ_RESTORE", 60));
+    restore(2, env("RANKWISE_FUZZ_RESTORE", 40));
 }
 
 #[test]
 fn damaged_checkpoints_through_a_4_rank_restore() {
-    restore(4, env("RANKWISE_FUZZ_RESTORE", 60) / 3);
+    restore(4, env("RANKWISE_FUZZ_RESTORE", 40) / 3);
 }

@@ -203,6 +203,29 @@ fn same_info(a: &CheckpointInfo, b: &CheckpointInfo) -> bool {
     CheckpointInfo { path: PathBuf::new(), ..a.clone() } == CheckpointInfo { path: PathBuf::new(), ..b.clone() }
 }
 
+/// What differs between two checkpoints' metadata, in one word (for failure lines).
+fn info_diff(a: &CheckpointInfo, b: &CheckpointInfo) -> String {
+    let what = if a.step != b.step {
+        "step".to_string()
+    } else if a.time.to_bits() != b.time.to_bits() {
+        "time".into()
+    } else if a.format_version != b.format_version || a.rankwise_version != b.rankwise_version {
+        "format".into()
+    } else if a.ranks != b.ranks {
+        "ranks".into()
+    } else if a.params != b.params {
+        "params".into()
+    } else {
+        match a.fields.iter().zip(&b.fields).find(|(x, y)| x != y) {
+            Some((x, y)) if x.shape != y.shape => format!("{}.shape", x.name),
+            Some((x, y)) if x.blocks != y.blocks => format!("{}.blocks", x.name),
+            Some((x, _)) => format!("{}.attrs", x.name),
+            None => "fields".into(),
+        }
+    };
+    format!("wrong-metadata:{what}")
+}
+
 /// A whole field's bits, read in this process alone.
 fn field_bits(ck: &Checkpoint<'_>, f: &FieldInfo) -> Result<Vec<u64>, IoError> {
     let start = vec![0; f.shape.len()];
@@ -263,12 +286,12 @@ fn verify_batch(root: &Path, from: u64, to: u64, every: u64, rankwise: Option<St
             let outcome = match &verdict {
                 Ok(info) => {
                     if !same_info(info, &b.info) {
-                        fails.push("wrong-metadata");
+                        fails.push(info_diff(info, &b.info));
                     }
                     match all_bits(&file) {
                         Ok(d) if d == *data => {}
-                        Ok(_) => fails.push("wrong-data"),
-                        Err(_) => fails.push("accepted-unreadable"),
+                        Ok(_) => fails.push("wrong-data".into()),
+                        Err(_) => fails.push("accepted-unreadable".into()),
                     }
                     "accepted".to_string()
                 }
@@ -276,7 +299,7 @@ fn verify_batch(root: &Path, from: u64, to: u64, every: u64, rankwise: Option<St
             };
             if let Some(bin) = rankwise.as_deref().filter(|_| every > 0 && seed % every == 0) {
                 if let Some(f) = cli_verify(bin, &file, verdict.is_ok()) {
-                    fails.push(f);
+                    fails.push(f.into());
                 }
             }
             let status = if fails.is_empty() { "ok".to_string() } else { format!("FAIL:{}", fails.join(",")) };
@@ -407,11 +430,11 @@ fn restore_batch(rt: &Runtime, root: &Path, from: u64, to: u64, secs: u64) -> Re
         let r = dir.restore(w, |ck| fields.load(ck));
         let mem = fields.bits();
         let (outcome, bad_info) = match &r {
-            Ok(Some(r)) if r.info.step == 2 => (0u8, !same_info(&r.info, &newer.info)),
-            Ok(Some(r)) => (1, !same_info(&r.info, &older.info)),
-            Ok(None) => (2, false),
-            Err(IoError::Param { .. } | IoError::Version { .. }) => (4, false),
-            Err(_) => (3, false),
+            Ok(Some(r)) if r.info.step == 2 => (0u8, (!same_info(&r.info, &newer.info)).then(|| info_diff(&r.info, &newer.info))),
+            Ok(Some(r)) => (1, (!same_info(&r.info, &older.info)).then(|| info_diff(&r.info, &older.info))),
+            Ok(None) => (2, None),
+            Err(IoError::Param { .. } | IoError::Version { .. }) => (4, None),
+            Err(_) => (3, None),
         };
         // The memory must hold the restored checkpoint's data, or what it held before.
         let bad_mem = match outcome {
@@ -419,31 +442,31 @@ fn restore_batch(rt: &Runtime, root: &Path, from: u64, to: u64, secs: u64) -> Re
             1 => mem != want[0],
             _ => mem != sentinel,
         };
-        let flags = (bad_mem as u8) | (bad_info as u8) << 1;
+        let flags = (bad_mem as u8) | (bad_info.is_some() as u8) << 1;
         let (mut lo, mut hi, mut any) = (0u8, 0u8, 0u8);
         w.all_reduce_into(&outcome, &mut lo, SystemOperation::min());
         w.all_reduce_into(&outcome, &mut hi, SystemOperation::max());
         w.all_reduce_into(&flags, &mut any, SystemOperation::bitwise_or());
         DEADLINE_MS.store(0, Ordering::SeqCst);
         if rank == 0 {
-            let mut fails = Vec::new();
+            let mut fails: Vec<String> = Vec::new();
             if lo != hi {
-                fails.push("ranks-differ");
+                fails.push("ranks-differ".to_string());
             }
             if any & 1 != 0 {
-                fails.push(if outcome < 2 { "wrong-data" } else { "memory-changed" });
+                fails.push((if outcome < 2 { "wrong-data" } else { "memory-changed" }).to_string());
             }
             if any & 2 != 0 {
-                fails.push("wrong-metadata");
+                fails.push(bad_info.clone().unwrap_or_else(|| "wrong-metadata".into()));
             }
             if outcome == 4 {
-                fails.push("damage-taken-for-another-run");
+                fails.push("damage-taken-for-another-run".to_string());
             }
             if (outcome == 2 || outcome == 3) && with_older {
-                fails.push("older-not-restored");
+                fails.push("older-not-restored".to_string());
             }
             if (verified == 1) != (outcome == 0) {
-                fails.push(if verified == 1 { "verify-accepts-restore-rejects" } else { "restore-accepts-verify-rejects" });
+                fails.push((if verified == 1 { "verify-accepts-restore-rejects" } else { "restore-accepts-verify-rejects" }).to_string());
             }
             let mut name = OUTCOMES[outcome as usize].to_string();
             if let Err(e) = &r {
