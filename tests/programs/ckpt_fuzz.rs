@@ -7,7 +7,7 @@
 //!
 //! A campaign writes the base checkpoints once (`write`, under mpirun), then runs its cases in
 //! batches in child processes (`verify-batch`, or `restore-batch` under mpirun), so that a crash
-//! or a hang costs one case, not the campaign: the child says `start SEED` before each case and
+//! or a hang costs one case, not the campaign: the child says `start SEED CASE` before each case and
 //! `done SEED OUTCOME ok|FAIL:KINDS MUTATION` after it; a case that started and never finished
 //! is a crash (the child died) or a hang (a watchdog or the time-out fired), and the next batch
 //! goes on after it. The campaign prints every failure with its seed and one summary line of
@@ -87,6 +87,7 @@ fn main() {
             let timeout = Duration::from_secs(30 + 2 * watchdog);
             campaign("restore", &root, np, Some(np), cmd, opt("from", 0), opt("cases", 50), opt("batch", 100), timeout)
         }
+        "verify-one" => verify(&root).is_err() as i32,
         "verify-batch" => verify_batch(&root, opt("from", 0), opt("to", 0), opt("every", 1), text("rankwise")),
         "write" | "restore-batch" => runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Result<Exit, Error> {
             if mode == "write" {
@@ -280,7 +281,7 @@ fn verify_batch(root: &Path, from: u64, to: u64, every: u64, rankwise: Option<St
             let mut bytes = b.bytes.clone();
             let what = mutate::mutate(&mut bytes, seed, &b.targets);
             std::fs::write(&file, &bytes)?;
-            say(format!("start {seed}"));
+            say(format!("start {seed} {variant} {what}"));
             let mut fails = Vec::new();
             let verdict = verify(&file);
             let outcome = match &verdict {
@@ -310,6 +311,28 @@ fn verify_batch(root: &Path, from: u64, to: u64, every: u64, rankwise: Option<St
     match run() {
         Ok(()) => 0,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// `verify` of `file` in a child process: whether it accepts; `Err` when it crashed or hung.
+fn child_verify(file: &Path) -> Result<bool, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(me).arg("verify-one").arg(file).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return match st.code() {
+                Some(0) => Ok(true),
+                Some(1) => Ok(false),
+                _ => Err(format!("crashed ({st})")),
+            };
+        }
+        if t0.elapsed() > Duration::from_secs(3) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("hung (no answer in 3 s)".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -413,7 +436,6 @@ fn restore_batch(rt: &Runtime, root: &Path, from: u64, to: u64, secs: u64) -> Re
         let mut what = String::new();
         let mut verified = 0u8;
         if rank == 0 {
-            say(format!("start {seed}"));
             let _ = std::fs::remove_dir_all(dir.root());
             std::fs::create_dir_all(dir.root())?;
             if with_older {
@@ -421,10 +443,20 @@ fn restore_batch(rt: &Runtime, root: &Path, from: u64, to: u64, secs: u64) -> Re
             }
             let mut bytes = newer.bytes.clone();
             what = mutate::mutate(&mut bytes, seed, &newer.targets);
+            say(format!("start {seed} {variant} {} {what}", if with_older { "older" } else { "alone" }));
             std::fs::write(dir.path_for(2), &bytes)?;
-            // What `rankwise ckpt verify` would say of the damaged file, for the agreement check.
-            verified = verify(&dir.path_for(2)).is_ok() as u8;
+            // What verify says of the damaged file, for the agreement check: in a child process,
+            // so that a crash there leaves the restore of this case to be tried.
+            verified = match child_verify(&dir.path_for(2)) {
+                Ok(accepted) => accepted as u8,
+                Err(how) => {
+                    say(format!("verify {seed} {how}"));
+                    2
+                }
+            };
+            say("phase restore".into());
         }
+        arm(seed, secs);
         w.barrier();
         fields.sentinel();
         let r = dir.restore(w, |ck| fields.load(ck));
@@ -465,7 +497,9 @@ fn restore_batch(rt: &Runtime, root: &Path, from: u64, to: u64, secs: u64) -> Re
             if (outcome == 2 || outcome == 3) && with_older {
                 fails.push("older-not-restored".to_string());
             }
-            if (verified == 1) != (outcome == 0) {
+            if verified == 2 {
+                fails.push("verify-crashed-or-hung".into());
+            } else if (verified == 1) != (outcome == 0) {
                 fails.push((if verified == 1 { "verify-accepts-restore-rejects" } else { "restore-accepts-verify-rejects" }).to_string());
             }
             let mut name = OUTCOMES[outcome as usize].to_string();
@@ -529,12 +563,20 @@ fn campaign(name: &str, root: &Path, base_np: u64, np: Option<u64>, batch_cmd: V
             }
         });
         let (mut current, mut hang, mut timed_out) = (None::<u64>, None::<String>, false);
+        let (mut case, mut phase) = (String::new(), "");
         loop {
             match rx.recv_timeout(timeout) {
                 Ok(line) => {
                     let mut words = line.split_whitespace();
                     match words.next() {
-                        Some("start") => current = words.next().and_then(|s| s.parse().ok()),
+                        Some("start") => {
+                            current = words.next().and_then(|s| s.parse().ok());
+                            case = words.collect::<Vec<_>>().join(" ");
+                            phase = if np.is_some() { "in verify on rank 0" } else { "in verify" };
+                        }
+                        Some("phase") => phase = "in the restore",
+                        // verify, in its own child, crashed or hung on this case's file too
+                        Some("verify") => case += &format!("; verify {}", words.skip(1).collect::<Vec<_>>().join(" ")),
                         Some("done") => {
                             let s: u64 = words.next().and_then(|s| s.parse().ok()).unwrap_or(seed);
                             let outcome = words.next().unwrap_or("?").to_string();
@@ -567,10 +609,10 @@ fn campaign(name: &str, root: &Path, base_np: u64, np: Option<u64>, batch_cmd: V
             let last_err = lines.iter().rev().find(|l| l.contains("signal")).or(lines.last()).copied().unwrap_or("").to_string();
             let line = if hang.is_some() || timed_out {
                 hangs += 1;
-                format!("HANG seed {s}: {}", hang.unwrap_or_else(|| format!("no answer in {timeout:?}")))
+                format!("HANG seed {s} ({case}) {phase}: {}", hang.unwrap_or_else(|| format!("no answer in {timeout:?}")))
             } else {
                 crashes += 1;
-                format!("CRASH seed {s}: the batch ended with {status}; last stderr line: {last_err}")
+                format!("CRASH seed {s} ({case}) {phase}: the batch ended with {status}; last stderr line: {last_err}")
             };
             println!("{name} failure: {line}");
             failures.push(line);
