@@ -19,7 +19,7 @@ fn env(key: &str, default: u64) -> u64 {
 }
 
 /// Run one campaign and check its summary: every case answered, no crash, no hang, no failure.
-fn campaign(scratch: &Scratch, args: &[String], minutes: u64) {
+fn campaign(args: &[String], minutes: u64) {
     let mut cmd = Command::new(program("ckpt-fuzz"));
     cmd.args(args);
     let shown = format!("ckpt-fuzz {}", args.join(" "));
@@ -28,7 +28,6 @@ fn campaign(scratch: &Scratch, args: &[String], minutes: u64) {
     println!("{summary}");
     assert!(summary.contains("crashes 0, hangs 0, failed cases 0"), "{summary}\n{}", out.show());
     assert_eq!(out.code, Some(0), "{}", out.show());
-    drop(scratch);
 }
 
 #[test]
@@ -48,7 +47,7 @@ fn damaged_checkpoints_through_verify_and_ckpt_verify() {
         "every=4".into(),
         format!("rankwise={}", bin.display()),
     ];
-    campaign(&s, &args, 20);
+    campaign(&args, 20);
 }
 
 fn restore(np: u64, cases: u64) {
@@ -58,7 +57,7 @@ fn restore(np: u64, cases: u64) {
     let s = Scratch::new(&format!("fuzz-restore-{np}"));
     let from = env("RANKWISE_FUZZ_SEED", 0);
     let args = ["campaign-restore".to_string(), s.path().display().to_string(), format!("np={np}"), format!("cases={cases}"), format!("from={from}")];
-    campaign(&s, &args, 20);
+    campaign(&args, 20);
 }
 
 #[test]
