@@ -2,6 +2,10 @@
 
 use crate::{Error, Result};
 
+/// More hosts or tasks than any cluster has: a list that expands beyond this is an error rather
+/// than an allocation without bound (`n[0-99999999999]`, `1(x99999999999)`).
+pub const MAX_EXPANDED: usize = 1 << 20;
+
 /// Expand a compressed host list such as `node[01-03,7],gpu-a[1-2]b` into one name per host.
 /// Zero padding is kept (`[08-10]` gives `08 09 10`); several bracket groups in one name give
 /// every combination, as Slurm does.
@@ -14,6 +18,9 @@ pub fn expand_hostlist(list: &str) -> Result<Vec<String>> {
         while let Some(open) = rest.find('[') {
             let close = rest[open..].find(']').ok_or_else(|| bad("unclosed `[`"))? + open;
             let suffixes = expand_ranges(&rest[open + 1..close]).map_err(|w| bad(&w))?;
+            if names.len().saturating_mul(suffixes.len()) > MAX_EXPANDED.saturating_sub(hosts.len()) {
+                return Err(bad(&format!("more than {MAX_EXPANDED} hosts")));
+            }
             let prefix = &rest[..open];
             names = names
                 .iter()
@@ -63,6 +70,9 @@ fn expand_ranges(ranges: &str) -> std::result::Result<Vec<String>, String> {
         if a > b {
             return Err(format!("range `{r}` runs backwards"));
         }
+        if b - a >= (MAX_EXPANDED - out.len().min(MAX_EXPANDED)) as u64 {
+            return Err(format!("more than {MAX_EXPANDED} hosts"));
+        }
         let width = lo.len();
         out.extend((a..=b).map(|n| format!("{n:0width$}")));
     }
@@ -80,6 +90,9 @@ pub fn expand_counts(list: &str) -> Result<Vec<usize>> {
         };
         let count: usize = count.trim().parse().map_err(|_| bad())?;
         let times: usize = times.parse().map_err(|_| bad())?;
+        if times > MAX_EXPANDED - out.len().min(MAX_EXPANDED) {
+            return Err(Error::Hostlist { list: list.to_string(), why: format!("more than {MAX_EXPANDED} counts") });
+        }
         out.extend(std::iter::repeat_n(count, times));
     }
     Ok(out)
@@ -97,7 +110,7 @@ mod tests {
         assert_eq!(e("a[8-10],b,c[1-2]x"), ["a8", "a9", "a10", "b", "c1x", "c2x"]);
         assert_eq!(e("n[08-10]"), ["n08", "n09", "n10"]);
         assert_eq!(e("r[1-2]n[1-2]"), ["r1n1", "r1n2", "r2n1", "r2n2"]);
-        for bad in ["n[1-", "n[3-1]", "n[a]", "n]", "a,,b", "n[[1]]"] {
+        for bad in ["n[1-", "n[3-1]", "n[a]", "n]", "a,,b", "n[[1]]", "n[0-99999999999]", "n[0-1023]x[0-1024]"] {
             assert!(expand_hostlist(bad).is_err(), "{bad}");
         }
     }
@@ -108,5 +121,6 @@ mod tests {
         assert_eq!(expand_counts("2(x3),1").unwrap(), [2, 2, 2, 1]);
         assert!(expand_counts("2(x3").is_err());
         assert!(expand_counts("x").is_err());
+        assert!(expand_counts("1(x99999999999)").is_err());
     }
 }

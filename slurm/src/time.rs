@@ -26,7 +26,10 @@ pub fn parse_duration(s: &str) -> Result<Option<Duration>> {
         (Some(_), [h, m]) => (*h, *m, 0),
         _ => return Err(bad()),
     };
-    Ok(Some(Duration::from_secs(((days.unwrap_or(0) * 24 + h) * 60 + m) * 60 + sec)))
+    // Checked: a number of days near u64::MAX is bad input, not an overflow.
+    let secs = days.unwrap_or(0).checked_mul(24).and_then(|x| x.checked_add(h)).and_then(|x| x.checked_mul(60));
+    let secs = secs.and_then(|x| x.checked_add(m)).and_then(|x| x.checked_mul(60)).and_then(|x| x.checked_add(sec));
+    secs.map(|s| Some(Duration::from_secs(s))).ok_or_else(bad)
 }
 
 /// Format a duration as Slurm reads it back: `D-HH:MM:SS` (whole seconds).
@@ -47,7 +50,8 @@ pub fn parse_timestamp(s: &str) -> Result<Option<SystemTime>> {
     let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_>>()?;
     let t: Vec<i64> = time.split(':').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_>>()?;
     let (&[y, mo, da], &[h, mi, se]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+    // Four-digit years, as Slurm prints them (and no overflow in the day count).
+    if !(0..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
         return Err(bad());
     }
     let secs = days_from_civil(y, mo, da) * 86400 + h * 3600 + mi * 60 + se;
@@ -79,7 +83,7 @@ mod tests {
         assert_eq!(p("2-03:04"), 2 * 86400 + 3 * 3600 + 240);
         assert_eq!(p("1-00:00:10"), 86410);
         assert_eq!(parse_duration("UNLIMITED").unwrap(), None);
-        for bad in ["", "1:2:3:4", "a", "1-", "-5", "1-2:3:4:5", "1.5"] {
+        for bad in ["", "1:2:3:4", "a", "1-", "-5", "1-2:3:4:5", "1.5", "213503982334602-0", "18446744073709551615:0"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(86400 + 3723)), "1-01:02:03");
@@ -93,7 +97,7 @@ mod tests {
         assert_eq!(t("2000-03-01T00:00:00"), 951868800);
         assert_eq!(t("2026-11-27T06:10:05"), 1795759805);
         assert_eq!(parse_timestamp("Unknown").unwrap(), None);
-        for bad in ["2026-13-01T00:00:00", "2026-11-27", "2026-11-27T06:10", "x"] {
+        for bad in ["2026-13-01T00:00:00", "2026-11-27", "2026-11-27T06:10", "x", "9223372036854775807-01-01T00:00:00"] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
     }
