@@ -19,7 +19,7 @@ use crate::error::{IoError, Result};
 use crate::meta;
 
 /// How long the check of one file may take (`RANKWISE_CKPT_CHECK_TIMEOUT`, seconds, overrides).
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Check `path` in a child process: its metadata and checksums of metadata, the place of every
 /// field's data inside the file, and the block tables. `Ok` means every rank may open it
