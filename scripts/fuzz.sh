@@ -28,7 +28,7 @@ run() { # NAME COMMAND...: run, keep its summary lines, note a failure
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   summary+=("$name: $(grep -E ' campaign: |^test result' "$work/$name.log" | tail -1)")
 }
-[ "$verify" -gt 0 ] && run verify "$fuzz" campaign-verify "$work/ckpt" cases="$verify" from="$seed" every=4 timeout=3 rankwise="$target/release/rankwise"
+[ "$verify" -gt 0 ] && run verify "$fuzz" campaign-verify "$work/ckpt" cases="$verify" from="$seed" every=4 timeout=6 rankwise="$target/release/rankwise"
 [ "$restore" -gt 0 ] && run restore-2 "$fuzz" campaign-restore "$work/ckpt" np=2 cases="$restore" from="$seed"
 [ "$restore4" -gt 0 ] && run restore-4 "$fuzz" campaign-restore "$work/ckpt" np=4 cases="$restore4" from="$seed"
 export RANKWISE_FUZZ_CASES=$parser RANKWISE_FUZZ_SEED=$((seed + 1))
