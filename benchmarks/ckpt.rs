@@ -88,7 +88,7 @@ fn main() {
             if rt.threading() == Threading::Multiple {
                 w.barrier();
                 let t = Instant::now();
-                let mut s = ckdir.clone().asynchronous(true).snapshot(1000 + rep as u64, 0.0);
+                let mut s = CheckpointDir::new(dir.join("async")).keep(1).asynchronous(true).snapshot(rep as u64, 0.0);
                 s.write_block("u", &[rows, COLS], &[r0, 0], block.view());
                 s.submit(w)?;
                 flush::wait()?;
@@ -103,6 +103,7 @@ fn main() {
                 gbs(raw_w), gbs(ck_w), raw_w / ck_w, gbs(raw_r), gbs(ck_r), raw_r / ck_r, gbs(slab_r), raw_r / slab_r, gbs(bg_w), raw_w / bg_w
             );
             std::fs::remove_dir_all(dir.join("ckpt"))?;
+            std::fs::remove_dir_all(dir.join("async")).ok();
         }
         Ok(Exit::Done)
     })
