@@ -366,7 +366,8 @@ fn supervised_heat_killed_twice_ends_with_the_uninterrupted_field() {
     let heat = program("heat");
     let s = Scratch::new("launcher-heat");
     let sets = |dir: &str| -> Vec<String> {
-        ["n=64", "steps=6000", "checkpoint.every=300", &format!("checkpoint.dir={dir}")]
+        // About a second a run on a quiet machine, so that the second kill finds the relaunch running.
+        ["n=256", "steps=6000", "checkpoint.every=300", &format!("checkpoint.dir={dir}")]
             .iter()
             .flat_map(|kv| ["--set".to_string(), kv.to_string()])
             .collect()
