@@ -401,15 +401,25 @@ fn supervised_heat_killed_twice_ends_with_the_uninterrupted_field() {
         }
         std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 40));
         // A rank is a process whose argv[0] is the heat binary and whose arguments name our folder.
-        let rank = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-            let ours = args.first()? == heat.to_str()? && args.iter().any(|a| a.contains(dir.to_str().unwrap()));
-            ours.then(|| e.file_name().to_str()?.parse::<i32>().ok()).flatten()
-        });
-        let pid = rank.expect("no heat rank running");
+        let ranks = || -> Vec<i32> {
+            std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| {
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                let ours = args.first()? == heat.to_str()? && args.iter().any(|a| a.contains(dir.to_str().unwrap()));
+                ours.then(|| e.file_name().to_str()?.parse::<i32>().ok()).flatten()
+            }).collect()
+        };
+        let job = ranks();
+        let pid = *job.first().expect("no heat rank running");
         // SAFETY: kill(2) of a rank of the job this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+        // The killed job's ranks gone, the next kill waits for a checkpoint of the relaunch (one the
+        // killed job wrote meanwhile does not count).
+        while ranks().iter().any(|p| job.contains(p)) {
+            assert!(start.elapsed() < Duration::from_secs(120), "the killed job's ranks stay");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen = checkpoint();
     }
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
