@@ -282,6 +282,9 @@ where
         Err(Error::ForeignLauncher { message, first }) => {
             if first {
                 emit(format!("error: {message}"));
+            } else {
+                // A launcher tears the job down at the first non-zero exit: let rank 0 say why.
+                std::thread::sleep(std::time::Duration::from_secs(2));
             }
             std::process::exit(EXIT_BAD_INPUT);
         }
