@@ -1,7 +1,7 @@
 //! Checkpoint bandwidth against the disk's own: `ckpt-bench [--set gib=G] [--set dir=D]
 //! [--set reps=R]` under mpirun (see scripts/bench-ckpt.sh).
 //!
-//! The field is 2-D `[rows, 16384]` f64, split into row slabs. Rank 0 first writes the same
+//! The field is 2-D `[rows, 16384]` f64 with one ghost layer (as heat's), split into row slabs. Rank 0 first writes the same
 //! number of bytes sequentially to one plain file (write + fsync) and reads them back cold; then
 //! all ranks write a checkpoint (create, collective write, checksum, commit with fsync and rename)
 //! and restore it (collective read and checksum verification), cold too: page-cache copies are
@@ -13,12 +13,12 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mpi::traits::*;
-use ndarray::{ArrayD, IxDyn};
 use rankwise::io::{flush, Checkpoint, CheckpointDir};
-use rankwise::runtime::{self, BadInput, Config, Exit, InitOptions, Runtime, Threading};
+use rankwise::runtime::{self, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Threading};
 
 const COLS: usize = 16384;
 
@@ -39,9 +39,11 @@ fn main() {
         let (rank, size) = (w.rank() as usize, w.size() as usize);
         let rows = ((gib * (1u64 << 30) as f64) as usize / (COLS * 8)).max(size);
         let bytes = rows * COLS * 8;
-        let (r0, r1) = (rank * rows / size, (rank + 1) * rows / size);
-        let block = ArrayD::from_shape_fn(IxDyn(&[r1 - r0, COLS]), |i| ((r0 + i[0]) * COLS + i[1]) as f64 * 1e-3);
-        let mut back = ArrayD::<f64>::from_elem(IxDyn(&[r1 - r0, COLS]), -1.0);
+        let d = Arc::new(Decomposition::with_grid(rt, &[rows, COLS], &[size, 1], &[false, false])?);
+        let mut u = Field::<f64>::new(&d, 1);
+        u.fill_with(|i| (i[0] * COLS + i[1]) as f64 * 1e-3);
+        let mut back = Field::<f64>::new(&d, 1);
+        let r0 = d.owned()[0].start;
         let ckdir = CheckpointDir::new(dir.join("ckpt")).keep(1);
         if rank == 0 {
             std::fs::create_dir_all(&dir)?;
@@ -50,6 +52,7 @@ fn main() {
         for rep in 0..reps {
             if rank == 0 {
                 let raw = dir.join("raw.bin");
+                let block = u.interior().to_owned();
                 let data = block.as_slice().unwrap();
                 let chunk = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 8) };
                 raw_w = raw_w.min(timed(|| raw_write(&raw, chunk, bytes))?);
@@ -59,7 +62,7 @@ fn main() {
             w.barrier();
             let t = Instant::now();
             let mut ck = ckdir.create(w, rep as u64, 0.0)?;
-            ck.write_block("u", &[rows, COLS], &[r0, 0], block.view())?;
+            ck.write_field("u", &u)?;
             let path = ck.commit()?;
             w.barrier();
             ck_w = ck_w.min(t.elapsed().as_secs_f64());
@@ -68,12 +71,13 @@ fn main() {
             }
             w.barrier();
             let t = Instant::now();
-            // Into memory the program has (a field), as a restart does.
-            let got = ckdir.restore(w, |c| c.read_block_into("u", &[rows, COLS], &[r0, 0], back.view_mut()))?;
+            // Into a field, as a restart does.
+            back.interior_mut().fill(-1.0);
+            let got = ckdir.restore(w, |c| c.read_field("u", &mut back))?;
             w.barrier();
             ck_r = ck_r.min(t.elapsed().as_secs_f64());
             got.ok_or("no checkpoint to restore")?;
-            assert!(back == block, "restored data differ");
+            assert!(back.interior() == u.interior(), "restored data differ");
             // The same read without the checksum, to show what verification costs.
             if rank == 0 {
                 drop_cache(&std::fs::File::open(&path)?);
@@ -81,7 +85,7 @@ fn main() {
             w.barrier();
             let t = Instant::now();
             let ck = Checkpoint::open(w, &path)?;
-            ck.read_slab_into("u", &[r0, 0], back.view_mut())?;
+            ck.read_slab_into("u", &[r0, 0], back.interior_mut())?;
             w.barrier();
             slab_r = slab_r.min(t.elapsed().as_secs_f64());
             drop(ck);
@@ -89,7 +93,7 @@ fn main() {
                 w.barrier();
                 let t = Instant::now();
                 let mut s = CheckpointDir::new(dir.join("async")).keep(1).asynchronous(true).snapshot(rep as u64, 0.0);
-                s.write_block("u", &[rows, COLS], &[r0, 0], block.view());
+                s.write_field("u", &u);
                 s.submit(w)?;
                 flush::wait()?;
                 w.barrier();

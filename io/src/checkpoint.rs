@@ -8,7 +8,7 @@ use mpi::collective::SystemOperation;
 use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
 use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
@@ -17,6 +17,12 @@ use crate::error::{Context, IoError, Result};
 use crate::guard;
 use crate::hyperslab::{self, IoMode};
 use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
+
+/// A verified read goes in slabs of about this many bytes per rank (`RANKWISE_CKPT_READ_SLAB`,
+/// default 32 MiB), each summed while the next is read.
+fn slab_bytes() -> usize {
+    std::env::var("RANKWISE_CKPT_READ_SLAB").ok().and_then(|v| v.parse().ok()).unwrap_or(32 << 20).max(1)
+}
 
 /// How fields are laid out in the file.
 #[derive(Clone, Debug, Default)]
@@ -340,7 +346,8 @@ impl<'c> Checkpoint<'c> {
                 Ok(block)
             }
             Mode::Stage => {
-                let block = self.read_verified::<T>(name, global, start, shape)?;
+                let mut block = ArrayD::from_elem(IxDyn(shape), T::default());
+                self.read_verified_into(name, global, start, block.view_mut())?;
                 self.stage(name, start, Box::new(block.clone()));
                 Ok(block)
             }
@@ -361,13 +368,14 @@ impl<'c> Checkpoint<'c> {
                 self.verify_block(name, global, start, &out.view())
             }
             Mode::Stage => {
-                let block = self.read_verified::<T>(name, global, start, out.shape())?;
+                let mut block = ArrayD::from_elem(out.raw_dim(), T::default());
+                self.read_verified_into(name, global, start, block.view_mut())?;
                 self.stage(name, start, Box::new(block));
                 Ok(())
             }
             Mode::Deliver => {
                 let staged = self.take::<T>(name, start, out.shape())?;
-                out.assign(&staged);
+                Zip::from(&mut out).and(&staged).par_for_each(|o, s| *o = *s);
                 Ok(())
             }
         }
@@ -375,9 +383,28 @@ impl<'c> Checkpoint<'c> {
 
     /// Collective. Read field `name` into `field`'s interior (this rank's owned block) and verify
     /// its checksum; the ghost cells are left as they are. Any rank count and ghost width.
+    ///
+    /// Inside [`CheckpointDir::restore`] the block is staged in a buffer of the field's own shape,
+    /// ghosts included, which the delivering pass makes the field's storage: no copy.
     pub fn read_field<T: Element>(&self, name: &str, field: &mut Field<T>) -> Result<()> {
         let d = field.decomposition().clone();
-        self.read_block_into(name, d.global_shape(), &owned_start(d.owned()), field.interior_mut())
+        let start = owned_start(d.owned());
+        match self.mode() {
+            Mode::Direct => self.read_block_into(name, d.global_shape(), &start, field.interior_mut()),
+            Mode::Stage => {
+                let mut staged = ArrayD::from_elem(field.data().raw_dim(), T::default());
+                let (g, local) = (field.ghost(), d.local_shape());
+                let interior = staged.slice_each_axis_mut(|ax| Slice::from(g..g + local[ax.axis.index()]));
+                self.read_verified_into(name, d.global_shape(), &start, interior)?;
+                self.stage(name, &start, Box::new(staged));
+                Ok(())
+            }
+            Mode::Deliver => {
+                let staged = self.take::<T>(name, &start, field.data().shape())?;
+                field.replace_interior(staged);
+                Ok(())
+            }
+        }
     }
 
     /// Collective (when opened collectively). Read any hyperslab of field `name`, unverified.
@@ -385,7 +412,7 @@ impl<'c> Checkpoint<'c> {
         if self.mode() == Mode::Deliver {
             return self.take::<T>(name, start, shape);
         }
-        let mut slab = ArrayD::<T>::default(IxDyn(shape));
+        let mut slab = ArrayD::from_elem(IxDyn(shape), T::default());
         self.read_slab_into(name, start, slab.view_mut())?;
         if self.mode() == Mode::Stage {
             self.stage(name, start, Box::new(slab.clone()));
@@ -398,7 +425,7 @@ impl<'c> Checkpoint<'c> {
         match self.mode() {
             Mode::Direct => self.read_raw(name, start, out),
             Mode::Stage => {
-                let mut slab = ArrayD::<T>::default(out.raw_dim());
+                let mut slab = ArrayD::from_elem(out.raw_dim(), T::default());
                 self.read_raw(name, start, slab.view_mut())?;
                 self.stage(name, start, Box::new(slab));
                 Ok(())
@@ -423,19 +450,65 @@ impl<'c> Checkpoint<'c> {
         Ok(())
     }
 
-    /// Collective. A verified block in a buffer of its own.
-    fn read_verified<T: Element>(&self, name: &str, global: &[usize], start: &[usize], shape: &[usize]) -> Result<ArrayD<T>> {
+    /// Collective. Read this rank's block into `out` (a staging buffer) and verify it. From the
+    /// shared file the block is read in slabs along its first axis, each summed on the rank's
+    /// threads while the next one is read, so that verifying costs little more than reading.
+    fn read_verified_into<T: Element>(&self, name: &str, global: &[usize], start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
         self.expect_shape(name, global)?;
-        let mut block = ArrayD::<T>::default(IxDyn(shape));
-        self.read_raw(name, start, block.view_mut())?;
-        self.verify_block(name, global, start, &block.view())?;
-        Ok(block)
+        let mine = if out.ndim() == 0 || matches!(self.source, Source::Local(_)) { 1 } else { (out.len() * std::mem::size_of::<T>() / slab_bytes()).max(1) };
+        // Every rank makes the same number of (collective) reads.
+        let slabs = match self.comm {
+            Some(c) => {
+                let mut most = 0usize;
+                c.all_reduce_into(&mine, &mut most, SystemOperation::max());
+                most
+            }
+            None => mine,
+        };
+        if slabs == 1 {
+            self.read_raw(name, start, out.view_mut())?;
+            return self.verify_sum(name, checksum::block_sum(global, start, &out.view()));
+        }
+        let rows = out.shape()[0];
+        let mut parts = Vec::with_capacity(slabs);
+        let mut rest = out;
+        for k in 0..slabs {
+            let (slab, r) = rest.split_at(Axis(0), (k + 1) * rows / slabs - k * rows / slabs);
+            rest = r;
+            parts.push(slab);
+        }
+        // The staging buffer is fresh memory: a page fault per 4 KiB costs as much as the read
+        // itself, so another thread faults each slab in before the read reaches it.
+        let spans: Vec<(usize, usize)> = parts.iter().map(|p| span(&p.view())).collect();
+        let sum = std::thread::scope(|s| {
+            s.spawn(move || spans.into_iter().for_each(populate));
+            let (tx, rx) = std::sync::mpsc::channel::<(Vec<usize>, ArrayViewMutD<T>)>();
+            let summer = s.spawn(move || rx.iter().map(|(at, slab)| checksum::block_sum(global, &at, &slab.view())).fold(0, u64::wrapping_add));
+            let mut read = Ok(());
+            for (k, mut slab) in parts.into_iter().enumerate() {
+                let mut at = start.to_vec();
+                at[0] += k * rows / slabs;
+                read = self.read_raw(name, &at, slab.view_mut());
+                if read.is_err() {
+                    break;
+                }
+                tx.send((at, slab)).expect("the summing thread runs until the sender is dropped");
+            }
+            drop(tx);
+            let sum = summer.join().expect("summing a block does not panic");
+            read.map(|()| sum)
+        })?;
+        self.verify_sum(name, sum)
     }
 
     /// Collective. Whether the ranks' blocks together match field `name`'s checksum.
     fn verify_block<T: Element>(&self, name: &str, global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> Result<()> {
+        self.verify_sum(name, checksum::block_sum(global, start, block))
+    }
+
+    /// Collective. [`Checkpoint::verify_block`] of this rank's contribution `sum`.
+    fn verify_sum(&self, name: &str, sum: u64) -> Result<()> {
         let f = self.info.field(name)?;
-        let sum = checksum::block_sum(global, start, block);
         let sum = match self.comm {
             Some(c) => global_sum(c, sum),
             None => sum,
@@ -490,6 +563,25 @@ impl<'c> Checkpoint<'c> {
             Some(Ok(a)) if staged.what == found && a.shape() == shape => Ok(*a),
             _ => Err(IoError::Replay { expected: staged.what.clone(), found: format!("{found} of shape {shape:?} as {}", T::DTYPE) }),
         }
+    }
+}
+
+/// The addresses from `v`'s first element to past its last.
+fn span<T>(v: &ArrayViewD<T>) -> (usize, usize) {
+    let last: isize = v.shape().iter().zip(v.strides()).map(|(&n, &s)| (n.max(1) as isize - 1) * s).sum();
+    let first = v.as_ptr() as usize;
+    if v.is_empty() { (first, first) } else { (first, first + (last as usize + 1) * std::mem::size_of::<T>()) }
+}
+
+/// Fault in the pages of `(start, end)`, memory a staging buffer owns, without changing what they
+/// hold (MADV_POPULATE_WRITE, Linux 5.14; older kernels fault on first use as before).
+fn populate((start, end): (usize, usize)) {
+    const PAGE: usize = 4096;
+    let (a, b) = (start / PAGE * PAGE, end.next_multiple_of(PAGE));
+    if b > a {
+        // SAFETY: the pages belong to one live allocation (a page rounded outward still lies in
+        // its mapping) and populating leaves their contents as they are.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_POPULATE_WRITE) };
     }
 }
 

@@ -55,7 +55,53 @@ pub(crate) fn fmix64(mut h: u64) -> u64 {
 
 /// The contribution of a contiguous run of elements whose first global linear index is `first`.
 pub fn run_sum<T: Element>(first: u64, run: &[T]) -> u64 {
-    bits_sum(first, run.iter().map(|x| x.bits()))
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { run_sum_avx512(first, run) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { run_sum_avx2(first, run) };
+        }
+    }
+    run_sum_lanes(first, run)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn run_sum_avx512<T: Element>(first: u64, run: &[T]) -> u64 {
+    run_sum_lanes(first, run)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_sum_avx2<T: Element>(first: u64, run: &[T]) -> u64 {
+    run_sum_lanes(first, run)
+}
+
+/// [`bits_sum`] in eight independent lanes, which the compiler turns into vector code: the
+/// same sum (addition mod 2^64 does not care about the order), several times faster.
+#[inline(always)]
+fn run_sum_lanes<T: Element>(first: u64, run: &[T]) -> u64 {
+    const L: usize = 8;
+    let mut k = [0u64; L];
+    for (j, k) in k.iter_mut().enumerate() {
+        *k = first.wrapping_add(j as u64).wrapping_mul(PHI);
+    }
+    let step = (L as u64).wrapping_mul(PHI);
+    let mut s = [0u64; L];
+    let chunks = run.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for j in 0..L {
+            s[j] = s[j].wrapping_add(fmix64(c[j].bits().wrapping_add(k[j])));
+            k[j] = k[j].wrapping_add(step);
+        }
+    }
+    let done = (run.len() - tail.len()) as u64;
+    s.iter().fold(0u64, |a, &b| a.wrapping_add(b)).wrapping_add(bits_sum(first.wrapping_add(done), tail.iter().map(|x| x.bits())))
 }
 
 /// [`run_sum`] over raw 64-bit words (the metadata's integer tables).
@@ -204,6 +250,18 @@ mod tests {
         let flat: Vec<f32> = (0..400_000).map(|i| i as f32 * 0.5).collect();
         let v = ndarray::ArrayView1::from(&flat[1000..]).into_dyn();
         assert_eq!(block_sum(&[400_000], &[1000], &v), run_sum(1000, &flat[1000..]));
+    }
+
+    #[test]
+    fn the_vector_sum_is_the_scalar_one() {
+        let v: Vec<f64> = (0..41).map(|i| (i as f64).sin()).collect();
+        for first in [0, 7, u64::MAX - 3] {
+            for n in 0..v.len() {
+                let scalar = bits_sum(first, v[..n].iter().map(|x| x.bits()));
+                assert_eq!(run_sum(first, &v[..n]), scalar);
+                assert_eq!(run_sum_lanes(first, &v[..n]), scalar);
+            }
+        }
     }
 
     #[test]

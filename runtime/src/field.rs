@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::traits::*;
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice};
 
 use crate::halo::{HaloBuffers, HaloExchange, Stencil};
 use crate::Decomposition;
@@ -224,6 +224,28 @@ impl<T> Field<T> {
         self.region_mut(&vec![0; self.data.ndim()])
     }
 
+    /// Make `block`, an array of this field's local shape with ghosts (that of [`Field::data`]),
+    /// the field's storage, without copying it: its interior becomes the owned cells, while the
+    /// ghost cells keep their values (copied across). A verified checkpoint read hands its buffer
+    /// over this way. Returns the old storage.
+    ///
+    /// # Panics
+    /// When `block` has another shape or is not in standard (C) order.
+    pub fn replace_interior(&mut self, mut block: ArrayD<T>) -> ArrayD<T>
+    where
+        T: Clone,
+    {
+        assert!(block.shape() == self.data.shape() && block.is_standard_layout(), "replace_interior: a block of shape {:?} in C order is needed, got {:?}", self.data.shape(), block.shape());
+        let g = self.ghost;
+        for ax in 0..block.ndim() {
+            let n = block.len_of(Axis(ax));
+            for side in [Slice::from(0..g), Slice::from(n - g..n)] {
+                block.slice_axis_mut(Axis(ax), side).assign(&self.data.slice_axis(Axis(ax), side));
+            }
+        }
+        std::mem::replace(&mut self.data, block)
+    }
+
     /// One part of the local block: per dimension, `-1` the low ghost layers, `0` the owned
     /// range, `1` the high ghost layers. All zeros is the interior; one non-zero entry a face,
     /// two an edge, three a corner.
@@ -271,6 +293,23 @@ impl<T: Clone> Clone for Field<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_interior_takes_the_interior_and_keeps_the_ghosts() {
+        let d = Arc::new(Decomposition::for_rank(&[5, 4, 3], &[2, 1, 1], &[false; 3], 1).unwrap());
+        let mut f: Field<f64> = Field::new(&d, 1);
+        f.data_mut().fill(-7.0); // ghosts: boundary values the program set
+        f.fill_with(|g| (g[0] * 100 + g[1] * 10 + g[2]) as f64);
+        let before = f.data().to_owned();
+        let old = f.replace_interior(ArrayD::from_elem(f.data().raw_dim(), 0.5));
+        assert_eq!(old, before);
+        for (i, v) in f.data().indexed_iter() {
+            let ghost = (0..3).any(|k| i[k] == 0 || i[k] + 1 == f.data().shape()[k]);
+            assert_eq!(*v, if ghost { -7.0 } else { 0.5 }, "at {i:?}");
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.replace_interior(ArrayD::from_elem(IxDyn(&[2, 2, 2]), 0.0))));
+        assert!(r.is_err(), "a block of another shape is refused");
+    }
 
     #[test]
     fn views_origin_and_fill_follow_the_global_index() {
