@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a checkpoint costs the step loop: the heat example with no checkpoints, with synchronous
 # and with asynchronous ones (checkpoint.mode), and with a node-local level (checkpoint.local, the
-# shared file every 10th time), same inputs, same run. Prints per case the stall
+# shared file every 10th time), written in the step loop (local) and in the background
+# (local+async), same inputs, same run. Prints per case the stall
 # of the step loop per checkpoint (the `checkpoint` timer, slowest rank), async/sync, and the
 # whole run against the run without checkpoints.
 #   scripts/bench-ckpt-async.sh                 2-D n=2048 and 3-D n=192, at 2 and 4 ranks
@@ -27,12 +28,13 @@ for case in $CASES; do
   dim=${case%%:*} n=${case##*:}
   for np in $RANKS; do
     declare -A loop=() stall=()
-    for mode in none sync async local; do
+    for mode in none sync async local local+async; do
       rm -rf "$dir" "$local"
       sets=(--set dim="$dim" --set n="$n" --set steps="$STEPS")
       case $mode in
         none) ;;
         local) sets+=(--set checkpoint.dir="$dir" --set checkpoint.every="$EVERY" --set checkpoint.local="$local") ;;
+        local+async) sets+=(--set checkpoint.dir="$dir" --set checkpoint.every="$EVERY" --set checkpoint.local="$local" --set checkpoint.mode=async) ;;
         *) sets+=(--set checkpoint.dir="$dir" --set checkpoint.every="$EVERY" --set checkpoint.mode="$mode") ;;
       esac
       out=$($mpirun -np "$np" "$heat" "${sets[@]}" 2>&1)
@@ -42,10 +44,10 @@ for case in $CASES; do
       stall[$mode]=$(awk -v c="${calls:-0}" -v s="${ck_s:-0}" 'BEGIN { print c ? s / c : 0 }')
       grep '^final' <<<"$out" | sed "s/^/  $mode: /"
     done
-    awk -v d="$dim" -v n="$n" -v np="$np" -v ss="${stall[sync]}" -v sa="${stall[async]}" -v sl="${stall[local]}" \
-      -v ln="${loop[none]}" -v ls="${loop[sync]}" -v la="${loop[async]}" -v ll="${loop[local]}" 'BEGIN {
-      printf "dim=%s n=%s ranks=%s stall per checkpoint: sync %.4f s, async %.4f s (%.2f of sync), local %.4f s (%.2f); ", d, n, np, ss, sa, sa / ss, sl, sl / ss
-      printf "loop: none %.3f s, sync x%.3f, async x%.3f, local x%.3f\n", ln, ls / ln, la / ln, ll / ln }'
+    awk -v d="$dim" -v n="$n" -v np="$np" -v ss="${stall[sync]}" -v sa="${stall[async]}" -v sl="${stall[local]}" -v sla="${stall[local+async]}" \
+      -v ln="${loop[none]}" -v ls="${loop[sync]}" -v la="${loop[async]}" -v ll="${loop[local]}" -v lla="${loop[local+async]}" 'BEGIN {
+      printf "dim=%s n=%s ranks=%s stall per checkpoint: sync %.4f s, async %.4f s (%.2f of sync), local %.4f s (%.2f), local+async %.4f s (%.2f); ", d, n, np, ss, sa, sa / ss, sl, sl / ss, sla, sla / ss
+      printf "loop: none %.3f s, sync x%.3f, async x%.3f, local x%.3f, local+async x%.3f\n", ln, ls / ln, la / ln, ll / ln, lla / ln }'
   done
 done
 rm -rf "$dir" "$local"

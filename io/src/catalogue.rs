@@ -3,15 +3,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mpi::topology::SimpleCommunicator;
+use ndarray::ArrayD;
 use mpi::traits::*;
 
 use crate::checkpoint::{agree, Checkpoint, CheckpointWriter, Mode};
 use crate::checksum::{self, Element};
 use crate::error::{IoError, Result};
 use crate::flush::Snapshot;
+use crate::local::Block;
 use crate::meta::CheckpointInfo;
 
 const PREFIX: &str = "ckpt-";
@@ -28,6 +30,17 @@ pub struct CheckpointDir {
     flush_every: u64,
     /// Snapshots submitted so far (clones count together).
     taken: Arc<AtomicU64>,
+    /// The last written snapshot's buffers, for the next one to copy into (clones share them).
+    spare: Arc<Spare>,
+}
+
+#[derive(Default)]
+struct Spare(Mutex<Vec<Box<dyn Block>>>);
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spare")
+    }
 }
 
 /// What [`CheckpointDir::restore`] found.
@@ -43,7 +56,7 @@ pub struct Restored<T> {
 impl CheckpointDir {
     /// A catalogue in `root` that keeps every checkpoint.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        CheckpointDir { root: root.into(), keep: 0, asynchronous: false, local: None, flush_every: 1, taken: Arc::default() }
+        CheckpointDir { root: root.into(), keep: 0, asynchronous: false, local: None, flush_every: 1, taken: Arc::default(), spare: Arc::default() }
     }
 
     /// Write the shared file of a [`Snapshot`] in the background ([`crate::flush`]).
@@ -72,6 +85,18 @@ impl CheckpointDir {
 
     pub(crate) fn local_root(&self) -> Option<&Path> {
         self.local.as_deref()
+    }
+
+    /// A buffer of `shape` that a written snapshot left, if there is one.
+    pub(crate) fn spare_buffer<T: Element>(&self, shape: &[usize]) -> Option<ArrayD<T>> {
+        let mut spare = self.spare.0.lock().unwrap_or_else(|p| p.into_inner());
+        let i = spare.iter().position(|b| b.dtype() == T::DTYPE && b.shape() == shape)?;
+        spare.swap_remove(i).into_any().downcast::<ArrayD<T>>().ok().map(|b| *b)
+    }
+
+    /// Keep a written snapshot's buffers (in place of older ones) for the next snapshot.
+    pub(crate) fn keep_buffers(&self, buffers: Vec<Box<dyn Block>>) {
+        *self.spare.0.lock().unwrap_or_else(|p| p.into_inner()) = buffers;
     }
 
     /// Whether the `n`-th snapshot (from 1) goes to the shared file too.
@@ -146,9 +171,10 @@ impl CheckpointDir {
     /// [`Checkpoint::read_block_into`] or [`Checkpoint::read_block`], which verify checksums) and
     /// checks parameters ([`Checkpoint::expect_param`]). It is called twice per checkpoint: first
     /// its reads go to buffers of the checkpoint's own and are verified, then, once every rank has
-    /// read everything without damage, again, and the same reads hand those buffers over (a copy,
-    /// no I/O). So the program's memory receives a checkpoint's data only when all of it verified,
-    /// and is untouched when this returns `Ok(None)` or an error. `load` must therefore make the
+    /// read everything without damage, again, and the same reads hand those buffers over (no I/O;
+    /// [`Checkpoint::read_field`] makes its buffer the field's storage, without a copy). So the
+    /// program's memory receives a checkpoint's data only when all of it verified, and is
+    /// untouched when this returns `Ok(None)` or an error. `load` must therefore make the
     /// same reads each time and change nothing else; a value it computes from owned reads
     /// ([`Checkpoint::read_block`]) is best returned, which arrives as [`Restored::value`].
     /// The buffers hold one copy of what is read, for the time of one checkpoint's reads.
@@ -162,6 +188,7 @@ impl CheckpointDir {
         comm: &'c SimpleCommunicator,
         mut load: impl FnMut(&Checkpoint<'c>) -> Result<T>,
     ) -> Result<Option<Restored<T>>> {
+        crate::flush::wait()?;
         // Rank 0's listing for everyone: the ranks must try the same files in the same order.
         let listed = if comm.rank() == 0 { self.checkpoints().map(|c| c.into_iter().map(|(s, _)| s).collect()) } else { Ok(vec![]) };
         let mut steps: Vec<u64> = agree(comm, "listing checkpoints", listed)?;

@@ -1,6 +1,9 @@
 //! Asynchronous checkpoints: the step loop only copies its fields ([`Snapshot`]); a thread of the
-//! rank writes the shared file, collectively with the other ranks' threads on a duplicate of the
-//! communicator, in the same format with the same checksums and atomic commit.
+//! rank writes the node-local level and the shared file, collectively with the other ranks'
+//! threads on a duplicate of the communicator, in the same format with the same checksums and
+//! atomic commit. The thread works on a one-thread pool of its own, so that its checksums never
+//! queue in front of the step loop's work on the rank's threads; and the snapshot's buffers are
+//! kept for the next snapshot, whose copy then touches no fresh memory.
 //!
 //! At most one flush is in flight per process. Debian's parallel HDF5 is not thread-safe, so the
 //! io crate waits for it before any HDF5 call of its own ([`wait`]): the next checkpoint, a restore,
@@ -15,7 +18,7 @@ use std::thread::JoinHandle;
 use mpi::environment::Threading;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
@@ -95,10 +98,12 @@ impl Snapshot {
         self
     }
 
-    /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]).
+    /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]), on the
+    /// rank's threads, into a buffer the previous snapshot of this directory used if it fits.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
-        let block: ArrayD<T> = block.as_standard_layout().into_owned();
-        self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(block) });
+        let mut copy = self.dir.spare_buffer::<T>(block.shape()).unwrap_or_else(|| ArrayD::from_elem(block.raw_dim(), T::default()));
+        Zip::from(&mut copy).and(&block).par_for_each(|c, &b| *c = b);
+        self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy) });
         self
     }
 
@@ -117,43 +122,56 @@ impl Snapshot {
     pub fn submit(self, comm: &SimpleCommunicator) -> Result<PathBuf> {
         wait()?;
         let shared = self.dir.shared_due(self.shared);
-        if let Some(root) = self.dir.local_root() {
-            crate::local::write(comm, root, self.step, self.time, &self.params, &self.fields)?;
-            if !shared {
-                return Ok(crate::local::own_path(root, self.step, comm.rank() as usize, comm.size() as usize));
-            }
-        }
+        let path = match (shared, self.dir.local_root()) {
+            (false, Some(root)) => crate::local::own_path(root, self.step, comm.rank() as usize, comm.size() as usize),
+            _ => self.dir.path_for(self.step),
+        };
         if !self.dir.is_async() {
-            return self.write_shared(comm);
+            return self.write(comm, shared).map(|()| path);
         }
         let provided = mpi::environment::threading_support();
         if provided != Threading::Multiple {
             return Err(IoError::Threading(provided));
         }
-        let path = self.dir.path_for(self.step);
         let comm = Owned(comm.duplicate());
         rankwise_runtime::at_finalize(wait_at_finalize);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "rankwise-checkpoint".into()).build().map_err(|e| IoError::Flush(e.to_string()))?;
+        let done = path.clone();
         let flush = move || {
-            FLUSHING.with(|f| f.set(true));
-            let comm = comm;
-            self.write_shared(&comm.0)
+            pool.install(move || {
+                FLUSHING.with(|f| f.set(true));
+                let comm = comm;
+                self.write(&comm.0, shared)
+            })
+            .map(|()| done)
         };
-        let handle = std::thread::Builder::new().name("rankwise-checkpoint".into()).spawn(flush).map_err(|e| IoError::Flush(e.to_string()))?;
+        let handle = std::thread::Builder::new().name("rankwise-flush".into()).spawn(flush).map_err(|e| IoError::Flush(e.to_string()))?;
         *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(path)
     }
 
-    /// Collective. The shared file, now.
-    fn write_shared(self, comm: &SimpleCommunicator) -> Result<PathBuf> {
+    /// Collective. The node-local level, if the directory has one, then the shared file if due;
+    /// the buffers go back to the directory for the next snapshot.
+    fn write(self, comm: &SimpleCommunicator, shared: bool) -> Result<()> {
         let Snapshot { dir, step, time, layout, params, fields, .. } = self;
-        let mut w = dir.create(comm, step, time)?;
-        w.layout(layout);
-        for (k, v) in params {
-            w.param(&k, v)?;
-        }
-        for f in &fields {
-            f.block.write(&mut w, &f.name, &f.global, &f.start)?;
-        }
-        w.commit()
+        let written = (|| {
+            if let Some(root) = dir.local_root() {
+                crate::local::write(comm, root, step, time, &params, &fields)?;
+            }
+            if shared {
+                let mut w = dir.create(comm, step, time)?;
+                w.layout(layout);
+                for (k, v) in &params {
+                    w.param(k, v.clone())?;
+                }
+                for f in &fields {
+                    f.block.write(&mut w, &f.name, &f.global, &f.start)?;
+                }
+                w.commit()?;
+            }
+            Ok(())
+        })();
+        dir.keep_buffers(fields.into_iter().map(|f| f.block).collect());
+        written
     }
 }

@@ -28,6 +28,7 @@ pub(crate) trait Block: Send {
     fn bytes(&self) -> &[u8];
     fn sum(&self, global: &[usize], start: &[usize]) -> u64;
     fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()>;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
 impl<T: Element> Block for ndarray::ArrayD<T> {
@@ -47,6 +48,9 @@ impl<T: Element> Block for ndarray::ArrayD<T> {
     }
     fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
         w.write_block(name, global, start, self.view()).map(drop)
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 
