@@ -162,21 +162,25 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let sums: Vec<u64> = items.iter().map(|i| i.block.sum(&i.global, &i.start)).collect();
     let mut totals = vec![0u64; sums.len()];
     comm.all_reduce_into(&sums[..], &mut totals[..], mpi::collective::SystemOperation::sum());
-    let bytes = encode(step, time, size, rank, params, items, &sums, &totals);
+    // The file is the header and then the blocks as they are in memory: written and sent from
+    // there, never gathered into one buffer.
+    let header = encode(step, time, size, rank, params, items, &sums, &totals);
+    let pieces: Vec<&[u8]> = std::iter::once(&header[..]).chain(items.iter().map(|i| i.block.bytes())).collect();
     let prepared = std::fs::create_dir_all(root).map_err(|source| IoError::File { path: root.into(), source });
-    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), &bytes));
+    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), &pieces));
     agree(comm, "writing the node-local checkpoint", mine)?;
     let (from, to) = partners(comm);
-    let copy = exchange(comm, &bytes, to, from);
-    let copied = put(&copy_path(root, step, from, size), &copy);
+    let copy = exchange(comm, &pieces, to, from);
+    let copied = put(&copy_path(root, step, from, size), &[&copy]);
     agree(comm, "writing the partner copy", copied)
 }
 
-/// Send `bytes` to `to` while receiving `from`'s, in pieces below MPI's 32-bit counts.
-fn exchange(comm: &SimpleCommunicator, bytes: &[u8], to: usize, from: usize) -> Vec<u8> {
-    const PIECE: usize = 1 << 30;
+/// Send `pieces` to `to` while receiving `from`'s as one buffer, in messages below MPI's 32-bit
+/// counts.
+fn exchange(comm: &SimpleCommunicator, pieces: &[&[u8]], to: usize, from: usize) -> Vec<u8> {
+    const MAX: usize = 1 << 30;
     let (to, from) = (comm.process_at_rank(to as i32), comm.process_at_rank(from as i32));
-    let (n, mut len) = (bytes.len() as u64, 0u64);
+    let (n, mut len) = (pieces.iter().map(|p| p.len() as u64).sum::<u64>(), 0u64);
     mpi::request::scope(|s| {
         let r = to.immediate_send(s, &n);
         from.receive_into(&mut len);
@@ -184,9 +188,12 @@ fn exchange(comm: &SimpleCommunicator, bytes: &[u8], to: usize, from: usize) -> 
     });
     let mut copy = vec![0u8; len as usize];
     mpi::request::scope(|s| {
-        let sends: Vec<_> = bytes.chunks(PIECE).map(|p| to.immediate_send(s, p)).collect();
-        for piece in copy.chunks_mut(PIECE) {
-            from.receive_into(piece);
+        let sends: Vec<_> = pieces.iter().flat_map(|p| p.chunks(MAX)).map(|m| to.immediate_send(s, m)).collect();
+        let mut at = 0;
+        while at < copy.len() {
+            let end = copy.len().min(at + MAX);
+            let got = from.receive_into(&mut copy[at..end]).count(u8::equivalent_datatype());
+            at += got as usize;
         }
         sends.into_iter().for_each(|r| {
             r.wait();
@@ -195,9 +202,11 @@ fn exchange(comm: &SimpleCommunicator, bytes: &[u8], to: usize, from: usize) -> 
     copy
 }
 
-fn put(path: &Path, bytes: &[u8]) -> Result<()> {
+fn put(path: &Path, pieces: &[&[u8]]) -> Result<()> {
+    use std::io::Write;
     let partial = crate::checkpoint::partial_name(path);
-    std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path)).map_err(|source| IoError::File { path: path.into(), source })
+    let written = std::fs::File::create(&partial).and_then(|mut f| pieces.iter().try_for_each(|p| f.write_all(p)));
+    written.and_then(|()| std::fs::rename(&partial, path)).map_err(|source| IoError::File { path: path.into(), source })
 }
 
 /// Collective. Every rank's blocks of the checkpoint of `step` back with the rank they belong
@@ -274,6 +283,7 @@ pub(crate) fn prune(root: &Path, upto: Option<u64>) {
     }
 }
 
+/// A file's head: magic, header length, header, the header's digest. The blocks follow it.
 #[allow(clippy::too_many_arguments)]
 fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Param)], items: &[Item], sums: &[u64], totals: &[u64]) -> Vec<u8> {
     let mut h = Writer::default();
@@ -302,9 +312,6 @@ fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Pa
     out.extend((h.0.len() as u64).to_le_bytes());
     out.extend(&h.0);
     out.extend(digest(&h.0).to_le_bytes());
-    for item in items {
-        out.extend(item.block.bytes());
-    }
     out
 }
 
@@ -452,13 +459,18 @@ impl RankFile {
             });
         }
         let raw = &self.bytes[b.data.clone()];
-        let mut vals = raw.chunks_exact(std::mem::size_of::<T>()).map(|c| {
-            let mut v = T::default();
-            // SAFETY: T is f64 or f32, plain bytes of exactly this size.
-            unsafe { std::ptr::copy_nonoverlapping(c.as_ptr(), (&mut v as *mut T).cast::<u8>(), c.len()) };
-            v
-        });
-        out.iter_mut().for_each(|o| *o = vals.next().expect("sized above"));
+        if let Some(o) = out.as_slice_mut() {
+            // SAFETY: T is f64 or f32, plain bytes; `raw` has exactly the block's bytes (parsed).
+            unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), o.as_mut_ptr().cast::<u8>(), raw.len()) };
+        } else {
+            let mut vals = raw.chunks_exact(std::mem::size_of::<T>()).map(|c| {
+                let mut v = T::default();
+                // SAFETY: as above, one element.
+                unsafe { std::ptr::copy_nonoverlapping(c.as_ptr(), (&mut v as *mut T).cast::<u8>(), c.len()) };
+                v
+            });
+            out.iter_mut().for_each(|o| *o = vals.next().expect("sized above"));
+        }
         let sum = checksum::block_sum(&f.shape, start, &out.view());
         if sum != b.sum {
             return Err(IoError::Corrupt {
@@ -509,7 +521,7 @@ mod tests {
         let items = [Item { name: "u".into(), global: vec![6, 4], start: vec![3, 0], block: Box::new(a.clone()) }];
         let params = [("n".to_string(), Param::Int(6)), ("tag".to_string(), Param::Str("x".into()))];
         let sum = items[0].block.sum(&[6, 4], &[3, 0]);
-        let bytes = encode(9, 0.5, 2, 1, &params, &items, &[sum], &[sum ^ 1]);
+        let bytes = [encode(9, 0.5, 2, 1, &params, &items, &[sum], &[sum ^ 1]), items[0].block.bytes().to_vec()].concat();
         let f = RankFile::parse("x".into(), bytes.clone(), 1, 2).unwrap();
         assert_eq!((f.info.step, f.info.time, f.info.params.len(), f.info.fields[0].checksum), (9, 0.5, 2, sum ^ 1));
         let mut back = ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3, 4]));
