@@ -174,7 +174,8 @@ pub fn block_sum<T: Element>(global: &[usize], start: &[usize], block: &ArrayVie
         .reduce(|| 0, u64::wrapping_add)
 }
 
-fn block_sum_serial<T: Element>(global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> u64 {
+/// [`block_sum`] on the calling thread alone.
+pub(crate) fn block_sum_serial<T: Element>(global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> u64 {
     let n = global.len();
     if block.is_empty() || n == 0 {
         return block.iter().map(|x| fmix64(x.bits())).fold(0, u64::wrapping_add);
