@@ -49,6 +49,11 @@ pub struct Request {
     pub args: Vec<String>,
     /// Variables the ranks need (the status contract); exported to every host.
     pub env: Vec<(String, String)>,
+    /// Under srun: exactly these nodes of the allocation (a relaunch after a node loss).
+    pub nodelist: Option<Vec<String>>,
+    /// Variables to take out of the launcher's environment (a standby supervisor runs inside a
+    /// step of its own, whose `SLURM_STEP_*` and task counts must not shape the next step).
+    pub unset: Vec<String>,
 }
 
 /// This host, as far as the launch flags care.
@@ -71,11 +76,15 @@ pub struct Plan {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub unset: Vec<String>,
 }
 
 impl Plan {
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
+        self.unset.iter().for_each(|k| {
+            c.env_remove(k);
+        });
         c.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
@@ -114,6 +123,10 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 Flavour::Mpich => "--mpi=pmi2",
             });
             arg(&format!("--ntasks={}", req.np));
+            if let Some(nodes) = &req.nodelist {
+                arg(&format!("--nodes={}", nodes.len()));
+                arg(&format!("--nodelist={}", nodes.join(",")));
+            }
             if let Some(m) = req.ranks_per_node {
                 arg(&format!("--ntasks-per-node={m}"));
             }
@@ -179,7 +192,7 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
     };
     args.push(req.program.to_string_lossy().into_owned());
     args.extend(req.args.iter().cloned());
-    Plan { program, args, env }
+    Plan { program, args, env, unset: req.unset.clone() }
 }
 
 /// A hostfile as Open MPI writes it (`node1 slots=2`; Hydra's `node1:2` is read too).

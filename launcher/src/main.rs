@@ -5,6 +5,7 @@ mod ckpt;
 mod info;
 mod jobs;
 mod launch;
+mod recover;
 mod supervise;
 
 use std::path::PathBuf;
@@ -164,6 +165,9 @@ struct RunArgs {
     /// After a failure, relaunch up to K times from the newest checkpoint.
     #[arg(long, value_name = "K", default_value_t = 0)]
     restarts: u32,
+    /// Under Slurm, after nodes are lost, go on with no fewer than M nodes (default 1).
+    #[arg(long, value_name = "M", value_parser = at_least_one)]
+    min_nodes: Option<usize>,
     /// Wait before the first relaunch; doubled for each next one.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     backoff: f64,
@@ -245,7 +249,7 @@ fn run(a: RunArgs) -> Result<i32> {
     if !(0.0..=3600.0).contains(&a.backoff) {
         anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
     }
-    let status_file = a.status_file.unwrap_or_else(|| {
+    let status_file = a.status_file.or_else(|| std::env::var_os(STATUS_FILE_ENV).map(PathBuf::from)).unwrap_or_else(|| {
         let name = format!(".rankwise-status-{}", std::process::id());
         match std::env::var_os("SLURM_JOB_ID") {
             Some(_) => PathBuf::from(name), // the working directory, which every node sees
@@ -270,6 +274,8 @@ fn run(a: RunArgs) -> Result<i32> {
         program,
         args,
         env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],
+        nodelist: None,
+        unset: Vec::new(),
     };
     let host = Host::here();
     if a.dry_run {
@@ -277,5 +283,31 @@ fn run(a: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
-    supervise::run(req, &via, host, &policy)
+    // Recovery inside the allocation: under srun, with relaunches allowed.
+    let mut alloc = match via {
+        launch::Via::Srun { .. } if a.restarts > 0 => recover::InAllocation::from_env(a.np, a.ranks_per_node, a.min_nodes)?,
+        _ => None,
+    };
+    let mut restart = 0;
+    let mut req = req;
+    if let Some(alloc) = alloc.as_mut() {
+        let standby_for = std::env::var(recover::STANDBY_ENV).ok().filter(|h| !h.is_empty());
+        if let Some(batch_host) = &standby_for {
+            req.unset = recover::step_vars();
+            if !recover::stand_by(alloc, batch_host, supervise::interrupted)? {
+                return Ok(0);
+            }
+            alloc.first(&mut req)?;
+            let r = alloc.record(vec![batch_host.clone()], req.np);
+            restart = 1;
+            eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}; the batch script died with it, the standby on {} supervises from now", alloc.recoveries, policy.restarts, recover::this_node());
+            req.env.push((rankwise_runtime::status::RESTART_COUNT_ENV.into(), restart.to_string()));
+            // With a standby of its own: a later loss of this host is survived too.
+            let code = supervise::run(req, &via, host, &policy, Some(&mut *alloc), restart);
+            alloc.finish(*code.as_ref().unwrap_or(&1));
+            return code;
+        }
+        alloc.first(&mut req)?;
+    }
+    supervise::run(req, &via, host, &policy, alloc.as_mut(), restart)
 }
