@@ -279,10 +279,12 @@ fn describe(j: &JobInfo) -> String {
         add("time_left", j.end_time().ok().flatten().map(|t| format_duration(until(t))));
     }
     add("nodes", get("NodeList").filter(|n| n != "(null)"));
-    // Recoveries inside the allocation, as `rankwise run` records them.
-    if let Some((n, last)) = j.get("Comment").and_then(rankwise_slurm::parse_recovery_comment) {
-        add("recoveries", Some(n.to_string()));
-        add("last_recovery", Some(last));
+    // Recoveries inside the allocation, as `rankwise run` records them in the working directory.
+    if let (Some(dir), Some(id)) = (j.get("WorkDir"), j.get("JobId")) {
+        if let Some((n, last)) = rankwise_slurm::read_recoveries(Path::new(dir), id) {
+            add("recoveries", Some(n.to_string()));
+            add("last_recovery", Some(last));
+        }
     }
     add("exit_code", get("ExitCode"));
     line
@@ -371,7 +373,13 @@ mod tests {
         let j = JobInfo::parse("JobId=7 JobState=RUNNING Reason=None Restarts=0 RunTime=00:00:05 EndTime=2999-01-01T00:00:00 NodeList=n1");
         assert!(describe(&j).starts_with("job=7 state=RUNNING reason=None restarts=0 run_time=00:00:05 time_left="), "{}", describe(&j));
         assert!(describe(&j).ends_with(" nodes=n1"), "{}", describe(&j));
-        let j = JobInfo::parse("JobId=8 JobState=RUNNING NodeList=n[1,3] Comment=rankwise-recoveries=1;last=lost:n2@10:02:03Z,ranks:4 ExitCode=0:0");
-        assert!(describe(&j).ends_with(" nodes=n[1,3] recoveries=1 last_recovery=lost:n2@10:02:03Z,ranks:4 exit_code=0:0"), "{}", describe(&j));
+        let dir = std::env::temp_dir().join(format!("rankwise-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = rankwise_slurm::Recovery { lost: vec!["n2".into()], at: "10:02:03".into(), ranks: 4, nodes: vec!["n1".into(), "n3".into()] };
+        rankwise_slurm::record_recovery(&dir, "8", &r).unwrap();
+        let j = JobInfo::parse(&format!("JobId=8 JobState=RUNNING NodeList=n[1,3] WorkDir={} ExitCode=0:0", dir.display()));
+        let line = describe(&j);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(line.ends_with(" nodes=n[1,3] recoveries=1 last_recovery=lost:n2@10:02:03Z,ranks:4,nodes:n1+n3 exit_code=0:0"), "{line}");
     }
 }

@@ -51,6 +51,8 @@ pub struct Request {
     pub env: Vec<(String, String)>,
     /// Under srun: exactly these nodes of the allocation (a relaunch after a node loss).
     pub nodelist: Option<Vec<String>>,
+    /// Under srun: `--overlap`, to start while the steps of a lost supervisor are still ending.
+    pub overlap: bool,
     /// Variables to take out of the launcher's environment (a standby supervisor runs inside a
     /// step of its own, whose `SLURM_STEP_*` and task counts must not shape the next step).
     pub unset: Vec<String>,
@@ -126,6 +128,9 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
             if let Some(nodes) = &req.nodelist {
                 arg(&format!("--nodes={}", nodes.len()));
                 arg(&format!("--nodelist={}", nodes.join(",")));
+            }
+            if req.overlap {
+                arg("--overlap");
             }
             if let Some(m) = req.ranks_per_node {
                 arg(&format!("--ntasks-per-node={m}"));

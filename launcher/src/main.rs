@@ -275,6 +275,7 @@ fn run(a: RunArgs) -> Result<i32> {
         args,
         env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],
         nodelist: None,
+        overlap: false,
         unset: Vec::new(),
     };
     let host = Host::here();
@@ -294,9 +295,12 @@ fn run(a: RunArgs) -> Result<i32> {
         let standby_for = std::env::var(recover::STANDBY_ENV).ok().filter(|h| !h.is_empty());
         if let Some(batch_host) = &standby_for {
             req.unset = recover::step_vars();
-            if !recover::stand_by(alloc, batch_host, supervise::interrupted)? {
+            if !recover::stand_by(alloc, batch_host, supervise::stand_down)? {
                 return Ok(0);
             }
+            alloc.take_over_output()?;
+            alloc.cancel_orphan_steps();
+            req.overlap = true;
             alloc.first(&mut req)?;
             let r = alloc.record(vec![batch_host.clone()], req.np);
             restart = 1;

@@ -11,11 +11,12 @@
 //! (declared it DOWN and ended everything of the job on it), so the two can never both run.
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use rankwise_slurm::{parse_recovery_comment, place, Job, Placement, Recovery, Shape, Slurm};
+use rankwise_slurm::{place, read_recoveries, record_recovery, Job, Placement, Recovery, Shape, Slurm};
 
 use crate::launch::Request;
 
@@ -34,6 +35,8 @@ pub struct InAllocation {
     ran_on: Vec<String>,
     /// Recoveries so far (continued from the job's record by a standby that takes over).
     pub recoveries: u32,
+    /// The job's working directory, which holds its record of recoveries.
+    workdir: PathBuf,
 }
 
 /// What a failed step means.
@@ -59,8 +62,12 @@ impl InAllocation {
         }
         let slurm = Slurm::new();
         let id = job.id.to_string();
-        let recoveries = slurm.show_job(&id).ok().and_then(|j| j.first()?.get("Comment").and_then(parse_recovery_comment)).map_or(0, |(n, _)| n);
-        Ok(Some(InAllocation { slurm, job: id, shape, ran_on: Vec::new(), recoveries }))
+        let workdir = match slurm.show_job(&id)?.first().and_then(|j| j.get("WorkDir")) {
+            Some(d) => PathBuf::from(d),
+            None => std::env::current_dir()?,
+        };
+        let recoveries = read_recoveries(&workdir, &id).map_or(0, |(n, _)| n as u32);
+        Ok(Some(InAllocation { slurm, job: id, shape, ran_on: Vec::new(), recoveries, workdir }))
     }
 
     /// Place the first launch on the nodes Slurm has for the job now.
@@ -100,14 +107,38 @@ impl InAllocation {
         Ok(Verdict::Relaunch(self.record(lost, req.np)))
     }
 
-    /// Count and record one recovery (in the job's comment, for `rankwise status`).
+    /// Count and record one recovery (for `rankwise status`).
     pub fn record(&mut self, lost: Vec<String>, ranks: usize) -> Recovery {
         self.recoveries += 1;
         let r = Recovery { lost, at: utc_now(), ranks, nodes: self.ran_on.clone() };
-        if let Err(e) = self.slurm.record_recovery(&self.job, self.recoveries, &r) {
-            eprintln!("rankwise: warning: cannot record the recovery in job {}: {e}", self.job);
+        if let Err(e) = record_recovery(&self.workdir, &self.job, &r) {
+            eprintln!("rankwise: warning: cannot record the recovery in {}: {e}", self.workdir.display());
         }
         r
+    }
+
+    /// A standby that takes over ends the steps its lost supervisor launched: their srun died
+    /// with the batch host, and Slurm would hold their CPUs for many seconds.
+    pub fn cancel_orphan_steps(&self) {
+        let mine = std::env::var("SLURM_STEP_ID").ok().map(|s| format!("{}.{s}", self.job));
+        for step in self.slurm.steps(&self.job).unwrap_or_default() {
+            let numbered = step.rsplit('.').next().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()));
+            if numbered && Some(&step) != mine.as_ref() {
+                let _ = self.slurm.cancel(&step, None, false);
+            }
+        }
+    }
+
+    /// A standby that takes over writes where the batch script wrote: the job's output files.
+    pub fn take_over_output(&self) -> Result<()> {
+        let job = self.slurm.show_job(&self.job)?.into_iter().next().context("the job is gone")?;
+        for (key, fd) in [("StdOut", 1), ("StdErr", 2)] {
+            let Some(path) = job.get(key) else { continue };
+            let f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| format!("cannot open the job's {key} {path}"))?;
+            // SAFETY: dup2 onto our own standard descriptors; `f` stays valid for the call.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), fd) };
+        }
+        Ok(())
     }
 
     /// Start a standby supervisor (this same command line) on a node of the job other than
@@ -118,9 +149,6 @@ impl InAllocation {
         let alive = self.slurm.nodes_left(&self.job).ok()?;
         let others = alive.iter().filter(|n| **n != me);
         let node = others.clone().find(|n| !self.ran_on.contains(n)).or_else(|| others.last())?.clone();
-        let job = self.slurm.show_job(&self.job).ok()?.into_iter().next()?;
-        let out = job.get("StdOut").unwrap_or("/dev/null").to_string();
-        let err = job.get("StdErr").unwrap_or(&out).to_string();
         let mut c = Command::new("srun");
         step_vars().iter().for_each(|k| {
             c.env_remove(k);
@@ -128,12 +156,14 @@ impl InAllocation {
         // --overlap: the standby holds no CPU the program's steps need.
         c.args(["--overlap", "--nodes=1", "--ntasks=1", "--mpi=none", "--open-mode=append", "--quiet"])
             .arg(format!("--nodelist={node}"))
-            .arg(format!("--output={out}"))
-            .arg(format!("--error={err}"))
+            // Its output goes nowhere until it takes over (then: the job's own files).
+            .args(["--output=/dev/null", "--error=/dev/null"])
             .arg(std::env::current_exe().ok()?)
             .args(std::env::args_os().skip(1))
             .env(STANDBY_ENV, &me)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .process_group(0);
         match c.spawn() {
             Ok(child) => Some(child),
@@ -194,11 +224,12 @@ pub fn stand_by(alloc: &InAllocation, batch_host: &str, stop: impl Fn() -> bool)
 
 impl InAllocation {
     /// End the job once a standby has finished it: the batch script that would have ended it
-    /// died with its host. The program's exit code goes into the job's record.
+    /// died with its host, and Slurm would keep the allocation to its time limit.
     pub fn finish(&self, code: i32) {
-        let comment = self.slurm.show_job(&self.job).ok().and_then(|j| j.first()?.get("Comment").map(str::to_string)).unwrap_or_default();
-        let _ = self.slurm.update(&self.job, &[&format!("Comment={comment};exit={code}")]);
-        let _ = self.slurm.cancel(&self.job, None, false);
+        eprintln!("rankwise: job {} done after {} recoveries (exit code {code}); ending its allocation", self.job, self.recoveries);
+        if let Err(e) = self.slurm.cancel(&self.job, None, false) {
+            eprintln!("rankwise: cannot end job {}: {e}", self.job);
+        }
     }
 }
 

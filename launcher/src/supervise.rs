@@ -23,6 +23,9 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The signal (INT or TERM) by which the user asked the job to end (0 if none): never restart it.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
+/// Whether USR1 or USR2 came: to a standby supervisor (which has no child), "stand down".
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// When the running child was started.
 static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
 /// A warning signal (USR1, USR2) waits until the launch is this old: before the ranks have
@@ -40,6 +43,7 @@ pub fn forward_signals() -> Result<()> {
                 pass_on(sig);
                 continue;
             }
+            WARNED.store(true, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let ready = || STARTED.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() >= WARNING_HOLD);
                 while !ready() {
@@ -67,9 +71,9 @@ pub struct Policy {
     pub status_file: PathBuf,
 }
 
-/// Whether the user asked the job to end (INT or TERM).
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst) != 0
+/// Whether a standby supervisor is to stop: INT or TERM, or USR1 from its supervisor.
+pub fn stand_down() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) != 0 || WARNED.load(Ordering::SeqCst)
 }
 
 /// Launch `req` through `via` and supervise it; the exit code to leave with.
@@ -159,9 +163,19 @@ struct Standby(Option<std::process::Child>);
 impl Drop for Standby {
     fn drop(&mut self) {
         if let Some(c) = self.0.as_mut() {
-            // srun ends its step on the first TERM.
+            // USR1, which srun passes to the standby: it leaves quietly, and its step ends
+            // (TERM would cancel the step, which Slurm reports in the job's output). TERM only
+            // if it does not.
             // SAFETY: kill(2) of our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(c.id() as i32, libc::SIGUSR1) };
+            let t = Instant::now();
+            while c.try_wait().is_ok_and(|s| s.is_none()) {
+                if t.elapsed() > Duration::from_secs(5) {
+                    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.wait();
         }
     }

@@ -6,6 +6,9 @@
 //! What is left comes from the controller, never from the environment: `SLURM_JOB_NODELIST` is
 //! the start-up list and Slurm does not update it.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use crate::hostlist::expand_hostlist;
 use crate::{Error, Result, Slurm};
 
@@ -84,21 +87,31 @@ impl std::fmt::Display for Recovery {
     }
 }
 
-/// The prefix of the job comment that records recoveries: `rankwise-recoveries=N last=...`.
-const COMMENT_KEY: &str = "rankwise-recoveries=";
-
-/// The job comment after recovery number `count`: the count and the last one, in one word list
-/// that `scontrol` keeps as it is (no spaces: scontrol splits at them).
-pub fn recovery_comment(count: u32, last: &Recovery) -> String {
-    format!("{COMMENT_KEY}{count};last=lost:{}@{}Z,ranks:{}", last.lost.join("+"), last.at, last.ranks)
+impl Recovery {
+    /// The recovery as one word, for the job's record: `lost:n2@10:02:03Z,ranks:4,nodes:n1+n3`.
+    pub fn word(&self) -> String {
+        format!("lost:{}@{}Z,ranks:{},nodes:{}", self.lost.join("+"), self.at, self.ranks, self.nodes.join("+"))
+    }
 }
 
-/// The recovery count and the last recovery's words, from a job comment; `None` when the job
-/// records none.
-pub fn parse_recovery_comment(comment: &str) -> Option<(u32, String)> {
-    let rest = comment.strip_prefix(COMMENT_KEY)?;
-    let (count, last) = rest.split_once(";last=").unwrap_or((rest, ""));
-    Some((count.parse().ok()?, last.to_string()))
+/// The job's record of recoveries: `.rankwise-recoveries-ID` in its working directory (which
+/// every node sees), one [`Recovery::word`] a line. A file, not the job's `Comment`: the
+/// controller refuses updates to a job for a while after it lost a node.
+pub fn recovery_record(workdir: &Path, job: &str) -> PathBuf {
+    workdir.join(format!(".rankwise-recoveries-{job}"))
+}
+
+/// Append one recovery to the job's record.
+pub fn record_recovery(workdir: &Path, job: &str, r: &Recovery) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(recovery_record(workdir, job))?;
+    writeln!(f, "{}", r.word())
+}
+
+/// How many recoveries the job's record holds, and the last one's word (`None` if none).
+pub fn read_recoveries(workdir: &Path, job: &str) -> Option<(usize, String)> {
+    let text = std::fs::read_to_string(recovery_record(workdir, job)).ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    Some((lines.len(), lines.last()?.to_string()))
 }
 
 impl Slurm {
@@ -112,11 +125,6 @@ impl Slurm {
         let out = self.output("sinfo", &["--noheader", "--Node", "--format=%N %T", "--nodes", list])?;
         let unusable: Vec<&str> = out.lines().filter_map(|l| l.split_once(' ')).filter(|(_, s)| is_unusable(s.trim())).map(|(n, _)| n).collect();
         Ok(nodes.into_iter().filter(|n| !unusable.contains(&n.as_str())).collect())
-    }
-
-    /// Record recovery number `count` in the job's comment (what `rankwise status` shows).
-    pub fn record_recovery(&self, id: &str, count: u32, last: &Recovery) -> Result<()> {
-        self.update(id, &[&format!("Comment={}", recovery_comment(count, last))])
     }
 }
 
@@ -156,12 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn comments_round_trip() {
+    fn records_append_one_line_per_recovery() {
+        let dir = std::env::temp_dir().join(format!("rankwise-recoveries-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_recoveries(&dir, "7"), None);
         let r = Recovery { lost: names(&["n2"]), at: "10:02:03".into(), ranks: 4, nodes: names(&["n1", "n3"]) };
         assert_eq!(r.to_string(), "lost n2 at 10:02:03 UTC, now 4 ranks on n1,n3");
-        let c = recovery_comment(2, &r);
-        assert!(!c.contains(' '), "{c}");
-        assert_eq!(parse_recovery_comment(&c), Some((2, "lost:n2@10:02:03Z,ranks:4".into())));
-        assert_eq!(parse_recovery_comment("a user's note"), None);
+        record_recovery(&dir, "7", &r).unwrap();
+        let r2 = Recovery { lost: names(&["n1"]), at: "10:03:00".into(), ranks: 2, nodes: names(&["n3"]) };
+        record_recovery(&dir, "7", &r2).unwrap();
+        assert_eq!(read_recoveries(&dir, "7"), Some((2, "lost:n1@10:03:00Z,ranks:2,nodes:n3".into())));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
