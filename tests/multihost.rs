@@ -281,6 +281,8 @@ struct Cost {
     computing: Duration,
     step_at_crash: u64,
     restored_step: u64,
+    /// The checkpoint being written at the crash, for [`When::DuringWrite`].
+    partial: Option<u64>,
 }
 
 /// The heat example under `rankwise run --restarts 3` in a `rankwise sbatch` job (`--no-kill`)
@@ -288,7 +290,7 @@ struct Cost {
 /// Checks what every recovery must give: each crash is one recovery line, the job is never
 /// requeued, at most one checkpoint interval is redone, and the final line has the bits of an
 /// uninterrupted 1-host run. Returns the job's output and what each crash cost.
-fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], steps: u64) -> (String, Vec<Cost>) {
+fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], steps: u64, sets: &[&str]) -> (String, Vec<Cost>) {
     let every = 200;
     let run_args = heat_args(&["n=256", &format!("steps={steps}")]);
     let reference = heat_on_1_host(&run_args);
@@ -301,6 +303,7 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
     let api = slurm.api();
     let mut args = run_args.clone();
     args.extend(heat_args(&[&format!("checkpoint.every={every}"), &format!("checkpoint.dir={}", ckpt.display())]));
+    args.extend(heat_args(sets));
     let spec = JobSpec {
         nodes: Some(nodes),
         ntasks_per_node: Some(2),
@@ -350,6 +353,14 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
         let crashed = Instant::now();
         assert!(ok, "{text}");
         let step_at_crash = progress();
+        let at_crash = names();
+        let complete_at_crash = at_crash.iter().filter(|f| f.ends_with(".h5")).filter_map(|f| step_of(f)).max().unwrap_or(0);
+        let partial = at_crash.iter().filter(|f| f.ends_with(".h5.partial")).filter_map(|f| step_of(f)).max();
+        // The status file is written once a second: the program got at least this far.
+        let step_at_crash = step_at_crash.max(complete_at_crash).max(partial.unwrap_or(0));
+        if *when == When::DuringWrite {
+            assert!(partial.is_some(), "crash {k}: the write ended before the crash landed: {at_crash:?}");
+        }
         let (mut detect, mut restored) = (None, None);
         let computing = loop {
             let text = log();
@@ -369,9 +380,15 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
         let text = log();
         let line = text.lines().filter(|l| l.contains("restarted from step ")).last().unwrap();
         let restored_step: u64 = line.split("restarted from step ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        // Work lost: at most one interval, from the newest checkpoint complete at the crash.
+        assert!(restored_step >= complete_at_crash, "crash {k}: resumed from {restored_step}, but {complete_at_crash} was complete\n{text}");
         assert!(step_at_crash <= restored_step + every, "crash {k}: at step {step_at_crash}, resumed from {restored_step}: more than one interval lost\n{text}");
+        // A checkpoint cut by the crash is skipped, never restored from.
+        if let Some(p) = partial.filter(|p| names().contains(&format!("ckpt-{p:010}.h5.partial"))) {
+            assert!(restored_step < p, "crash {k}: restored from {restored_step}, the checkpoint cut at {p}\n{text}");
+        }
         newest_before = names().iter().filter_map(|f| step_of(f)).max().unwrap_or(0).max(restored_step);
-        costs.push(Cost { host: host.to_string(), detect: detect.unwrap(), restored: restored.unwrap(), computing, step_at_crash, restored_step });
+        costs.push(Cost { host: host.to_string(), detect: detect.unwrap(), restored: restored.unwrap(), computing, step_at_crash, restored_step, partial });
     }
     // The job ends by itself.
     let start = Instant::now();
@@ -395,8 +412,8 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
     assert!(crashes.iter().all(|(h, _)| !held.contains(&h.to_string())), "a lost node still in the job: {st}");
     for c in &costs {
         println!(
-            "{name}: crash of {} at step {} (under load: 2 cores shared with other builds): recovery logged {:.1} s, restored step {} {:.1} s, computing again {:.1} s after the crash; {} steps redone (checkpoint every {every})",
-            c.host, c.step_at_crash, c.detect.as_secs_f64(), c.restored_step, c.restored.as_secs_f64(), c.computing.as_secs_f64(), c.step_at_crash.saturating_sub(c.restored_step)
+            "{name}: crash of {} at step {}{} (machine loaded: 2 cores shared with other builds): relaunch logged {:.1} s (detection), restored step {} {:.1} s, computing again {:.1} s after the crash; at least {} steps redone (checkpoint every {every})",
+            c.host, c.step_at_crash, c.partial.map(|p| format!(" while checkpoint {p} was written")).unwrap_or_default(), c.detect.as_secs_f64(), c.restored_step, c.restored.as_secs_f64(), c.computing.as_secs_f64(), c.step_at_crash.saturating_sub(c.restored_step)
         );
     }
     (text, costs)
@@ -407,17 +424,18 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
 #[test]
 fn a_lost_node_is_replaced_by_the_spare_inside_the_allocation() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 6000);
+    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 6000, &[]);
     assert!(text.contains("lost rw-node2 at ") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
     assert!(text.contains("(4 ranks wrote it, 4 now)"), "{text}");
 }
 
-/// Without a spare, a crash during a checkpoint write: the job goes on with fewer ranks from
-/// the newest checkpoint that is complete (the one being written is skipped).
+/// Without a spare, a crash during a checkpoint write (written in the background, `async`, while
+/// the steps go on): the job goes on with fewer ranks from the newest checkpoint that is
+/// complete (the one being written is skipped).
 #[test]
 fn a_crash_during_a_checkpoint_write_goes_on_with_fewer_ranks() {
     require!(slurm_unavailable());
-    let (text, costs) = recovery_job("recover-fewer", 2, 0, &[("rw-node2", When::DuringWrite)], 6000);
+    let (text, costs) = recovery_job("recover-fewer", 2, 0, &[("rw-node2", When::DuringWrite)], 6000, &["checkpoint.mode=async"]);
     assert!(text.contains("now 2 ranks on rw-node1"), "{text}");
     assert!(text.contains(&format!("restarted from step {} (4 ranks wrote it, 2 now)", costs[0].restored_step)), "{text}");
 }
@@ -427,7 +445,7 @@ fn a_crash_during_a_checkpoint_write_goes_on_with_fewer_ranks() {
 fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
     require!(slurm_unavailable());
     let crashes = [("rw-node2", When::AfterCheckpoint), ("rw-node3", When::AfterCheckpoint)];
-    let (text, _) = recovery_job("recover-twice", 2, 1, &crashes, 9000);
+    let (text, _) = recovery_job("recover-twice", 2, 1, &crashes, 9000, &[]);
     assert!(text.contains("recovery 1 (relaunch 1 of 3): lost rw-node2") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
     assert!(text.contains("recovery 2 (relaunch 2 of 3): lost rw-node3") && text.contains("now 2 ranks on rw-node1"), "{text}");
 }
@@ -438,7 +456,7 @@ fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
 #[test]
 fn a_lost_batch_host_is_recovered_by_the_standby_with_no_manual_step() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 6000);
+    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 6000, &[]);
     assert!(text.contains("lost rw-node1 at ") && text.contains("the batch script died with it, the standby on rw-node3 supervises from now"), "{text}");
     assert_eq!(text.matches("restarted from step ").count(), 1, "{text}");
     assert!(text.contains("now 4 ranks on rw-node2,rw-node3"), "{text}");

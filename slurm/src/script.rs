@@ -51,8 +51,9 @@ pub struct JobSpec {
     pub signal_secs: u32,
     /// Requeue the job when the program exits 75 (checkpointed, not done).
     pub requeue: bool,
-    /// `--no-kill`: a lost node leaves the job running on the others, and `rankwise run
-    /// --restarts K` relaunches there (off: Slurm ends or requeues the whole job).
+    /// `--no-kill` (with the rankwise launcher and `restarts`): a lost node leaves the job
+    /// running on the others, and `rankwise run --restarts K` relaunches there (off: Slurm ends
+    /// or requeues the whole job).
     pub no_kill: bool,
     /// Nodes allocated beyond `nodes` and kept idle: a relaunch after a node loss takes one
     /// and keeps the rank count. Needs `nodes` and `ntasks_per_node`.
@@ -190,7 +191,9 @@ impl JobSpec {
         opt("chdir", self.chdir.clone());
         opt("array", sweep.map(Sweep::array_range));
         opt("signal", Some(format!("B:{}@{}", self.signal_name(), self.signal_secs)));
-        if self.no_kill {
+        // Only where `rankwise run` supervises and may relaunch: anything else would just lose
+        // the node's share of the step, where Slurm would requeue the job.
+        if self.no_kill && self.launcher == Launcher::Rankwise && self.restarts > 0 {
             d.push(("no-kill", String::new()));
         }
         if self.requeue {
