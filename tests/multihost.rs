@@ -352,12 +352,12 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
         let (ok, text) = hosts_sh(&["crash", host]);
         let crashed = Instant::now();
         assert!(ok, "{text}");
-        let step_at_crash = progress();
+        let status_at_crash = progress();
         let at_crash = names();
         let complete_at_crash = at_crash.iter().filter(|f| f.ends_with(".h5")).filter_map(|f| step_of(f)).max().unwrap_or(0);
         let partial = at_crash.iter().filter(|f| f.ends_with(".h5.partial")).filter_map(|f| step_of(f)).max();
         // The status file is written once a second: the program got at least this far.
-        let step_at_crash = step_at_crash.max(complete_at_crash).max(partial.unwrap_or(0));
+        let step_at_crash = status_at_crash.max(complete_at_crash).max(partial.unwrap_or(0));
         if *when == When::DuringWrite {
             assert!(partial.is_some(), "crash {k}: the write ended before the crash landed: {at_crash:?}");
         }
@@ -371,7 +371,8 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
             if detect.is_some() && restored.is_none() && count(&text, "restarted from step ") > count(&before, "restarted from step ") {
                 restored = Some(t);
             }
-            if restored.is_some() && progress() != step_at_crash {
+            // The new run's first report (the old run's rank 0 reports no more).
+            if restored.is_some() && progress() != status_at_crash {
                 break t;
             }
             assert!(t < Duration::from_secs(90), "crash {k} of {host}: no recovery\n{:?}\n{text}", show());
