@@ -58,15 +58,18 @@ Examples:
     /// Submit PROGRAM as a Slurm batch job that checkpoints before its time limit and on
     /// preemption, then requeues itself; print the job id.
     #[command(after_help = "\
-The script launches PROGRAM with `rankwise run` on the job's tasks, passes the checkpoint signal
-(USR2, 120 s before the limit by default) and TERM on to it, and requeues the job when the program
-stops with a checkpoint (exit 75). Every string is quoted: names and arguments never run as shell.
+The script launches PROGRAM with `rankwise run --restarts 3` on the job's tasks, passes the
+checkpoint signal (USR2, 120 s before the limit by default) and TERM on to it, and requeues the job
+when the program stops with a checkpoint (exit 75). With `--no-kill` (the default) a lost node
+leaves the job running: rankwise relaunches on the nodes left, on a spare (--spare-nodes) with the
+same ranks, else on fewer. Every string is quoted: names and arguments never run as shell.
 
 Examples:
   rankwise sbatch --dry-run -n 4 -t 30 heat -i heat.toml        print the script only
   rankwise sbatch -N 2 --ntasks-per-node 64 -t 12:00:00 -p batch --setup 'module load openmpi' \\
       heat -i heat.toml --set n=4096
-  rankwise sbatch --spec job.toml -t 1:00:00                    a [job] section, flags over it")]
+  rankwise sbatch --spec job.toml -t 1:00:00                    a [job] section, flags over it
+  rankwise sbatch -N 4 --ntasks-per-node 32 --spare-nodes 1 -t 4:00:00 heat -i heat.toml")]
     Sbatch(jobs::JobArgs),
     /// Submit one job array over a parameter sweep: task i runs set i (as --set KEY=VALUE
     /// arguments) in its own folder, DIR/i.
@@ -81,8 +84,8 @@ Examples:
   rankwise sweep --params sweep.toml --dry-run -n 4 -t 30 heat -i heat.toml
   rankwise sweep --params sweep.toml --max-parallel 4 -n 16 -t 2:00:00 heat")]
     Sweep(jobs::SweepArgs),
-    /// State, reason, restarts, run time, time left, nodes and exit code of a job (one line per
-    /// array task), from scontrol, or sacct for jobs the controller has forgotten.
+    /// State, reason, restarts, run time, time left, nodes now, recoveries and exit code of a job
+    /// (one line per array task), from scontrol, or sacct for jobs the controller has forgotten.
     #[command(after_help = "Example:\n  rankwise status 1234\n  job=1234 state=RUNNING reason=None restarts=1 run_time=00:10:02 time_left=0-01:49:58 nodes=cn[01-02] exit_code=0:0")]
     Status {
         /// A job id, or ARRAYID_TASK.
@@ -162,7 +165,8 @@ struct RunArgs {
     /// Print the command that would run, and exit.
     #[arg(long)]
     dry_run: bool,
-    /// After a failure, relaunch up to K times from the newest checkpoint.
+    /// After a failure, relaunch up to K times from the newest checkpoint; under srun in a Slurm
+    /// job, after a node loss, at once on the nodes the job has left (spares first).
     #[arg(long, value_name = "K", default_value_t = 0)]
     restarts: u32,
     /// Under Slurm, after nodes are lost, go on with no fewer than M nodes (default 1).
