@@ -290,7 +290,16 @@ fn run(a: RunArgs) -> Result<i32> {
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
     // Recovery inside the allocation: under srun, with relaunches allowed.
     let mut alloc = match via {
-        launch::Via::Srun { .. } if a.restarts > 0 => recover::InAllocation::from_env(a.np, a.ranks_per_node, a.min_nodes)?,
+        launch::Via::Srun { .. } if a.restarts > 0 => match recover::InAllocation::from_env(a.np, a.ranks_per_node, a.min_nodes) {
+            Ok(alloc) => alloc,
+            // A bad --min-nodes is the user's; anything else (the environment, the controller)
+            // only costs the recovery.
+            Err(e) if a.min_nodes.is_some() => return Err(e),
+            Err(e) => {
+                eprintln!("rankwise: warning: no recovery inside the allocation: {e:#}");
+                None
+            }
+        },
         _ => None,
     };
     let mut restart = 0;
@@ -305,7 +314,9 @@ fn run(a: RunArgs) -> Result<i32> {
             alloc.take_over_output()?;
             alloc.cancel_orphan_steps();
             req.overlap = true;
-            alloc.first(&mut req)?;
+            if !alloc.first(&mut req)? {
+                anyhow::bail!("the standby cannot take over: Slurm does not say which nodes are left");
+            }
             let r = alloc.record(vec![batch_host.clone()], req.np);
             restart = 1;
             eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}; the batch script died with it, the standby on {} supervises from now", alloc.recoveries, policy.restarts, recover::this_node());
@@ -315,7 +326,9 @@ fn run(a: RunArgs) -> Result<i32> {
             alloc.finish(*code.as_ref().unwrap_or(&1));
             return code;
         }
-        alloc.first(&mut req)?;
+        if !alloc.first(&mut req)? {
+            return supervise::run(req, &via, host, &policy, None, restart);
+        }
     }
     supervise::run(req, &via, host, &policy, alloc.as_mut(), restart)
 }

@@ -62,22 +62,29 @@ impl InAllocation {
         }
         let slurm = Slurm::new();
         let id = job.id.to_string();
-        let workdir = match slurm.show_job(&id)?.first().and_then(|j| j.get("WorkDir")) {
-            Some(d) => PathBuf::from(d),
+        let workdir = match slurm.show_job(&id).ok().and_then(|j| j.first()?.get("WorkDir").map(PathBuf::from)) {
+            Some(d) => d,
             None => std::env::current_dir()?,
         };
         let recoveries = read_recoveries(&workdir, &id).map_or(0, |(n, _)| n as u32);
         Ok(Some(InAllocation { slurm, job: id, shape, ran_on: Vec::new(), recoveries, workdir }))
     }
 
-    /// Place the first launch on the nodes Slurm has for the job now.
-    pub fn first(&mut self, req: &mut Request) -> Result<()> {
-        let alive = self.slurm.nodes_left(&self.job)?;
+    /// Place the first launch on the nodes Slurm has for the job now. `false` when Slurm
+    /// cannot say (then the run goes on without recovery inside the allocation, as srun places it).
+    pub fn first(&mut self, req: &mut Request) -> Result<bool> {
+        let alive = match self.slurm.nodes_left(&self.job) {
+            Ok(alive) => alive,
+            Err(e) => {
+                eprintln!("rankwise: warning: no recovery inside the allocation: cannot ask Slurm for the job's nodes: {e}");
+                return Ok(false);
+            }
+        };
         match place(&self.shape, &alive, &[]) {
             Placement::TooFew { left, min_nodes } => bail!("job {}: {left} usable nodes, fewer than the minimum {min_nodes}", self.job),
             p => self.apply(&p, req),
         }
-        Ok(())
+        Ok(true)
     }
 
     fn apply(&mut self, p: &Placement, req: &mut Request) {

@@ -149,6 +149,18 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy, mut alloc: 
             }
             std::thread::sleep(Duration::from_millis(20).min(wait));
         }
+        // The ranks may have failed on a broken connection before Slurm called their node
+        // dead: ask again, so as not to relaunch onto it.
+        if let Some(a) = alloc.as_mut() {
+            match a.after_failure(&mut req)? {
+                Verdict::NoLoss => {}
+                Verdict::GiveUp(why) => {
+                    eprintln!("{why}");
+                    return Ok(code.value);
+                }
+                Verdict::Relaunch(r) => eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}", a.recoveries, policy.restarts),
+            }
+        }
     }
 }
 
