@@ -420,6 +420,51 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
     (text, costs)
 }
 
+/// The limit: with `--min-nodes 2` and no spare, losing one of 2 nodes ends the job with one
+/// clear line, instead of going on with fewer ranks; Slurm does not requeue it.
+#[test]
+fn too_few_nodes_left_end_the_job_with_one_clear_line() {
+    require!(slurm_unavailable());
+    let scratch = Scratch::new("recover-too-few");
+    let (ckpt, out) = (scratch.path().join("ckpt"), scratch.path().join("job.out"));
+    let hosts = Hosts::up(2);
+    let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
+    first_step(&slurm).assert_success();
+    let api = slurm.api();
+    let spec = JobSpec {
+        nodes: Some(2),
+        ntasks_per_node: Some(2),
+        min_nodes: Some(2),
+        output: Some(out.to_string_lossy().into_owned()),
+        chdir: Some(scratch.path().to_string_lossy().into_owned()),
+        rankwise: rankwise_bin().to_string_lossy().into_owned(),
+        program: program("heat").to_string_lossy().into_owned(),
+        args: heat_args(&["n=256", "steps=100000", "checkpoint.every=200", &format!("checkpoint.dir={}", ckpt.display())]),
+        ..JobSpec::default()
+    };
+    let script = scratch.path().join("job.sh");
+    std::fs::write(&script, spec.script().unwrap()).unwrap();
+    let id = api.submit(&script, &[]).unwrap().to_string();
+    let show = || api.show_job(&id).unwrap().remove(0);
+    let log = || std::fs::read_to_string(&out).unwrap_or_default();
+    let start = Instant::now();
+    while !std::fs::read_dir(&ckpt).into_iter().flatten().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".h5")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint\n{:?}\n{}", show(), log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, text) = hosts_sh(&["crash", "rw-node2"]);
+    assert!(ok, "{text}");
+    while matches!(show().state(), "RUNNING" | "COMPLETING" | "CONFIGURING") {
+        assert!(start.elapsed() < Duration::from_secs(120), "job {id} did not end\n{:?}\n{}", show(), log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (job, text) = (show(), log());
+    let why = format!("rankwise: giving up: lost rw-node2; 1 usable nodes left in job {id}, fewer than the minimum 2 (--min-nodes)");
+    assert_eq!(text.lines().filter(|l| l.starts_with("rankwise: giving up")).collect::<Vec<_>>(), [why.as_str()], "{text}");
+    assert!(!text.contains("rankwise: recovery "), "{text}");
+    assert_eq!((job.state(), job.restarts()), ("FAILED", 0), "{job:?}\n{text}");
+}
+
 /// A host that does not run the batch script crashes mid-run; the job had one spare node: the
 /// same 4 ranks go on inside the same allocation on the survivor and the spare.
 #[test]
@@ -459,8 +504,12 @@ fn a_lost_batch_host_is_recovered_by_the_standby_with_no_manual_step() {
     require!(slurm_unavailable());
     let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 6000, &[]);
     assert!(text.contains("lost rw-node1 at ") && text.contains("the batch script died with it, the standby on rw-node3 supervises from now"), "{text}");
+    // It cannot start twice: one takeover, one restore, and the new standby it started never
+    // took over (its batch host, rw-node3, lived).
+    assert_eq!(text.matches("supervises from now").count(), 1, "{text}");
     assert_eq!(text.matches("restarted from step ").count(), 1, "{text}");
     assert!(text.contains("now 4 ranks on rw-node2,rw-node3"), "{text}");
+    assert!(text.contains("done after 1 recoveries (exit code 0); ending its allocation"), "{text}");
 }
 
 /// The node-local level across hosts: heat on 4 ranks over rw-node1 and rw-node2 checkpoints to

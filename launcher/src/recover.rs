@@ -233,6 +233,14 @@ impl InAllocation {
     /// End the job once a standby has finished it: the batch script that would have ended it
     /// died with its host, and Slurm would keep the allocation to its time limit.
     pub fn finish(&self, code: i32) {
+        if code == rankwise_slurm::EXIT_REQUEUE {
+            // What the batch script would have done: the program checkpointed and stopped.
+            eprintln!("rankwise: checkpoint written, requeueing job {} (as its batch script would)", self.job);
+            match self.slurm.requeue(&self.job) {
+                Ok(()) => return,
+                Err(e) => eprintln!("rankwise: requeue of job {} failed: {e}; resubmit it to continue from the checkpoint", self.job),
+            }
+        }
         eprintln!("rankwise: job {} done after {} recoveries (exit code {code}); ending its allocation", self.job, self.recoveries);
         if let Err(e) = self.slurm.cancel(&self.job, None, false) {
             eprintln!("rankwise: cannot end job {}: {e}", self.job);
