@@ -1,14 +1,14 @@
 //! Several hosts on one machine (scripts/hosts.sh): the fixture itself (distinct hostnames and
 //! addresses, one instance at a time, nothing left behind) and MPI jobs that span hosts, under
 //! mpirun with a hostfile (also through `rankwise run --hostfile`) and under a multi-node Slurm:
-//! the heat example has the bits of a 1-host run, also after losing a node mid-run and finishing
-//! on fewer ranks.
+//! the heat example has the bits of a 1-host run, also after losing nodes mid-run (the batch
+//! script's too) and recovering inside the allocation, on a spare or on fewer ranks.
 
 mod common;
 use common::hosts::{hosts_sh, multihost_env, script, serial, slurm_unavailable, unavailable, Hosts, Slurm};
 use common::{program, rankwise_bin, run_with_timeout, srun_mpi, Job, Outcome, Scratch};
 use rankwise::runtime::status::Status;
-use rankwise::slurm::{JobSpec, Launcher};
+use rankwise::slurm::JobSpec;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -262,39 +262,184 @@ fn heat_on_4_ranks_over_2_slurm_nodes_has_the_bits_of_1_host() {
     assert_eq!(final_line(&text), reference, "{text}");
 }
 
-/// Node loss, recovered by Slurm's requeue rather than by the launcher's supervision: the batch
-/// script, and any supervisor in it, run on the job's first node and die with it, and Slurm ends
-/// a job that loses a node (NODE_FAIL) in any case. A requeueable job comes back by itself, and
-/// heat resumes from its newest checkpoint on whatever rank count it gets. One thing Slurm does not
-/// do: the requeued job keeps its first run's counts (NumNodes=2 NumTasks=4) and would wait for
-/// a second node. Fitting it to the nodes left is the site's policy (an operator or a watcher,
-/// through `Slurm::update`); here the test plays that part, and the job goes elastic, 4 -> 2 ranks.
-#[test]
-fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_survivor() {
-    require!(slurm_unavailable());
-    // About two seconds on 4 ranks on a quiet machine: the crash lands mid-run.
-    let run_args = heat_args(&["n=256", "steps=1500"]);
+/// When a crash lands, from what the test sees.
+#[derive(Clone, Copy, PartialEq)]
+enum When {
+    /// After a complete checkpoint newer than any before this crash.
+    AfterCheckpoint,
+    /// While a checkpoint is being written (its `.partial` file exists).
+    DuringWrite,
+}
+
+/// What one crash cost, from the test's clock: until the supervisor logged the recovery
+/// (detection: Slurm declares the node down and ends the step), until the program said which
+/// checkpoint it restored (relaunch + restore), and until it stepped again.
+struct Cost {
+    host: String,
+    detect: Duration,
+    restored: Duration,
+    computing: Duration,
+    step_at_crash: u64,
+    restored_step: u64,
+    /// The checkpoint being written at the crash, for [`When::DuringWrite`].
+    partial: Option<u64>,
+}
+
+/// The heat example under `rankwise run --restarts 3` in a `rankwise sbatch` job (`--no-kill`)
+/// on 3 Slurm hosts, 2 ranks on each of `nodes` nodes plus `spares`, crashed as `crashes` say.
+/// Checks what every recovery must give: each crash is one recovery line, the job is never
+/// requeued, at most one checkpoint interval is redone, and the final line has the bits of an
+/// uninterrupted 1-host run. Returns the job's output and what each crash cost.
+fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], steps: u64, sets: &[&str]) -> (String, Vec<Cost>) {
+    let every = 200;
+    let run_args = heat_args(&["n=256", &format!("steps={steps}")]);
     let reference = heat_on_1_host(&run_args);
-    let scratch = Scratch::new("multihost-node-loss");
+    let scratch = Scratch::new(name);
     let ckpt = scratch.path().join("ckpt");
     let (out, status) = (scratch.path().join("job.out"), scratch.path().join("status"));
+    let hosts = Hosts::up(3);
+    let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
+    first_step(&slurm).assert_success();
+    let api = slurm.api();
+    let mut args = run_args.clone();
+    args.extend(heat_args(&[&format!("checkpoint.every={every}"), &format!("checkpoint.dir={}", ckpt.display())]));
+    args.extend(heat_args(sets));
+    let spec = JobSpec {
+        nodes: Some(nodes),
+        ntasks_per_node: Some(2),
+        spare_nodes: spares,
+        output: Some(out.to_string_lossy().into_owned()),
+        chdir: Some(scratch.path().to_string_lossy().into_owned()),
+        env: [(rankwise::runtime::status::STATUS_FILE_ENV.to_string(), status.to_string_lossy().into_owned())].into(),
+        rankwise: rankwise_bin().to_string_lossy().into_owned(),
+        program: program("heat").to_string_lossy().into_owned(),
+        args,
+        ..JobSpec::default()
+    };
+    let script = scratch.path().join("job.sh");
+    std::fs::write(&script, spec.script().unwrap()).unwrap();
+    assert!(spec.script().unwrap().contains("#SBATCH --no-kill\n"));
+    let id = api.submit(&script, &[]).unwrap().to_string();
+    let show = || api.show_job(&id).unwrap().remove(0);
+    let log = || std::fs::read_to_string(&out).unwrap_or_default();
+    let count = |text: &str, what: &str| text.lines().filter(|l| l.contains(what)).count();
+    let step_of = |n: &str| n.strip_prefix("ckpt-")?.split('.').next()?.parse::<u64>().ok();
+    let names = || -> Vec<String> { std::fs::read_dir(&ckpt).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect() };
+    let progress = || Status::read(&status).map(|s| s.step).unwrap_or(0);
+
+    let mut costs = Vec::new();
+    let mut newest_before = 0;
+    for (k, (host, when)) in crashes.iter().enumerate() {
+        // Heat runs fast: poll often, and give up only when the job is over.
+        let start = Instant::now();
+        loop {
+            let n = names();
+            let ready = match when {
+                When::AfterCheckpoint => n.iter().filter(|f| f.ends_with(".h5")).filter_map(|f| step_of(f)).any(|s| s > newest_before),
+                When::DuringWrite => n.iter().filter(|f| f.ends_with(".h5.partial")).filter_map(|f| step_of(f)).any(|s| s > newest_before.max(every)),
+            };
+            if ready {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "crash {k}: its moment never came\n{:?}\n{}", show(), log());
+            assert!(matches!(show().state(), "RUNNING" | "PENDING" | "CONFIGURING"), "the job ended before crash {k}\n{}", log());
+            std::thread::sleep(Duration::from_millis(if *when == When::DuringWrite { 1 } else { 20 }));
+        }
+        if *when == When::AfterCheckpoint {
+            std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
+        }
+        let before = log();
+        let (ok, text) = hosts_sh(&["crash", host]);
+        let crashed = Instant::now();
+        assert!(ok, "{text}");
+        let status_at_crash = progress();
+        let at_crash = names();
+        let complete_at_crash = at_crash.iter().filter(|f| f.ends_with(".h5")).filter_map(|f| step_of(f)).max().unwrap_or(0);
+        let partial = at_crash.iter().filter(|f| f.ends_with(".h5.partial")).filter_map(|f| step_of(f)).max();
+        // The status file is written once a second: the program got at least this far.
+        let step_at_crash = status_at_crash.max(complete_at_crash).max(partial.unwrap_or(0));
+        if *when == When::DuringWrite {
+            assert!(partial.is_some(), "crash {k}: the write ended before the crash landed: {at_crash:?}");
+        }
+        let (mut detect, mut restored) = (None, None);
+        let computing = loop {
+            let text = log();
+            let t = crashed.elapsed();
+            if detect.is_none() && count(&text, "rankwise: recovery ") > count(&before, "rankwise: recovery ") {
+                detect = Some(t);
+            }
+            if detect.is_some() && restored.is_none() && count(&text, "restarted from step ") > count(&before, "restarted from step ") {
+                restored = Some(t);
+            }
+            // The new run's first report (the old run's rank 0 reports no more).
+            if restored.is_some() && progress() != status_at_crash {
+                break t;
+            }
+            assert!(t < Duration::from_secs(90), "crash {k} of {host}: no recovery\n{:?}\n{text}", show());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = log();
+        let line = text.lines().filter(|l| l.contains("restarted from step ")).last().unwrap();
+        let restored_step: u64 = line.split("restarted from step ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        // Work lost: at most one interval, from the newest checkpoint complete at the crash.
+        assert!(restored_step >= complete_at_crash, "crash {k}: resumed from {restored_step}, but {complete_at_crash} was complete\n{text}");
+        assert!(step_at_crash <= restored_step + every, "crash {k}: at step {step_at_crash}, resumed from {restored_step}: more than one interval lost\n{text}");
+        // A checkpoint cut by the crash is skipped, never restored from.
+        if let Some(p) = partial.filter(|p| names().contains(&format!("ckpt-{p:010}.h5.partial"))) {
+            assert!(restored_step < p, "crash {k}: restored from {restored_step}, the checkpoint cut at {p}\n{text}");
+        }
+        newest_before = names().iter().filter_map(|f| step_of(f)).max().unwrap_or(0).max(restored_step);
+        costs.push(Cost { host: host.to_string(), detect: detect.unwrap(), restored: restored.unwrap(), computing, step_at_crash, restored_step, partial });
+    }
+    // The job ends by itself.
+    let start = Instant::now();
+    while matches!(show().state(), "RUNNING" | "COMPLETING" | "CONFIGURING") {
+        assert!(start.elapsed() < Duration::from_secs(180), "job {id} did not finish\n{:?}\n{}", show(), log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = log();
+    let job = show();
+    assert_eq!(job.restarts(), 0, "the job was requeued, not recovered inside its allocation\n{text}");
+    assert_eq!(count(&text, "rankwise: recovery "), crashes.len(), "one recovery line per crash\n{text}");
+    assert_eq!(count(&text, "final "), 1, "the program finished more than once\n{text}");
+    assert_eq!(final_line(&text), reference, "{text}");
+    // `rankwise status` shows the recoveries and the nodes the job holds now.
+    let st = stdout({ let mut c = slurm.client(&rankwise_bin().to_string_lossy()); c.args(["status", &id]); c });
+    assert!(st.contains(&format!("recoveries={}", crashes.len())), "{st}");
+    let last = crashes.last().unwrap().0;
+    assert!(st.contains(&format!("last_recovery=lost:{last}@")), "{st}");
+    let held = st.split(" nodes=").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("no nodes in {st}"));
+    let held = rankwise::slurm::expand_hostlist(held).unwrap();
+    assert!(crashes.iter().all(|(h, _)| !held.contains(&h.to_string())), "a lost node still in the job: {st}");
+    for c in &costs {
+        println!(
+            "{name}: crash of {} at step {}{} (machine loaded: 2 cores shared with other builds): relaunch logged {:.1} s (detection), restored step {} {:.1} s, computing again {:.1} s after the crash; at least {} steps redone (checkpoint every {every})",
+            c.host, c.step_at_crash, c.partial.map(|p| format!(" while checkpoint {p} was written")).unwrap_or_default(), c.detect.as_secs_f64(), c.restored_step, c.restored.as_secs_f64(), c.computing.as_secs_f64(), c.step_at_crash.saturating_sub(c.restored_step)
+        );
+    }
+    (text, costs)
+}
+
+/// The limit: with `--min-nodes 2` and no spare, losing one of 2 nodes ends the job with one
+/// clear line, instead of going on with fewer ranks; Slurm does not requeue it.
+#[test]
+fn too_few_nodes_left_end_the_job_with_one_clear_line() {
+    require!(slurm_unavailable());
+    let scratch = Scratch::new("recover-too-few");
+    let (ckpt, out) = (scratch.path().join("ckpt"), scratch.path().join("job.out"));
     let hosts = Hosts::up(2);
     let slurm = Slurm::up(&hosts, &scratch.path().join("cluster"));
     first_step(&slurm).assert_success();
     let api = slurm.api();
-
-    // Two tasks on each node it gets, 1 or 2 nodes: 4 ranks on a full cluster.
-    let mut args = run_args.clone();
-    args.extend(heat_args(&["checkpoint.every=100", &format!("checkpoint.dir={}", ckpt.display())]));
     let spec = JobSpec {
+        nodes: Some(2),
         ntasks_per_node: Some(2),
-        sbatch: vec!["--nodes=1-2".into()],
+        min_nodes: Some(2),
         output: Some(out.to_string_lossy().into_owned()),
-        env: [(rankwise::runtime::status::STATUS_FILE_ENV.to_string(), status.to_string_lossy().into_owned())].into(),
-        launcher: Launcher::Srun,
-        mpi: srun_mpi().into(),
+        chdir: Some(scratch.path().to_string_lossy().into_owned()),
+        rankwise: rankwise_bin().to_string_lossy().into_owned(),
         program: program("heat").to_string_lossy().into_owned(),
-        args,
+        args: heat_args(&["n=256", "steps=100000", "checkpoint.every=200", &format!("checkpoint.dir={}", ckpt.display())]),
         ..JobSpec::default()
     };
     let script = scratch.path().join("job.sh");
@@ -302,57 +447,71 @@ fn a_slurm_job_that_loses_a_node_finishes_from_its_newest_checkpoint_on_the_surv
     let id = api.submit(&script, &[]).unwrap().to_string();
     let show = || api.show_job(&id).unwrap().remove(0);
     let log = || std::fs::read_to_string(&out).unwrap_or_default();
-
-    // Crash the first node (the batch script's, and rank 0's) at a random moment after the second
-    // checkpoint.
     let start = Instant::now();
-    let step_of = |c: &Path| c.file_name()?.to_str()?.strip_prefix("ckpt-")?.strip_suffix(".h5")?.parse::<u64>().ok();
-    while !Status::read(&status).is_ok_and(|s| s.checkpoint.is_some_and(|c| step_of(&c).is_some_and(|k| k >= 200))) {
-        assert!(start.elapsed() < Duration::from_secs(90), "no second checkpoint\n{:?}\n{}", show(), log());
+    while !std::fs::read_dir(&ckpt).into_iter().flatten().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".h5")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint\n{:?}\n{}", show(), log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
-    let (ok, text) = hosts_sh(&["crash", "rw-node1"]);
-    let crashed = Instant::now();
+    let (ok, text) = hosts_sh(&["crash", "rw-node2"]);
     assert!(ok, "{text}");
-    let at_crash = Status::read(&status).unwrap().step;
-    let newest = newest_checkpoint(&ckpt);
-
-    let (mut requeued, mut running) = (None, None);
-    let done = loop {
-        let job = show();
-        let t = crashed.elapsed();
-        match (job.state(), job.restarts()) {
-            ("PENDING", 1) if requeued.is_none() => {
-                requeued = Some(t);
-                api.update(&id, &["NumTasks=2"]).unwrap();
-                api.update(&id, &["NumNodes=1-2"]).unwrap();
-            }
-            ("RUNNING", 1) if running.is_none() => running = Some(t),
-            ("COMPLETED", _) => break t,
-            ("PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING", _) => {}
-            (state, _) => panic!("job {id} ended {state}:\n{job:?}\n{}", log()),
-        }
-        assert!(t < Duration::from_secs(180), "job {id} did not finish after the crash:\n{job:?}\n{}", log());
+    while matches!(show().state(), "RUNNING" | "COMPLETING" | "CONFIGURING") {
+        assert!(start.elapsed() < Duration::from_secs(120), "job {id} did not end\n{:?}\n{}", show(), log());
         std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = log();
-    assert_eq!(show().restarts(), 1, "{text}");
-    let resumed = format!("restarted from step {newest} (4 ranks wrote it, 2 now)");
-    assert!(text.contains(&resumed), "expected {resumed:?}\n{text}");
-    assert_eq!(final_line(&text), reference, "{text}");
-    let secs = |d: Option<Duration>| d.map_or("?".into(), |d| format!("{:.1} s", d.as_secs_f64()));
-    println!(
-        "node loss (under load, 2 shared cores): crash -> requeued {}, -> running again on 1 node {}, -> finished {}; \
-         crashed at step {at_crash}, resumed from the checkpoint of step {newest}: {} steps redone (checkpoint every 100)",
-        secs(requeued),
-        secs(running),
-        secs(Some(done)),
-        at_crash - newest
-    );
+    }
+    let (job, text) = (show(), log());
+    let why = format!("rankwise: giving up: lost rw-node2; 1 usable nodes left in job {id}, fewer than the minimum 2 (--min-nodes)");
+    assert_eq!(text.lines().filter(|l| l.starts_with("rankwise: giving up")).collect::<Vec<_>>(), [why.as_str()], "{text}");
+    assert!(!text.contains("rankwise: recovery "), "{text}");
+    assert_eq!((job.state(), job.restarts()), ("FAILED", 0), "{job:?}\n{text}");
 }
 
-/// The step of the newest checkpoint in `dir` (a checkpoint has its final name once complete).
+/// A host that does not run the batch script crashes mid-run; the job had one spare node: the
+/// same 4 ranks go on inside the same allocation on the survivor and the spare.
+#[test]
+fn a_lost_node_is_replaced_by_the_spare_inside_the_allocation() {
+    require!(slurm_unavailable());
+    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 6000, &[]);
+    assert!(text.contains("lost rw-node2 at ") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
+    assert!(text.contains("(4 ranks wrote it, 4 now)"), "{text}");
+}
+
+/// Without a spare, a crash during a checkpoint write (written in the background, `async`, while
+/// the steps go on): the job goes on with fewer ranks from the newest checkpoint that is
+/// complete (the one being written is skipped).
+#[test]
+fn a_crash_during_a_checkpoint_write_goes_on_with_fewer_ranks() {
+    require!(slurm_unavailable());
+    let (text, costs) = recovery_job("recover-fewer", 2, 0, &[("rw-node2", When::DuringWrite)], 6000, &["checkpoint.mode=async"]);
+    assert!(text.contains("now 2 ranks on rw-node1"), "{text}");
+    assert!(text.contains(&format!("restarted from step {} (4 ranks wrote it, 2 now)", costs[0].restored_step)), "{text}");
+}
+
+/// Two crashes in one job: the first takes the spare (4 ranks), the second leaves one node (2).
+#[test]
+fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
+    require!(slurm_unavailable());
+    let crashes = [("rw-node2", When::AfterCheckpoint), ("rw-node3", When::AfterCheckpoint)];
+    let (text, _) = recovery_job("recover-twice", 2, 1, &crashes, 9000, &[]);
+    assert!(text.contains("recovery 1 (relaunch 1 of 3): lost rw-node2") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
+    assert!(text.contains("recovery 2 (relaunch 2 of 3): lost rw-node3") && text.contains("now 2 ranks on rw-node1"), "{text}");
+}
+
+/// The host that runs the batch script (and the supervisor) crashes: the standby supervisor on
+/// another node takes over with no manual step, in the same allocation, and only it: the
+/// program restarts once and finishes once.
+#[test]
+fn a_lost_batch_host_is_recovered_by_the_standby_with_no_manual_step() {
+    require!(slurm_unavailable());
+    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 6000, &[]);
+    assert!(text.contains("lost rw-node1 at ") && text.contains("the batch script died with it, the standby on rw-node3 supervises from now"), "{text}");
+    // It cannot start twice: one takeover, one restore, and the new standby it started never
+    // took over (its batch host, rw-node3, lived).
+    assert_eq!(text.matches("supervises from now").count(), 1, "{text}");
+    assert_eq!(text.matches("restarted from step ").count(), 1, "{text}");
+    assert!(text.contains("now 4 ranks on rw-node2,rw-node3"), "{text}");
+    assert!(text.contains("done after 1 recoveries (exit code 0); ending its allocation"), "{text}");
+}
+
 /// The node-local level across hosts: heat on 4 ranks over rw-node1 and rw-node2 checkpoints to
 /// each host's own folder (with a partner copy on the other host) and to the shared file every
 /// tenth time. rw-node2 crashes after a node-local checkpoint newer than the last shared one, and
@@ -425,12 +584,6 @@ fn a_lost_host_is_survived_from_the_partner_copies_of_the_node_local_level() {
     assert_eq!(o.line(0, "final "), reference, "{}", o.show());
 }
 
-fn newest_checkpoint(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).unwrap().flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".h5")?.parse().ok())
-        .max()
-        .expect("no checkpoint")
-}
 
 #[test]
 fn a_crashed_host_loses_its_processes_and_its_link() {

@@ -64,13 +64,14 @@ fn sbatch_dry_run_prints_the_exact_script() {
 #SBATCH --output="out-%j.txt"
 #SBATCH --error="err-%j.txt"
 #SBATCH --signal="B:USR1@90"
+#SBATCH --no-kill
 #SBATCH --requeue
 #SBATCH --open-mode="append"
 "##,
     ) + &traps("USR1")
         + "module load openmpi\n"
         + &launch(&format!(
-            "'{}' run -n \"${{SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}}\" --threads 2 '{}' -- '-i' 'heat.toml' '--set' 'n=64' '--set' 'label=it'\\''s'",
+            "'{}' run -n \"${{SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}}\" --ranks-per-node 2 --restarts 3 --threads 2 '{}' -- '-i' 'heat.toml' '--set' 'n=64' '--set' 'label=it'\\''s'",
             bin.display(),
             heat.display()
         ))

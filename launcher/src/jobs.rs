@@ -64,6 +64,20 @@ pub struct JobArgs {
     /// Let a run that stopped with a checkpoint (exit 75) end the job instead of requeueing it.
     #[arg(long)]
     no_requeue: bool,
+    /// Also allocate K spare nodes, kept idle: after a node is lost the job relaunches on a
+    /// spare with the same rank count (needs -N and --ntasks-per-node).
+    #[arg(long, value_name = "K")]
+    spare_nodes: Option<u32>,
+    /// After node losses, go on with no fewer than M nodes (default 1).
+    #[arg(long, value_name = "M")]
+    min_nodes: Option<u32>,
+    /// Relaunches after a failure or a lost node, by `rankwise run --restarts K` [default: 3].
+    #[arg(long, value_name = "K")]
+    restarts: Option<u32>,
+    /// Let Slurm end (or requeue) the whole job when a node is lost, instead of relaunching
+    /// inside the allocation (leaves out `--no-kill`).
+    #[arg(long)]
+    kill_on_node_loss: bool,
     /// What starts the ranks in the job [default: rankwise].
     #[arg(long, value_enum)]
     launcher: Option<LauncherArg>,
@@ -132,6 +146,10 @@ impl JobArgs {
             (s.signal, s.signal_secs) = parse_signal(sig, &s.signal, s.signal_secs)?;
         }
         s.requeue &= !self.no_requeue;
+        s.no_kill &= !self.kill_on_node_loss;
+        s.spare_nodes = self.spare_nodes.unwrap_or(s.spare_nodes);
+        s.min_nodes = self.min_nodes.or(s.min_nodes);
+        s.restarts = self.restarts.unwrap_or(s.restarts);
         if let Some(l) = self.launcher {
             s.launcher = match l {
                 LauncherArg::Rankwise => Launcher::Rankwise,
@@ -261,6 +279,13 @@ fn describe(j: &JobInfo) -> String {
         add("time_left", j.end_time().ok().flatten().map(|t| format_duration(until(t))));
     }
     add("nodes", get("NodeList").filter(|n| n != "(null)"));
+    // Recoveries inside the allocation, as `rankwise run` records them in the working directory.
+    if let (Some(dir), Some(id)) = (j.get("WorkDir"), j.get("JobId")) {
+        if let Some((n, last)) = rankwise_slurm::read_recoveries(Path::new(dir), id) {
+            add("recoveries", Some(n.to_string()));
+            add("last_recovery", Some(last));
+        }
+    }
     add("exit_code", get("ExitCode"));
     line
 }
@@ -348,5 +373,13 @@ mod tests {
         let j = JobInfo::parse("JobId=7 JobState=RUNNING Reason=None Restarts=0 RunTime=00:00:05 EndTime=2999-01-01T00:00:00 NodeList=n1");
         assert!(describe(&j).starts_with("job=7 state=RUNNING reason=None restarts=0 run_time=00:00:05 time_left="), "{}", describe(&j));
         assert!(describe(&j).ends_with(" nodes=n1"), "{}", describe(&j));
+        let dir = std::env::temp_dir().join(format!("rankwise-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = rankwise_slurm::Recovery { lost: vec!["n2".into()], at: "10:02:03".into(), ranks: 4, nodes: vec!["n1".into(), "n3".into()] };
+        rankwise_slurm::record_recovery(&dir, "8", &r).unwrap();
+        let j = JobInfo::parse(&format!("JobId=8 JobState=RUNNING NodeList=n[1,3] WorkDir={} ExitCode=0:0", dir.display()));
+        let line = describe(&j);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(line.ends_with(" nodes=n[1,3] recoveries=1 last_recovery=lost:n2@10:02:03Z,ranks:4,nodes:n1+n3 exit_code=0:0"), "{line}");
     }
 }

@@ -49,6 +49,13 @@ pub struct Request {
     pub args: Vec<String>,
     /// Variables the ranks need (the status contract); exported to every host.
     pub env: Vec<(String, String)>,
+    /// Under srun: exactly these nodes of the allocation (a relaunch after a node loss).
+    pub nodelist: Option<Vec<String>>,
+    /// Under srun: `--overlap`, to start while the steps of a lost supervisor are still ending.
+    pub overlap: bool,
+    /// Variables to take out of the launcher's environment (a standby supervisor runs inside a
+    /// step of its own, whose `SLURM_STEP_*` and task counts must not shape the next step).
+    pub unset: Vec<String>,
 }
 
 /// This host, as far as the launch flags care.
@@ -71,11 +78,15 @@ pub struct Plan {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub unset: Vec<String>,
 }
 
 impl Plan {
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
+        self.unset.iter().for_each(|k| {
+            c.env_remove(k);
+        });
         c.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
@@ -114,6 +125,13 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 Flavour::Mpich => "--mpi=pmi2",
             });
             arg(&format!("--ntasks={}", req.np));
+            if let Some(nodes) = &req.nodelist {
+                arg(&format!("--nodes={}", nodes.len()));
+                arg(&format!("--nodelist={}", nodes.join(",")));
+            }
+            if req.overlap {
+                arg("--overlap");
+            }
             if let Some(m) = req.ranks_per_node {
                 arg(&format!("--ntasks-per-node={m}"));
             }
@@ -179,7 +197,7 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
     };
     args.push(req.program.to_string_lossy().into_owned());
     args.extend(req.args.iter().cloned());
-    Plan { program, args, env }
+    Plan { program, args, env, unset: req.unset.clone() }
 }
 
 /// A hostfile as Open MPI writes it (`node1 slots=2`; Hydra's `node1:2` is read too).

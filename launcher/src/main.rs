@@ -5,6 +5,7 @@ mod ckpt;
 mod info;
 mod jobs;
 mod launch;
+mod recover;
 mod supervise;
 
 use std::path::PathBuf;
@@ -57,15 +58,18 @@ Examples:
     /// Submit PROGRAM as a Slurm batch job that checkpoints before its time limit and on
     /// preemption, then requeues itself; print the job id.
     #[command(after_help = "\
-The script launches PROGRAM with `rankwise run` on the job's tasks, passes the checkpoint signal
-(USR2, 120 s before the limit by default) and TERM on to it, and requeues the job when the program
-stops with a checkpoint (exit 75). Every string is quoted: names and arguments never run as shell.
+The script launches PROGRAM with `rankwise run --restarts 3` on the job's tasks, passes the
+checkpoint signal (USR2, 120 s before the limit by default) and TERM on to it, and requeues the job
+when the program stops with a checkpoint (exit 75). With `--no-kill` (the default) a lost node
+leaves the job running: rankwise relaunches on the nodes left, on a spare (--spare-nodes) with the
+same ranks, else on fewer. Every string is quoted: names and arguments never run as shell.
 
 Examples:
   rankwise sbatch --dry-run -n 4 -t 30 heat -i heat.toml        print the script only
   rankwise sbatch -N 2 --ntasks-per-node 64 -t 12:00:00 -p batch --setup 'module load openmpi' \\
       heat -i heat.toml --set n=4096
-  rankwise sbatch --spec job.toml -t 1:00:00                    a [job] section, flags over it")]
+  rankwise sbatch --spec job.toml -t 1:00:00                    a [job] section, flags over it
+  rankwise sbatch -N 4 --ntasks-per-node 32 --spare-nodes 1 -t 4:00:00 heat -i heat.toml")]
     Sbatch(jobs::JobArgs),
     /// Submit one job array over a parameter sweep: task i runs set i (as --set KEY=VALUE
     /// arguments) in its own folder, DIR/i.
@@ -80,8 +84,8 @@ Examples:
   rankwise sweep --params sweep.toml --dry-run -n 4 -t 30 heat -i heat.toml
   rankwise sweep --params sweep.toml --max-parallel 4 -n 16 -t 2:00:00 heat")]
     Sweep(jobs::SweepArgs),
-    /// State, reason, restarts, run time, time left, nodes and exit code of a job (one line per
-    /// array task), from scontrol, or sacct for jobs the controller has forgotten.
+    /// State, reason, restarts, run time, time left, nodes now, recoveries and exit code of a job
+    /// (one line per array task), from scontrol, or sacct for jobs the controller has forgotten.
     #[command(after_help = "Example:\n  rankwise status 1234\n  job=1234 state=RUNNING reason=None restarts=1 run_time=00:10:02 time_left=0-01:49:58 nodes=cn[01-02] exit_code=0:0")]
     Status {
         /// A job id, or ARRAYID_TASK.
@@ -161,9 +165,13 @@ struct RunArgs {
     /// Print the command that would run, and exit.
     #[arg(long)]
     dry_run: bool,
-    /// After a failure, relaunch up to K times from the newest checkpoint.
+    /// After a failure, relaunch up to K times from the newest checkpoint; under srun in a Slurm
+    /// job, after a node loss, at once on the nodes the job has left (spares first).
     #[arg(long, value_name = "K", default_value_t = 0)]
     restarts: u32,
+    /// Under Slurm, after nodes are lost, go on with no fewer than M nodes (default 1).
+    #[arg(long, value_name = "M", value_parser = at_least_one)]
+    min_nodes: Option<usize>,
     /// Wait before the first relaunch; doubled for each next one.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     backoff: f64,
@@ -245,7 +253,7 @@ fn run(a: RunArgs) -> Result<i32> {
     if !(0.0..=3600.0).contains(&a.backoff) {
         anyhow::bail!("--backoff must be between 0 and 3600 seconds, got {}", a.backoff);
     }
-    let status_file = a.status_file.unwrap_or_else(|| {
+    let status_file = a.status_file.or_else(|| std::env::var_os(STATUS_FILE_ENV).map(PathBuf::from)).unwrap_or_else(|| {
         let name = format!(".rankwise-status-{}", std::process::id());
         match std::env::var_os("SLURM_JOB_ID") {
             Some(_) => PathBuf::from(name), // the working directory, which every node sees
@@ -270,6 +278,9 @@ fn run(a: RunArgs) -> Result<i32> {
         program,
         args,
         env: vec![(STATUS_FILE_ENV.into(), status_file.to_string_lossy().into_owned())],
+        nodelist: None,
+        overlap: false,
+        unset: Vec::new(),
     };
     let host = Host::here();
     if a.dry_run {
@@ -277,5 +288,47 @@ fn run(a: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
-    supervise::run(req, &via, host, &policy)
+    // Recovery inside the allocation: under srun, with relaunches allowed.
+    let mut alloc = match via {
+        launch::Via::Srun { .. } if a.restarts > 0 => match recover::InAllocation::from_env(a.np, a.ranks_per_node, a.min_nodes) {
+            Ok(alloc) => alloc,
+            // A bad --min-nodes is the user's; anything else (the environment, the controller)
+            // only costs the recovery.
+            Err(e) if a.min_nodes.is_some() => return Err(e),
+            Err(e) => {
+                eprintln!("rankwise: warning: no recovery inside the allocation: {e:#}");
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut restart = 0;
+    let mut req = req;
+    if let Some(alloc) = alloc.as_mut() {
+        let standby_for = std::env::var(recover::STANDBY_ENV).ok().filter(|h| !h.is_empty());
+        if let Some(batch_host) = &standby_for {
+            req.unset = recover::step_vars();
+            if !recover::stand_by(alloc, batch_host, supervise::stand_down)? {
+                return Ok(0);
+            }
+            alloc.take_over_output()?;
+            alloc.cancel_orphan_steps();
+            req.overlap = true;
+            if !alloc.first(&mut req)? {
+                anyhow::bail!("the standby cannot take over: Slurm does not say which nodes are left");
+            }
+            let r = alloc.record(vec![batch_host.clone()], req.np);
+            restart = 1;
+            eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}; the batch script died with it, the standby on {} supervises from now", alloc.recoveries, policy.restarts, recover::this_node());
+            req.env.push((rankwise_runtime::status::RESTART_COUNT_ENV.into(), restart.to_string()));
+            // With a standby of its own: a later loss of this host is survived too.
+            let code = supervise::run(req, &via, host, &policy, Some(&mut *alloc), restart);
+            alloc.finish(*code.as_ref().unwrap_or(&1));
+            return code;
+        }
+        if !alloc.first(&mut req)? {
+            return supervise::run(req, &via, host, &policy, None, restart);
+        }
+    }
+    supervise::run(req, &via, host, &policy, alloc.as_mut(), restart)
 }

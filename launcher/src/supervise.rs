@@ -16,11 +16,15 @@ use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
+use crate::recover::{InAllocation, Verdict};
 
 /// The running mpirun or srun, for the signal forwarder (0 when none).
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The signal (INT or TERM) by which the user asked the job to end (0 if none): never restart it.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Whether USR1 or USR2 came: to a standby supervisor (which has no child), "stand down".
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// When the running child was started.
 static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
@@ -39,6 +43,7 @@ pub fn forward_signals() -> Result<()> {
                 pass_on(sig);
                 continue;
             }
+            WARNED.store(true, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let ready = || STARTED.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() >= WARNING_HOLD);
                 while !ready() {
@@ -66,12 +71,23 @@ pub struct Policy {
     pub status_file: PathBuf,
 }
 
+/// Whether a standby supervisor is to stop: INT or TERM, or USR1 from its supervisor.
+pub fn stand_down() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) != 0 || WARNED.load(Ordering::SeqCst)
+}
+
 /// Launch `req` through `via` and supervise it; the exit code to leave with.
-/// `req.env` already names `policy.status_file` for the program.
-pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i32> {
+/// `req.env` already names `policy.status_file` for the program. With `alloc` (under srun in a
+/// Slurm job), a step that failed because nodes were lost is relaunched at once on the nodes
+/// left, and a standby supervisor waits on another node in case this one's is lost; `restart`
+/// is how many relaunches came before (a standby that takes over continues the count).
+pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy, mut alloc: Option<&mut InAllocation>, mut restart: u32) -> Result<i32> {
     let _cleanup = RemoveOnDrop(policy.status_file.clone());
     let mut failed_at: Option<u64> = None;
-    let mut restart = 0;
+    let mut standby = Standby(None);
+    if let Some(a) = &alloc {
+        standby.0 = a.start_standby();
+    }
     // Hydra reports a failed rank on stdout.
     let hydra = matches!(via, Via::Mpirun { flavour: Flavour::Mpich, .. });
     loop {
@@ -88,6 +104,29 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         let step = status.as_ref().map_or(0, |s| s.step);
         let cause = code.cause.map(|c| format!(": {c}")).unwrap_or_default();
         eprintln!("rankwise: the job failed at step {step} with exit code {}{cause}", code.value);
+        if let Some(a) = alloc.as_mut() {
+            match a.after_failure(&mut req)? {
+                Verdict::NoLoss => {}
+                Verdict::GiveUp(why) => {
+                    eprintln!("{why}");
+                    return Ok(code.value);
+                }
+                Verdict::Relaunch(r) => {
+                    if restart == policy.restarts {
+                        eprintln!("rankwise: giving up: {r}, but all {restart} relaunches (--restarts) are spent");
+                        return Ok(code.value);
+                    }
+                    restart += 1;
+                    // One line per recovery; no back-off: Slurm has already told what is left.
+                    eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}", a.recoveries, policy.restarts);
+                    set_restart(&mut req, restart);
+                    if standby.0.as_mut().is_none_or(|c| c.try_wait().is_ok_and(|s| s.is_some())) {
+                        standby.0 = a.start_standby();
+                    }
+                    continue;
+                }
+            }
+        }
         if restart == policy.restarts {
             if policy.restarts > 0 {
                 eprintln!("rankwise: giving up after {restart} restarts");
@@ -101,8 +140,7 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
         failed_at = Some(step);
         restart += 1;
         let wait = policy.backoff * (1 << (restart - 1).min(6));
-        req.env.retain(|(k, _)| k != RESTART_COUNT_ENV);
-        req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
+        set_restart(&mut req, restart);
         eprintln!("rankwise: restart {restart} of {} in {wait:.1?}: relaunching; the program resumes from its newest valid checkpoint, if any", policy.restarts);
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until {
@@ -110,6 +148,47 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
                 return Ok(code.value);
             }
             std::thread::sleep(Duration::from_millis(20).min(wait));
+        }
+        // The ranks may have failed on a broken connection before Slurm called their node
+        // dead: ask again, so as not to relaunch onto it.
+        if let Some(a) = alloc.as_mut() {
+            match a.after_failure(&mut req)? {
+                Verdict::NoLoss => {}
+                Verdict::GiveUp(why) => {
+                    eprintln!("{why}");
+                    return Ok(code.value);
+                }
+                Verdict::Relaunch(r) => eprintln!("rankwise: recovery {} (relaunch {restart} of {}): {r}", a.recoveries, policy.restarts),
+            }
+        }
+    }
+}
+
+fn set_restart(req: &mut Request, restart: u32) {
+    req.env.retain(|(k, _)| k != RESTART_COUNT_ENV);
+    req.env.push((RESTART_COUNT_ENV.into(), restart.to_string()));
+}
+
+/// The standby supervisor's srun, ended with this supervisor.
+struct Standby(Option<std::process::Child>);
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            // USR1, which srun passes to the standby: it leaves quietly, and its step ends
+            // (TERM would cancel the step, which Slurm reports in the job's output). TERM only
+            // if it does not.
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGUSR1) };
+            let t = Instant::now();
+            while c.try_wait().is_ok_and(|s| s.is_none()) {
+                if t.elapsed() > Duration::from_secs(5) {
+                    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
         }
     }
 }

@@ -88,6 +88,12 @@ impl Slurm {
         Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(i, s)| (i.into(), s.trim().into())).collect())
     }
 
+    /// The steps of job `id` now, as `ID.STEP` (`ID.batch` and `ID.extern` too), from squeue.
+    pub fn steps(&self, id: &str) -> Result<Vec<String>> {
+        let out = self.output("squeue", &["--noheader", "--steps", "--jobs", id, "--format", "%i"])?;
+        Ok(out.split_whitespace().map(str::to_string).collect())
+    }
+
     /// When Slurm will end job `id` (queued or running), from `squeue -o %e`; `None` if unknown
     /// or unlimited.
     pub fn end_time(&self, id: &str) -> Result<Option<SystemTime>> {

@@ -14,6 +14,7 @@
 mod client;
 mod env;
 mod hostlist;
+mod recovery;
 mod script;
 mod sweep;
 mod time;
@@ -21,6 +22,7 @@ mod time;
 pub use client::{JobInfo, Slurm};
 pub use env::{until, ArrayTask, Job};
 pub use hostlist::{expand_counts, expand_hostlist};
+pub use recovery::{is_unusable, place, read_recoveries, record_recovery, recovery_record, Placement, Recovery, Shape};
 pub use script::{quote, signal_number, JobSpec, Launcher};
 pub use sweep::{ParamSet, Sweep};
 pub use time::{format_duration, parse_duration, parse_timestamp};

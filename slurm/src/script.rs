@@ -51,6 +51,17 @@ pub struct JobSpec {
     pub signal_secs: u32,
     /// Requeue the job when the program exits 75 (checkpointed, not done).
     pub requeue: bool,
+    /// `--no-kill` (with the rankwise launcher and `restarts`): a lost node leaves the job
+    /// running on the others, and `rankwise run --restarts K` relaunches there (off: Slurm ends
+    /// or requeues the whole job).
+    pub no_kill: bool,
+    /// Nodes allocated beyond `nodes` and kept idle: a relaunch after a node loss takes one
+    /// and keeps the rank count. Needs `nodes` and `ntasks_per_node`.
+    pub spare_nodes: u32,
+    /// After node losses, run on no fewer nodes than this (default 1).
+    pub min_nodes: Option<u32>,
+    /// `rankwise run --restarts`: relaunches after a failure or a lost node (launcher rankwise).
+    pub restarts: u32,
     /// Any further sbatch options, e.g. `["--exclusive", "--constraint=a100"]`.
     pub sbatch: Vec<String>,
     /// Shell lines run before the launch, after the `env` exports, as written (`module load
@@ -86,6 +97,10 @@ impl Default for JobSpec {
             signal: "USR2".into(),
             signal_secs: 120,
             requeue: true,
+            no_kill: true,
+            spare_nodes: 0,
+            min_nodes: None,
+            restarts: 3,
             sbatch: Vec::new(),
             setup: Vec::new(),
             env: BTreeMap::new(),
@@ -123,6 +138,14 @@ impl JobSpec {
         if signal_number(&self.signal).is_none() {
             return bad(format!("signal `{}` is not one of USR1 USR2 TERM INT HUP URG", self.signal));
         }
+        if self.spare_nodes > 0 && (self.nodes.is_none() || self.ntasks_per_node.is_none() || self.ntasks.is_some()) {
+            return bad("spare nodes need `nodes` and `ntasks_per_node` (not `ntasks`): the job runs on `nodes` of them".into());
+        }
+        if let (Some(m), Some(n)) = (self.min_nodes, self.nodes) {
+            if m == 0 || m > n {
+                return bad(format!("min_nodes {m} must be between 1 and nodes ({n})"));
+            }
+        }
         for k in self.env.keys() {
             if !is_identifier(k) {
                 return bad(format!("env: `{k}` is not a variable name"));
@@ -154,7 +177,7 @@ impl JobSpec {
             }
         };
         opt("job-name", self.name.clone());
-        opt("nodes", self.nodes.map(|n| n.to_string()));
+        opt("nodes", self.nodes.map(|n| (n + self.spare_nodes).to_string()));
         opt("ntasks", self.ntasks.map(|n| n.to_string()));
         opt("ntasks-per-node", self.ntasks_per_node.map(|n| n.to_string()));
         opt("cpus-per-task", self.cpus_per_task.map(|n| n.to_string()));
@@ -168,6 +191,11 @@ impl JobSpec {
         opt("chdir", self.chdir.clone());
         opt("array", sweep.map(Sweep::array_range));
         opt("signal", Some(format!("B:{}@{}", self.signal_name(), self.signal_secs)));
+        // Only where `rankwise run` supervises and may relaunch: anything else would just lose
+        // the node's share of the step, where Slurm would requeue the job.
+        if self.no_kill && self.launcher == Launcher::Rankwise && self.restarts > 0 {
+            d.push(("no-kill", String::new()));
+        }
         if self.requeue {
             d.push(("requeue", String::new()));
             // A requeued run appends to the first run's output instead of truncating it.
@@ -215,7 +243,21 @@ trap 'forward {sig}' {sig}
             // Tasks as the job has them: sbatch sets SLURM_NTASKS when tasks are asked for (also
             // per node), else Slurm runs one per node.
             Launcher::Rankwise => {
-                let mut l = vec![quote(&self.rankwise), "run".into(), "-n".into(), "\"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\"".into()];
+                let ranks = match (self.spare_nodes, self.nodes, self.ntasks_per_node) {
+                    // SLURM_NTASKS would count the spares' tasks too.
+                    (1.., Some(n), Some(m)) => (n * m).to_string(),
+                    _ => "\"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\"".into(),
+                };
+                let mut l = vec![quote(&self.rankwise), "run".into(), "-n".into(), ranks];
+                if let Some(m) = self.ntasks_per_node {
+                    l.extend(["--ranks-per-node".into(), m.to_string()]);
+                }
+                if self.restarts > 0 {
+                    l.extend(["--restarts".into(), self.restarts.to_string()]);
+                }
+                if let Some(m) = self.min_nodes {
+                    l.extend(["--min-nodes".into(), m.to_string()]);
+                }
                 if let Some(c) = self.cpus_per_task {
                     l.extend(["--threads".into(), c.to_string()]);
                 }
@@ -331,9 +373,9 @@ mod tests {
             "#SBATCH --ntasks-per-node=\"4\"\n",
             "#SBATCH --time=\"1:00:00\"\n",
             "#SBATCH --signal=\"B:USR2@120\"\n",
-            "#SBATCH --requeue\n",
+            "#SBATCH --no-kill\n#SBATCH --requeue\n",
             "\nexport OMP_NUM_THREADS='1'\nmodule load openmpi\n",
-            "'rankwise' run -n \"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\" '/bin/echo' -- '--set' 'n=64' &\n",
+            "'rankwise' run -n \"${SLURM_NTASKS:-$SLURM_JOB_NUM_NODES}\" --ranks-per-node 4 --restarts 3 '/bin/echo' -- '--set' 'n=64' &\n",
             "trap 'forward USR2' USR2\n",
             "if [ \"$status\" -eq 75 ]; then\n",
             "scontrol requeue \"$SLURM_JOB_ID\"",
@@ -344,6 +386,18 @@ mod tests {
         let s = JobSpec { launcher: Launcher::Srun, requeue: false, signal: "SIGUSR1".into(), signal_secs: 60, ..spec() }.script().unwrap();
         assert!(s.contains("srun '--mpi=pmix' '/bin/echo' &\n") && s.contains("B:USR1@60"), "{s}");
         assert!(!s.contains("requeue"), "{s}");
+    }
+
+    #[test]
+    fn spare_nodes_are_allocated_but_not_run_on() {
+        let s = JobSpec { nodes: Some(2), ntasks_per_node: Some(2), spare_nodes: 1, min_nodes: Some(1), restarts: 5, ..spec() }.script().unwrap();
+        assert!(s.contains("#SBATCH --nodes=\"3\"\n") && s.contains("#SBATCH --no-kill\n"), "{s}");
+        assert!(s.contains("run -n 4 --ranks-per-node 2 --restarts 5 --min-nodes 1 '/bin/echo'"), "{s}");
+        let s = JobSpec { no_kill: false, ..spec() }.script().unwrap();
+        assert!(!s.contains("no-kill"), "{s}");
+        let e = |s: JobSpec| s.script().unwrap_err().to_string();
+        assert!(e(JobSpec { spare_nodes: 1, ntasks: Some(4), ..spec() }).contains("spare nodes need `nodes` and `ntasks_per_node`"));
+        assert!(e(JobSpec { nodes: Some(2), min_nodes: Some(3), ..spec() }).contains("min_nodes 3 must be between 1 and nodes (2)"));
     }
 
     #[test]
