@@ -132,6 +132,11 @@ fn on_backend<D: Dimension>(
     }
 }
 
+/// `e` with `what: ` before its message, of the same exception type.
+fn prefixed(e: PyErr, what: &str) -> PyErr {
+    Python::attach(|py| PyErr::from_type(e.get_type(py), format!("{what}: {}", e.value(py))))
+}
+
 fn spacing<const N: usize>(h: &[f64], what: &str) -> PyResult<[f64; N]> {
     h.try_into().map_err(|_| ShapeError::new_err(format!("{what}: h needs one cell size per dimension ({N}), not {}", h.len())))
 }
@@ -139,6 +144,21 @@ fn spacing<const N: usize>(h: &[f64], what: &str) -> PyResult<[f64; N]> {
 /// A stencil from `srcs` into `dst` on 2-D or 3-D blocks with `ghost` layers.
 #[allow(clippy::too_many_arguments)]
 fn stencil(
+    srcs: &[(&Bound<'_, PyAny>, &str)],
+    dst: &Bound<'_, PyAny>,
+    h: &[f64],
+    be: &KBackend,
+    what: &str,
+    two: impl FnOnce(&[ArrayView<'_, f64, Ix2>], ArrayViewMut<'_, f64, Ix2>, [f64; 2]) -> KResult,
+    two_dev: impl FnOnce(&KBackend, &[Buffer<Ix2>], &mut Buffer<Ix2>, [f64; 2]) -> KResult,
+    three: impl FnOnce(&[ArrayView<'_, f64, Ix3>], ArrayViewMut<'_, f64, Ix3>, [f64; 3]) -> KResult,
+    three_dev: impl FnOnce(&KBackend, &[Buffer<Ix3>], &mut Buffer<Ix3>, [f64; 3]) -> KResult,
+) -> PyResult<()> {
+    run_stencil(srcs, dst, h, be, what, two, two_dev, three, three_dev).map_err(|e| if e.to_string().contains(what) { e } else { prefixed(e, what) })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stencil(
     srcs: &[(&Bound<'_, PyAny>, &str)],
     dst: &Bound<'_, PyAny>,
     h: &[f64],
@@ -242,7 +262,7 @@ fn update(
     let xin = x.map(|x| array_in(x, &format!("{what}: x"))).transpose()?;
     let mut yout = array_out(y, &format!("{what}: y"))?;
     let xv: Vec<_> = xin.iter().map(|a| a.as_array()).collect();
-    on_backend(be, &xv, yout.as_array_mut(), |i, o| on_cpu(i.first().map(|a| a.view()), o), |b, i, o| on_dev(b, i.first(), o))
+    on_backend(be, &xv, yout.as_array_mut(), |i, o| on_cpu(i.first().map(|a| a.view()), o), |b, i, o| on_dev(b, i.first(), o)).map_err(|e| prefixed(e, what))
 }
 
 /// ``y = a * x + y``.

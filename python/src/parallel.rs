@@ -171,6 +171,22 @@ impl Runtime {
         self.close()?;
         Ok(false)
     }
+    /// Not Collective. Log ``message`` the way Rankwise programs do (stderr, ``[rank N] LEVEL``):
+    /// rank 0 from ``"info"`` up, the others warnings and errors only (``RANKWISE_LOG_ALL=1``:
+    /// every rank); ``level`` is ``"error"``, ``"warn"``, ``"info"`` or ``"debug"``.
+    #[pyo3(signature = (message, level = "info"))]
+    fn log(&self, message: &str, level: &str) -> PyResult<()> {
+        self.get()?;
+        let level = match level {
+            "error" => log::Level::Error,
+            "warn" => log::Level::Warn,
+            "info" => log::Level::Info,
+            "debug" => log::Level::Debug,
+            _ => return Err(InputError::new_err(format!("Runtime.log: level {level:?}: expected error, warn, info or debug"))),
+        };
+        log::log!(target: "rankwise", level, "{message}");
+        Ok(())
+    }
     /// Not Collective. Abort every rank of the job with exit code ``code`` after printing
     /// ``message`` with this rank's number: for a rank that cannot go on alone.
     #[pyo3(signature = (message, code = 1))]
