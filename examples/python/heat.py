@@ -166,7 +166,10 @@ def run(rt):
     l2 = math.sqrt(v.dot(v) / (n ** dim))
     checksum = rankwise.field_checksum(u)
     if rt.rank == 0:
-        print(f"final step={inp['steps']} time={rust_e(t)} l2_error={rust_e(l2)} checksum={checksum:016x}", flush=True)
+        # One write: under mpirun stdout is unbuffered, and print's separate newline would split
+        # the line in mpirun's tagged output.
+        sys.stdout.write(f"final step={inp['steps']} time={rust_e(t)} l2_error={rust_e(l2)} checksum={checksum:016x}\n")
+        sys.stdout.flush()
     if inp["out_dir"]:
         path = rankwise.write_output(os.path.join(inp["out_dir"], "heat-final.h5"), inp["steps"], t, {"u": u}, params)
         rt.log(f"wrote {path} and {os.path.splitext(path)[0]}.xmf")
