@@ -12,6 +12,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
+mod bench;
 mod checkpoint;
 mod kernels;
 mod parallel;
@@ -107,5 +108,6 @@ fn _rankwise(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kernels::register(m)?;
     parallel::register(m)?;
     checkpoint::register(m)?;
+    bench::register(m)?;
     Ok(())
 }
