@@ -15,7 +15,7 @@ esac
 # The other MPI beside it (Debian keeps Open MPI the default): the tests start programs with the
 # wrong MPI's launcher on purpose, and `rankwise run` picks the launcher of the program's MPI.
 pkgs="$pkgs libopenmpi-dev openmpi-bin mpich libmpich-dev libhdf5-mpich-dev"
-pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc g++ gfortran make hdf5-tools python3-h5py python3-numpy python3-pip python3-mpi4py python3-pytest python3-dev slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
+pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc g++ gfortran make hdf5-tools python3-h5py python3-numpy python3-pip python3-mpi4py python3-pytest python3-venv python3-dev slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
 # Network namespaces for the multi-host tests (scripts/hosts.sh: ip, nsenter, unshare).
 pkgs="$pkgs iproute2 util-linux"

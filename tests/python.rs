@@ -157,3 +157,22 @@ fn heat_py_through_the_launcher() {
     assert_eq!(o.code, Some(0), "{}", o.show());
     assert!(o.stdout.lines().any(|l| l == reference), "{reference}\n{}", o.show());
 }
+
+/// The README's way in: a venv that takes numpy and mpi4py from the system, and
+/// `pip install ./python` as a user runs it (pip fetches maturin for the build, as on a fresh
+/// machine); the installed package runs the heat example with the Rust line.
+#[test]
+fn a_venv_installs_the_package_with_pip() {
+    let s = Scratch::new("venv");
+    let venv = s.path().join("rankwise-py");
+    let st = Command::new(python()).args(["-m", "venv", "--system-site-packages"]).arg(&venv).status().expect("cannot run python3 -m venv");
+    assert!(st.success(), "python3 -m venv failed (Debian: apt install python3-venv)");
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.current_dir(root()).args(["install", "--quiet", "--disable-pip-version-check", "./python"]).env("PIP_ROOT_USER_ACTION", "ignore");
+    common::clean_cargo_env(&mut pip);
+    assert!(pip.status().expect("cannot run pip").success(), "pip install ./python failed in a venv");
+    let reference = final_line(&Job::new(2, "heat").args(["--set", "n=16", "--set", "steps=20"]).run());
+    let script = root().join("examples/python/heat.py").display().to_string();
+    let o = Job::with_path(2, venv.join("bin/python")).args([script.as_str(), "--set", "n=16", "--set", "steps=20"]).dir(s.path()).timeout(300).run();
+    assert_eq!(final_line(&o), reference);
+}
