@@ -6,6 +6,7 @@ Arrays are numpy float64 arrays; kernels read and write them in place (no copies
 
 import os
 from enum import Enum
+from pathlib import Path
 from types import TracebackType
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -242,7 +243,7 @@ class StopPolicy:
 # Checkpoints
 
 class CheckpointInfo:
-    path: str
+    path: Path
     step: int
     time: float
     ranks: int
@@ -260,18 +261,18 @@ class Checkpoints:
     """A folder of checkpoints ckpt-<step>.h5, keeping the newest ``keep`` (0: all)."""
     def __init__(self, path: PathLike, keep: int = 2) -> None: ...
     @property
-    def path(self) -> str: ...
-    def write(self, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None) -> str:
+    def path(self) -> Path: ...
+    def write(self, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None) -> Path:
         """Collective. Write and commit a checkpoint; its path."""
     def restore(self, fields: Dict[str, Field], expect: Optional[Dict[str, ParamValue]] = None) -> Optional[Restored]:
         """Collective. Restore the newest valid checkpoint (any rank count), or None."""
-    def list(self) -> List[Tuple[str, Union[CheckpointInfo, RankwiseError]]]: ...
+    def list(self) -> List[Tuple[Path, Union[CheckpointInfo, RankwiseError]]]: ...
     def newest_valid(self) -> Tuple[Optional[CheckpointInfo], List[str]]: ...
 
 def verify(path: PathLike) -> CheckpointInfo:
     """Check every field of a checkpoint against its checksum (CheckpointError if damaged)."""
 def inspect(path: PathLike) -> CheckpointInfo: ...
-def write_output(path: PathLike, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None) -> str:
+def write_output(path: PathLike, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None) -> Path:
     """Collective. The checkpoint format to one file, with XDMF beside it (ParaView)."""
 def write_png(field: Field, path: PathLike) -> Optional[Tuple[float, float]]:
     """Collective. A PNG of a small field on rank 0."""

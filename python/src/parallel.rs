@@ -403,7 +403,8 @@ impl Decomposition {
         Ok(self.d.neighbour(&offset))
     }
     fn __repr__(&self) -> String {
-        format!("rankwise.Decomposition(shape={:?}, grid={:?}, periodic={:?})", self.d.global_shape(), self.d.grid(), self.d.periodic())
+        let periodic: Vec<&str> = self.d.periodic().iter().map(|&p| if p { "True" } else { "False" }).collect();
+        format!("rankwise.Decomposition(shape={:?}, grid={:?}, periodic=[{}])", self.d.global_shape(), self.d.grid(), periodic.join(", "))
     }
 }
 
