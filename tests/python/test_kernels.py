@@ -151,3 +151,18 @@ def test_backends_by_name():
     u, v = np.random.default_rng(5).random((12, 12)), np.zeros((12, 12))
     rankwise.heat_step(u, v, 1, [0.1, 0.1], 1e-3, backend=be)
     np.testing.assert_allclose(v[1:-1, 1:-1], u[1:-1, 1:-1] + 1e-3 * lap2(u, [0.1, 0.1]), rtol=1e-12)
+
+
+def test_the_stub_names_what_the_module_has():
+    import ast
+    import os
+
+    stub = os.path.join(os.path.dirname(rankwise.__file__), "_rankwise.pyi")
+    tree = ast.parse(open(stub).read())
+    named = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    named |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target] if t.id.isupper()}
+    public = {n for n in dir(rankwise._rankwise) if not n.startswith("_")}
+    assert named == public, (named - public, public - named)
+    # Every public function and class has a docstring.
+    undocumented = [n for n in public if callable(getattr(rankwise, n)) and not getattr(rankwise, n).__doc__]
+    assert undocumented == []
