@@ -3,6 +3,8 @@ of Rankwise's memory, halo exchange (one call and split phase), exact reductions
 stop policy, the inputs."""
 
 import math
+import os
+import signal
 import time
 
 import numpy as np
@@ -176,6 +178,14 @@ def test_stop_policy(rt):
     d = p.check(1)
     assert d.action == rankwise.StopAction.CheckpointAndStop and d.stop and d.reason == "time_limit"
     assert rankwise.EXIT_REQUEUE == 75
+    # A signal on one rank (SIGTERM: stop) is every rank's decision at the next check.
+    p = rankwise.StopPolicy(rt, margin=0.0)
+    assert p.check(1).action == rankwise.StopAction.CarryOn
+    if rt.rank == rt.size - 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+    d = p.check(2)
+    assert d.action == rankwise.StopAction.CheckpointAndStop and d.reason == "preemption"
+    del p
     with pytest.raises(rankwise.InputError, match="margin"):
         rankwise.StopPolicy(rt, margin=-1.0)
 
