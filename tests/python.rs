@@ -111,6 +111,13 @@ fn heat_py_gives_the_rust_line_and_restarts_4_to_2_bit_identical() {
     assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20 (4 ranks wrote it, 2 now)")), "{}", o.show());
     assert_eq!(final_line(&o), reference);
 
+    // The same with checkpoints written in the background.
+    let dir_async = format!("checkpoint.dir={}", s.path().join("ckpt-async").display());
+    final_line(&heat_py(4, &["n=20", "steps=25", "checkpoint.every=10", "checkpoint.mode=async", &dir_async], s.path()));
+    let o = heat_py(2, &["n=20", "steps=40", "checkpoint.every=10", "checkpoint.mode=async", &dir_async], s.path());
+    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20 (4 ranks wrote it, 2 now)")), "{}", o.show());
+    assert_eq!(final_line(&o), reference);
+
     // The Rust example restarts from the Python run's checkpoints too (step 30 now).
     let o = Job::new(3, "heat").args(["--set", "n=20", "--set", "steps=40", "--set", &dir]).run();
     assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 30 (2 ranks wrote it, 3 now)")), "{}", o.show());

@@ -258,12 +258,19 @@ class Restored:
     skipped: List[str]
 
 class Checkpoints:
-    """A folder of checkpoints ckpt-<step>.h5, keeping the newest ``keep`` (0: all)."""
-    def __init__(self, path: PathLike, keep: int = 2) -> None: ...
+    """A folder of checkpoints ckpt-<step>.h5, keeping the newest ``keep`` (0: all); written in the
+    background with ``asynchronous``; with a node-local level in ``local`` (the shared file every
+    ``flush_every``-th time, 10 by default)."""
+    def __init__(self, path: PathLike, keep: int = 2, asynchronous: bool = False, local: Optional[PathLike] = None, flush_every: Optional[int] = None) -> None: ...
     @property
     def path(self) -> Path: ...
-    def write(self, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None) -> Path:
-        """Collective. Write and commit a checkpoint; its path."""
+    def write(self, step: int, time: float, fields: Dict[str, Field], params: Optional[Dict[str, ParamValue]] = None, stop: bool = False) -> Path:
+        """Collective. Write a checkpoint (committed on return unless asynchronous); its path.
+        ``stop``: the last before a stop, to the shared file whatever ``flush_every`` says."""
+    def wait(self) -> Optional[Path]:
+        """Collective. Wait for the background checkpoint in flight; the path it committed."""
+    def clear_local(self, runtime: Runtime) -> None:
+        """Collective. Wait, then remove this rank's node-local files."""
     def restore(self, fields: Dict[str, Field], expect: Optional[Dict[str, ParamValue]] = None) -> Optional[Restored]:
         """Collective. Restore the newest valid checkpoint (any rank count), or None."""
     def list(self) -> List[Tuple[Path, Union[CheckpointInfo, RankwiseError]]]: ...

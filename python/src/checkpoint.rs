@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use rankwise_io::{Checkpoint, CheckpointDir, CheckpointInfo as RInfo, CheckpointWriter, IoError, Param};
 
-use crate::parallel::Field;
+use crate::parallel::{Field, Runtime};
 use crate::{collective, local, CheckpointError, InputError, ShapeError};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -132,21 +132,33 @@ pub struct Restored {
 }
 
 /// A folder of checkpoints ``ckpt-<step>.h5`` (one shared parallel HDF5 file each, any rank
-/// count reads it back; h5py and ParaView read it too), keeping the newest ``keep`` (0: all).
+/// count reads it back; h5py and ParaView read it too), keeping the newest ``keep`` (0: all);
+/// written in the background with ``asynchronous`` (needs MPI_THREAD_MULTIPLE, mpi4py's
+/// default), and with a node-local level first in ``local`` (``%h``: the host's name), the shared
+/// file every ``flush_every``-th time (10). Restore takes the newest that verifies on either level.
 #[pyclass(module = "rankwise")]
 pub struct Checkpoints {
     dir: CheckpointDir,
+    /// Through snapshots (in the background, or with a node-local level).
+    snapshots: bool,
 }
 
 #[pymethods]
 impl Checkpoints {
     #[new]
-    #[pyo3(signature = (path, keep = 2))]
-    fn new(path: PathBuf, keep: usize) -> PyResult<Self> {
+    #[pyo3(signature = (path, keep = 2, asynchronous = false, local = None, flush_every = None))]
+    fn new(path: PathBuf, keep: usize, asynchronous: bool, local: Option<PathBuf>, flush_every: Option<u64>) -> PyResult<Self> {
         if path.as_os_str().is_empty() {
             return Err(InputError::new_err("Checkpoints: an empty folder name"));
         }
-        Ok(Checkpoints { dir: CheckpointDir::new(path).keep(keep) })
+        let mut dir = CheckpointDir::new(path).keep(keep).asynchronous(asynchronous);
+        let snapshots = asynchronous || local.is_some();
+        match (local, flush_every) {
+            (Some(l), every) => dir = dir.local(l, every.unwrap_or(10)),
+            (None, Some(every)) if every != 1 => return Err(InputError::new_err("Checkpoints: flush_every needs local (where the other checkpoints go)")),
+            (None, _) => {}
+        }
+        Ok(Checkpoints { dir, snapshots })
     }
     /// The folder.
     #[getter]
@@ -155,14 +167,43 @@ impl Checkpoints {
     }
     /// Collective. Write the checkpoint of ``step`` at simulation time ``time``: ``fields``
     /// (``{name: Field}``, on one decomposition) and ``params`` (``{name: bool|int|float|str}``,
-    /// checked at restore), by collective parallel HDF5; committed (durable, then published) on
+    /// checked at restore), by collective parallel HDF5, committed (durable, then published) on
     /// return, older ones beyond ``keep`` removed. Returns the file's path.
-    #[pyo3(signature = (step, time, fields, params = None))]
-    fn write(&self, step: u64, time: f64, fields: &Bound<'_, PyDict>, params: Option<&Bound<'_, PyDict>>) -> PyResult<PathBuf> {
+    ///
+    /// With ``asynchronous`` the fields are copied and the file is written by a thread of each
+    /// rank while the program goes on (:meth:`wait` for it; the next write waits too); with
+    /// ``local`` each rank's blocks go to that node-local folder (and a partner's copy), and only
+    /// every ``flush_every``-th checkpoint, or one with ``stop``, to the shared file.
+    #[pyo3(signature = (step, time, fields, params = None, stop = false))]
+    fn write(&self, step: u64, time: f64, fields: &Bound<'_, PyDict>, params: Option<&Bound<'_, PyDict>>, stop: bool) -> PyResult<PathBuf> {
         let fields = self::fields(fields, "Checkpoints.write")?;
         let params = self::params(params)?;
         let d = fields[0].1.borrow().field.decomposition().clone();
+        if self.snapshots {
+            let mut s = self.dir.snapshot(step, time);
+            for (k, v) in &params {
+                s.param(k, v.clone());
+            }
+            for (name, f) in &fields {
+                s.write_field(name, &f.borrow().field);
+            }
+            if stop {
+                s.shared();
+            }
+            return collective(|| s.submit(d.comm()).map_err(io));
+        }
         collective(|| write_all(self.dir.create(d.comm(), step, time).map_err(io)?, &fields, &params))
+    }
+    /// Collective. Wait for the background checkpoint in flight, if any; the path of the one that
+    /// committed, or None.
+    fn wait(&self) -> PyResult<Option<PathBuf>> {
+        collective(|| rankwise_io::flush::wait().map_err(io))
+    }
+    /// Collective. Wait for any background checkpoint, then remove this rank's node-local files
+    /// (a run that completed keeps none).
+    fn clear_local(&self, runtime: PyRef<'_, Runtime>) -> PyResult<()> {
+        let rt = runtime.get()?;
+        collective(|| self.dir.clear_local(rt.world()).map_err(io))
     }
     /// Collective. Restart from the newest checkpoint that verifies, on any rank count: damaged
     /// ones are skipped (a warning on rank 0, and listed in :attr:`Restored.skipped`). The

@@ -107,3 +107,35 @@ def test_bad_arguments(rt, shared_dir):
         ck.write(1, 0.0, {"u": u}, {"p": [1, 2]})
     with pytest.raises(rankwise.CheckpointError):
         rankwise.verify(os.path.join(shared_dir, "nothing.h5"))
+
+
+def test_background_and_node_local_checkpoints(rt, shared_dir):
+    shape = [10, 8]
+    whole = np.arange(80.0).reshape(shape)
+    u = field(rt, shape, whole)
+    ck = rankwise.Checkpoints(os.path.join(shared_dir, "async"), asynchronous=True)
+    ck.write(3, 0.3, {"u": u}, {"n": 10})
+    u.interior[...] = -1.0  # the snapshot was taken at write: this does not reach the file
+    committed = ck.wait()
+    assert committed is not None and os.path.basename(committed) == "ckpt-0000000003.h5"
+    assert ck.wait() is None
+    v = field(rt, shape, np.zeros(shape))
+    assert ck.restore({"u": v}, expect={"n": 10}).step == 3
+    np.testing.assert_array_equal(v.interior, field(rt, shape, whole).interior)
+
+    # A node-local level: only every 2nd checkpoint (and one before a stop) to the shared file.
+    local = os.path.join(shared_dir, "local-%h")
+    ck = rankwise.Checkpoints(os.path.join(shared_dir, "shared"), keep=0, local=local, flush_every=2)
+    for step in (1, 2, 3):
+        u.interior[...] = step
+        ck.write(step, step * 1.0, {"u": u})
+    ck.wait()
+    assert [os.path.basename(p) for p, _ in ck.list()] == ["ckpt-0000000002.h5"]
+    w = field(rt, shape, np.zeros(shape))
+    r = ck.restore({"u": w})
+    assert r.step == 3 and (w.interior == 3.0).all()
+    ck.clear_local(rt)
+    r = ck.restore({"u": w})
+    assert r.step == 2 and (w.interior == 2.0).all()
+    with pytest.raises(rankwise.InputError, match="flush_every needs local"):
+        rankwise.Checkpoints(shared_dir, flush_every=3)
