@@ -27,3 +27,10 @@ from ._rankwise import (  # noqa: F401
 )
 
 __all__ = [n for n in dir() if not n.startswith("_")]
+
+import atexit as _atexit  # noqa: E402
+
+from ._rankwise import _finish_background_checkpoint  # noqa: E402
+
+# Registered after mpi4py's import, so it runs before mpi4py finalises MPI.
+_atexit.register(_finish_background_checkpoint)

@@ -18,7 +18,19 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(write_output, m)?)?;
     m.add_function(wrap_pyfunction!(write_png, m)?)?;
+    m.add_function(wrap_pyfunction!(_finish_background_checkpoint, m)?)?;
     Ok(())
+}
+
+/// At the interpreter's exit, before mpi4py finalises MPI: a checkpoint still written in the
+/// background finishes while MPI runs (rankwise/__init__.py registers this with atexit).
+#[pyfunction]
+fn _finish_background_checkpoint() {
+    if crate::mpi_running() {
+        if let Err(e) = rankwise_io::flush::wait() {
+            crate::emit(&format!("rankwise: the last checkpoint failed in the background: {e}\n"));
+        }
+    }
 }
 
 pub(crate) fn io(e: IoError) -> PyErr {
