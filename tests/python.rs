@@ -140,6 +140,7 @@ fn heat_py_bad_inputs_are_one_line() {
     one_error(&heat_py(2, &["n=1"], s.path()), "need at least 2 cells per side");
     one_error(&heat_py(2, &["n=abc"], s.path()), "n");
     one_error(&heat_py(2, &["checkpoint.every=5"], s.path()), "needs checkpoint.dir");
+    one_error(&heat_py(2, &["checkpoint.mode=fast"], s.path()), "expected sync or async");
     // Another run's checkpoint: refused in one line, and left where it is.
     let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
     final_line(&heat_py(2, &["n=12", "steps=10", "checkpoint.every=5", &dir], s.path()));

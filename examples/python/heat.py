@@ -148,7 +148,14 @@ def run(rt):
         elif skipped:
             rt.log(f"no valid checkpoint in {catalogue.path}{skipped}: starting from step 0", "warn")
 
-    be = rankwise.Backend(inp["backend"], rt.gpu or 0)
+    # All ranks decide together: "cuda" is bad input unless every rank has a GPU.
+    try:
+        be, why = rankwise.Backend(inp["backend"], rt.gpu or 0), None
+    except rankwise.BackendError as e:
+        be, why = None, str(e)
+    whys = [w for w in MPI.COMM_WORLD.allgather(why) if w]
+    if whys:
+        raise cfg.invalid("backend", f"no usable GPU: {whys[0]}")
     policy = rankwise.StopPolicy(rt, margin=inp["margin"])
     nu_dt = inp["alpha"] * inp["dt"]
     t0, first = clock.perf_counter(), step
