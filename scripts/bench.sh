@@ -10,4 +10,5 @@ echo "== dense matrix product: SUMMA at 1, 2, 4 ranks vs one rank's dgemm"; scri
 echo "== checkpoint write/read vs raw sequential I/O"; scripts/bench-ckpt.sh
 echo "== rankwise run vs bare mpirun"; scripts/bench-launcher.sh
 echo "== the C API: the 2-D heat kernel called from C vs from Rust"; scripts/bench-capi.sh
+echo "== the Python package: a heat step and a halo exchange from Python vs from Rust"; scripts/bench-python.sh
 echo "== scale model: messages, allreduce, checkpoints, heat kernels; predictions to 1,000 nodes"; scripts/bench-scaling.sh

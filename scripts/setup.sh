@@ -15,7 +15,7 @@ esac
 # The other MPI beside it (Debian keeps Open MPI the default): the tests start programs with the
 # wrong MPI's launcher on purpose, and `rankwise run` picks the launcher of the program's MPI.
 pkgs="$pkgs libopenmpi-dev openmpi-bin mpich libmpich-dev libhdf5-mpich-dev"
-pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc g++ gfortran make hdf5-tools python3-h5py python3-numpy python3-pip slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
+pkgs="$pkgs libopenblas-dev libclang-dev clang pkg-config gcc g++ gfortran make hdf5-tools python3-h5py python3-numpy python3-pip python3-mpi4py python3-pytest python3-venv python3-dev slurm-wlm munge ${RANKWISE_EXTRA_PACKAGES:-}"
 
 # Network namespaces for the multi-host tests (scripts/hosts.sh: ip, nsenter, unshare).
 pkgs="$pkgs iproute2 util-linux"
@@ -42,4 +42,13 @@ if [ ! -x "$cuda_tools/nvidia/cu13/bin/ptxas" ] || [ ! -e "$cuda_tools/nvidia/cu
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
     --target "$cuda_tools" "nvidia-cuda-nvrtc==13.0.88" "nvidia-cuda-nvcc==13.0.88" >&2 ||
     echo "setup: warning: could not install NVRTC/ptxas; the kernel compile tests will fail until they are" >&2
+fi
+# maturin, which builds the Python package (`pip install ./python`), into target/python-tools:
+# tests/python.rs builds the package with it and installs it beside the build, not into the system.
+py_tools="$(cd "$(dirname "$0")/.." && pwd)/target/python-tools"
+if [ ! -x "$py_tools/bin/maturin" ]; then
+  echo "setup: installing maturin (pip wheel) into $py_tools" >&2
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore /usr/bin/python3 -m pip install --quiet --disable-pip-version-check \
+    --target "$py_tools" "maturin>=1.5,<2" >&2 ||
+    echo "setup: warning: could not install maturin; the Python package's tests will fail until it is" >&2
 fi
