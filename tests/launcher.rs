@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::Path;
+use std::os::fd::FromRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -182,6 +184,106 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         assert_eq!(lines.len(), 1, "{args:?}: one line expected\n{}", o.show());
         assert!(lines[0].contains(expect), "{args:?}: expected {expect:?}\n{}", o.show());
         assert!(o.stdout.is_empty(), "{}", o.show());
+    }
+}
+
+/// The examples' own bad-input errors under `rankwise run`: the whole of what the user sees is
+/// the program's one line, and the exit code 2 (no launcher report that a rank exited non-zero).
+#[test]
+fn examples_bad_input_is_the_programs_line_alone() {
+    let s = Scratch::new("launcher-examples-bad");
+    let file = s.path().join("bad.toml");
+    std::fs::write(&file, "n = \"big\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let bogus = "error: unexpected argument \"--bogus\" (expected --inputs FILE or --set key=value)".to_string();
+    let cases = [
+        ("hello", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".to_string()),
+        ("hello", vec!["-i", f], format!("error: {f} line 1: unknown input `n`")),
+        ("hello", vec!["--", "--bogus"], bogus.clone()),
+        ("heat", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".into()),
+        ("heat", vec!["--set", "n=1"], "error: --set n: `n` = 1: need at least 2 cells per side".into()),
+        ("heat", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("heat", vec!["--", "--bogus"], bogus.clone()),
+        ("poisson", vec!["--set", "cg.tl=0"], "error: --set cg.tl: unknown input `cg.tl`".into()),
+        ("poisson", vec!["--set", "cg.dot=fast"], "error: --set cg.dot: `cg.dot` = \"fast\": must be rows, exact or plain".into()),
+        ("poisson", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("poisson", vec!["--", "--bogus"], bogus.clone()),
+        ("quickstart", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".into()),
+        ("quickstart", vec!["--set", "steps=-1"], "error: --set steps: `steps` = -1: expected u64".into()),
+        ("quickstart", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("quickstart", vec!["--", "--bogus"], bogus),
+    ];
+    for (example, args, line) in cases {
+        program(example);
+        let mut cmd = rankwise(&["run", "-n", "2", example]);
+        // quickstart's checkpoints would land in the working folder.
+        cmd.args(&args).current_dir(s.path());
+        let o = run(cmd);
+        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (Some(2), "", format!("{line}\n").as_str()), "{example} {args:?}\n{}", o.show());
+    }
+}
+
+/// A program that stops with a checkpoint (exit 75) shows its own lines only, and a program's
+/// other exit codes keep the launcher's report, after the program's lines.
+#[test]
+fn requeue_is_quiet_and_other_exit_codes_keep_the_launchers_report() {
+    let s = Scratch::new("launcher-exit-codes");
+    let script = s.path().join("exits.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"stopping here\" >&2\nexit \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exits = |code: &str| run(rankwise(&["run", "-n", "2", script.to_str().unwrap(), "--", code]));
+    let o = exits("75");
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (Some(75), "", "stopping here\nstopping here\n"), "{}", o.show());
+    let o = exits("3");
+    assert_eq!(o.code, Some(3), "{}", o.show());
+    assert!(o.stderr.starts_with("stopping here\nstopping here\n"), "{}", o.show());
+    assert!(o.stderr.ends_with("rankwise: the job failed at step 0 with exit code 3: rank 0: exit code 3\n") || common::hydra(), "{}", o.show());
+    if !common::hydra() {
+        assert!(o.stderr.contains("exited with non-zero status"), "Open MPI's report is kept\n{}", o.show());
+    }
+}
+
+/// `rankwise info | head -3`, and every other subcommand whose reader goes away: no panic, no
+/// backtrace, no message; `run` ends its job first (exit 141, as the shell reports a SIGPIPE).
+#[test]
+fn a_closed_pipe_ends_every_subcommand_quietly() {
+    program("hello");
+    let s = Scratch::new("launcher-pipe");
+    std::fs::create_dir_all(s.path().join("ck")).unwrap();
+    let params = s.path().join("sweep.toml");
+    std::fs::write(&params, "[sweep]\ngrid = { n = [8, 16] }\n").unwrap();
+    let o = {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(format!("{} info | head -3", rankwise_bin().display())).env("RUST_BACKTRACE", "1");
+        run(sh)
+    };
+    assert_eq!((o.code, o.stdout.lines().count(), o.stderr.as_str()), (Some(0), 3, ""), "{}", o.show());
+    let subcommands: [&[&str]; 9] = [
+        &["info"],
+        &["--help"],
+        &["completions", "bash"],
+        &["ckpt", "list", s.path().join("ck").to_str().unwrap()],
+        &["run", "-n", "2", "--dry-run", "hello"],
+        &["sbatch", "--dry-run", "-n", "2", "-t", "5", "hello"],
+        &["sweep", "--params", params.to_str().unwrap(), "--dry-run", "-n", "2", "-t", "5", "hello"],
+        &["run", "-n", "2", "hello"],
+        &["run", "-n", "1", "yes"],
+    ];
+    for args in subcommands {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) into a two-int array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are ours; the read end is closed before the child writes.
+        let (read, write) = unsafe { (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        let mut cmd = rankwise(args);
+        cmd.env("RUST_BACKTRACE", "1").stdout(write).stderr(Stdio::piped());
+        let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr, "", "{args:?}: {:?}", out.status);
+        let ended = out.status.signal() == Some(libc::SIGPIPE) || out.status.code() == Some(141);
+        assert!(ended, "{args:?}: {:?}", out.status);
     }
 }
 

@@ -467,7 +467,8 @@ fn cli_sweep(c: &Cluster) {
     // Without a checkpoint folder heat refuses to stop: the checkpoint signal must not come
     // (with the default 120 s, Slurm sends it at once to a 2-minute job).
     let args = ["--set", "steps=50"];
-    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "-o", "task-%a.txt", "heat"][..], &args].concat());
+    // No output file named: each task's goes into its own folder, runs/i.
+    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "heat"][..], &args].concat());
     let jobs = c.wait(id, 90);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(jobs.iter().all(|j| j.state() == "COMPLETED"), "array {id}: {jobs:#?}");
@@ -476,11 +477,13 @@ fn cli_sweep(c: &Cluster) {
     for (i, n) in ["16", "24", "32"].iter().enumerate() {
         let direct = common::Job::new(2, "heat").args(args).args(["--set", &format!("n={n}")]).run();
         let expect = direct.assert_success().line(0, "final ");
-        let out = read(dir.join(format!("task-{i}.txt")));
+        let out = read(dir.join("runs").join(i.to_string()).join(format!("slurm-{id}_{i}.out")));
         assert!(out.lines().any(|l| l == expect), "task {i}: not {expect}\n{out}");
         let params: toml::Table = toml::from_str(&read(dir.join("runs").join(i.to_string()).join("params.toml"))).unwrap();
         assert_eq!(params["n"].as_str(), Some(*n), "task {i}");
     }
+    let beside: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|f| f.to_string_lossy().ends_with(".out")).collect();
+    assert!(beside.is_empty(), "task output beside the submission: {beside:?}");
 }
 
 /// Heat at 4 ranks, checkpointing every few seconds, from an inputs file that gives the steps.

@@ -6,14 +6,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rankwise_runtime::status::{Status, RESTART_COUNT_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
 
@@ -21,6 +21,10 @@ use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The signal (INT or TERM) by which the user asked the job to end (0 if none): never restart it.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Set when the reader of our stdout went away (`rankwise run ... | head`): the job is ended,
+/// quietly, as a closed pipe ends `cat`.
+static READER_GONE: AtomicBool = AtomicBool::new(false);
 
 /// When the running child was started.
 static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
@@ -76,6 +80,9 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy) -> Result<i
     let hydra = matches!(via, Via::Mpirun { flavour: Flavour::Mpich, .. });
     loop {
         let code = launch(&plan(&req, via, host), hydra)?;
+        if READER_GONE.load(Ordering::SeqCst) {
+            return Ok(128 + SIGPIPE);
+        }
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         if interrupted != 0 {
             // Hydra exits 0 after ending the ranks for a forwarded INT or TERM: the job did not finish.
@@ -122,26 +129,26 @@ struct Ended {
     cause: Option<String>,
 }
 
-/// Run `plan`, passing its stderr (and with `watch_stdout` its stdout) through, listening for
-/// which rank failed.
+/// Run `plan`, passing its stdout and stderr through, listening for which rank failed (Hydra
+/// reports it on stdout, with `watch_stdout`).
 fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     let mut cmd = plan.command();
     // Its own process group: a Ctrl-C reaches only us, and we forward it once. Nothing reads
-    // stdin (inputs come from files), so it stays out of the terminal's way.
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0);
-    if watch_stdout {
-        cmd.stdout(Stdio::piped());
-    }
+    // stdin (inputs come from files), so it stays out of the terminal's way. Stdout comes
+    // through us too: Open MPI's mpirun crashes when its own stdout's reader goes away.
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     // SAFETY: prctl is async-signal-safe. If we die, take the job down with us.
     unsafe { cmd.pre_exec(|| { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM); Ok(()) }) };
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", plan.program.display()))?;
     *STARTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     let cause = Arc::new(Mutex::new(Cause::default()));
-    let mut tees = vec![tee(child.stderr.take().expect("piped"), std::io::stderr(), cause.clone())];
-    if let Some(stdout) = child.stdout.take() {
-        tees.push(tee(stdout, std::io::stdout(), cause.clone()));
-    }
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Sink::Stderr { boxes: Boxes::default(), held: held.clone() };
+    let tees = [
+        tee(child.stderr.take().expect("piped"), stderr, Some(cause.clone())),
+        tee(child.stdout.take().expect("piped"), Sink::Stdout, watch_stdout.then(|| cause.clone())),
+    ];
     let status = child.wait()?;
     CHILD.store(0, Ordering::SeqCst);
     tees.into_iter().for_each(|t| t.join().unwrap_or_default());
@@ -151,19 +158,114 @@ fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     if cause.signal.is_some_and(|s| s == value) {
         value += 128;
     }
+    // Exit 2 and 75 are the program's own verdict, said in its own line: the launcher's report
+    // that a rank exited non-zero would only bury it.
+    let held = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+    if !matches!(value, EXIT_BAD_INPUT | EXIT_REQUEUE) && !READER_GONE.load(Ordering::SeqCst) {
+        std::io::stderr().write_all(&held).ok();
+    }
     Ok(Ended { value, cause: cause.describe() })
 }
 
-/// Copy `input` to `output` line by line as it comes, feeding each line to `cause`.
-fn tee(input: impl Read + Send + 'static, mut output: impl Write + Send + 'static, cause: Arc<Mutex<Cause>>) -> std::thread::JoinHandle<()> {
+/// Where a tee writes.
+enum Sink {
+    /// Our stdout; when its reader goes away, the job is ended and the rest is drained.
+    Stdout,
+    /// Our stderr, less the launcher's reports that a rank exited non-zero: those wait in `held`
+    /// for the job's exit code.
+    Stderr { boxes: Boxes, held: Arc<Mutex<Vec<u8>>> },
+}
+
+impl Sink {
+    fn write(&mut self, line: &[u8]) {
+        match self {
+            Sink::Stdout => {
+                if READER_GONE.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out.write_all(line).and_then(|()| out.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe && !READER_GONE.swap(true, Ordering::SeqCst) {
+                        pass_on(SIGTERM);
+                    }
+                }
+            }
+            Sink::Stderr { boxes, held } => {
+                let Some((text, hold)) = boxes.feed(line) else { return };
+                if hold {
+                    held.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&text);
+                } else if !(READER_GONE.load(Ordering::SeqCst) && Boxes::is_box(&text)) {
+                    std::io::stderr().write_all(&text).ok();
+                }
+            }
+        }
+    }
+}
+
+/// Open MPI's messages come in boxes (text between two lines of dashes); srun's in lines that
+/// start with `srun: error:`. A box is gathered whole, then told apart.
+#[derive(Default)]
+struct Boxes {
+    open: Option<Vec<u8>>,
+}
+
+impl Boxes {
+    /// The text to pass on now (a line, or a box once it closes) and whether it is a report of a
+    /// non-zero exit, to hold until the job's exit code is known; None while a box is open.
+    fn feed(&mut self, line: &[u8]) -> Option<(Vec<u8>, bool)> {
+        let dashes = {
+            let t = line.trim_ascii();
+            t.len() >= 20 && t.iter().all(|&b| b == b'-')
+        };
+        match (&mut self.open, dashes) {
+            (None, true) => {
+                self.open = Some(line.to_vec());
+                None
+            }
+            (Some(b), false) => {
+                b.extend_from_slice(line);
+                None
+            }
+            (Some(_), true) => {
+                let mut b = self.open.take().expect("open");
+                b.extend_from_slice(line);
+                let hold = Self::nonzero_exit(&b);
+                Some((b, hold))
+            }
+            (None, false) => {
+                let hold = line.starts_with(b"srun: error: ") && Self::nonzero_exit(line);
+                Some((line.to_vec(), hold))
+            }
+        }
+    }
+
+    /// Open MPI: "1 process returned a non-zero exit code", "processes exited with non-zero
+    /// status"; srun: "task 0: Exited with exit code 2". Not a signal, nor MPI_Abort.
+    fn nonzero_exit(text: &[u8]) -> bool {
+        let t = String::from_utf8_lossy(text);
+        t.contains("non-zero exit code") || t.contains("with non-zero status") || t.contains("Exited with exit code")
+    }
+
+    fn is_box(text: &[u8]) -> bool {
+        text.trim_ascii_start().starts_with(b"--------------------")
+    }
+}
+
+/// Copy `input` to `sink` line by line as it comes, feeding each line to `cause`.
+fn tee(input: impl Read + Send + 'static, mut sink: Sink, cause: Option<Arc<Mutex<Cause>>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let (mut input, mut line) = (BufReader::new(input), Vec::new());
         // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
         while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            output.write_all(&line).ok();
-            output.flush().ok();
-            cause.lock().unwrap_or_else(|p| p.into_inner()).feed(&String::from_utf8_lossy(&line));
+            if let Some(c) = &cause {
+                c.lock().unwrap_or_else(|p| p.into_inner()).feed(&String::from_utf8_lossy(&line));
+            }
+            sink.write(&line);
             line.clear();
+        }
+        // A box the launcher never closed is still text to show.
+        if let Sink::Stderr { boxes: Boxes { open: Some(b) }, .. } = &sink {
+            std::io::stderr().write_all(b).ok();
         }
     })
 }
