@@ -77,6 +77,39 @@ fn runs_an_example_by_name_on_4_ranks() {
     assert!(o.stdout.contains("allreduce: sum of rank+1 over 4 ranks = 10"), "{}", o.show());
 }
 
+/// Each rank's pool takes the cores it may use, shared with the other ranks on them: 4 ranks on
+/// this 2-core machine take 1 thread each (not 2 each, 8 on 2 cores); RAYON_NUM_THREADS and
+/// `--threads` override it. hello says how many and why.
+#[test]
+fn each_rank_takes_its_share_of_the_cores_unless_told() {
+    program("hello");
+    let threads = |o: &Outcome| -> Vec<String> {
+        let lines: Vec<String> = o.stdout.lines().filter(|l| l.starts_with("rank ")).map(|l| l.split(", ").nth(1).unwrap_or("").to_string()).collect();
+        assert_eq!(lines.len(), 4, "{}", o.show());
+        lines
+    };
+    let mut cmd = rankwise(&["run", "-n", "4", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let total: usize = threads(&o).iter().map(|t| t.split(' ').next().unwrap().parse::<usize>().unwrap()).sum();
+    assert!(total <= cpus.max(4), "{total} threads on {cpus} CPUs\n{}", o.show());
+    if cpus == 2 {
+        assert_eq!(threads(&o), vec!["1 thread (2 CPUs shared by 4 ranks)"; 4], "{}", o.show());
+    }
+    let mut cmd = rankwise(&["run", "-n", "4", "hello"]);
+    cmd.env("RAYON_NUM_THREADS", "3");
+    let o = run(cmd);
+    o.assert_success();
+    assert_eq!(threads(&o), vec!["3 threads (RAYON_NUM_THREADS)"; 4], "{}", o.show());
+    let mut cmd = rankwise(&["run", "-n", "4", "--threads", "2", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    assert_eq!(threads(&o), vec!["2 threads (RAYON_NUM_THREADS)"; 4], "{}", o.show());
+}
+
 #[test]
 fn dry_run_prints_the_exact_command() {
     program("hello");
@@ -249,7 +282,8 @@ fn requeue_is_quiet_and_other_exit_codes_keep_the_launchers_report() {
 fn a_closed_pipe_ends_every_subcommand_quietly() {
     program("hello");
     let s = Scratch::new("launcher-pipe");
-    std::fs::create_dir_all(s.path().join("ck")).unwrap();
+    let ck = s.path().join("ck");
+    std::fs::create_dir_all(&ck).unwrap();
     let params = s.path().join("sweep.toml");
     std::fs::write(&params, "[sweep]\ngrid = { n = [8, 16] }\n").unwrap();
     let o = {
@@ -262,7 +296,7 @@ fn a_closed_pipe_ends_every_subcommand_quietly() {
         &["info"],
         &["--help"],
         &["completions", "bash"],
-        &["ckpt", "list", s.path().join("ck").to_str().unwrap()],
+        &["ckpt", "list", ck.to_str().unwrap()],
         &["run", "-n", "2", "--dry-run", "hello"],
         &["sbatch", "--dry-run", "-n", "2", "-t", "5", "hello"],
         &["sweep", "--params", params.to_str().unwrap(), "--dry-run", "-n", "2", "-t", "5", "hello"],
@@ -447,6 +481,15 @@ fn info_describes_this_machine() {
     assert!(row("launcher ").contains(&format!("{} ({flavour})", common::mpirun())), "{}", o.show());
     assert!(row("CUDA ").starts_with("CUDA      none") || row("CUDA ").contains("GPU"), "{}", o.show());
     assert_eq!(row("Slurm "), "Slurm     not inside a Slurm job");
+    // The test environment sets both overrides (one thread per rank, one for OpenBLAS).
+    assert!(row("threads ").starts_with("threads   1 per rank (RAYON_NUM_THREADS); OpenBLAS 1 (OPENBLAS_NUM_THREADS); "), "{}", o.show());
+    let mut cmd = rankwise(&["info"]);
+    cmd.env_remove("RAYON_NUM_THREADS").env_remove("OPENBLAS_NUM_THREADS").env_remove("OMP_NUM_THREADS");
+    let o = run(cmd);
+    let row = o.stdout.lines().find(|l| l.starts_with("threads ")).unwrap_or_else(|| panic!("{}", o.show())).to_string();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let want = format!("threads   per rank its CPUs shared by the ranks on them: {cpus} for 1 rank here, {} for 2, {} for 4 (RAYON_NUM_THREADS unset); OpenBLAS the same; ", (cpus / 2).max(1), (cpus / 4).max(1));
+    assert!(row.starts_with(&want), "{want}\n{}", o.show());
 }
 
 #[test]
