@@ -191,63 +191,83 @@ impl Sink {
                 }
             }
             Sink::Stderr { boxes, held } => {
-                let Some((text, hold)) = boxes.feed(line) else { return };
-                if hold {
-                    held.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&text);
-                } else if !(READER_GONE.load(Ordering::SeqCst) && Boxes::is_box(&text)) {
-                    std::io::stderr().write_all(&text).ok();
+                for (text, hold) in boxes.feed(line) {
+                    if hold {
+                        held.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&text);
+                    } else {
+                        std::io::stderr().write_all(&text).ok();
+                    }
                 }
             }
         }
     }
 }
 
-/// Open MPI's messages come in boxes (text between two lines of dashes); srun's in lines that
-/// start with `srun: error:`. A box is gathered whole, then told apart.
+/// Open MPI's messages come in boxes (text between two lines of dashes), srun's in lines that
+/// start with `srun: error:`. The reports that a rank exited non-zero are held; so is every box
+/// once our reader has gone. Anything else passes at once: a dashed line of the program's own
+/// waits for its next line only.
 #[derive(Default)]
-struct Boxes {
-    open: Option<Vec<u8>>,
+enum Boxes {
+    #[default]
+    Out,
+    /// A line of dashes: a box may begin.
+    Dashes(Vec<u8>),
+    /// Inside a box to hold.
+    Held(Vec<u8>),
 }
 
 impl Boxes {
-    /// The text to pass on now (a line, or a box once it closes) and whether it is a report of a
-    /// non-zero exit, to hold until the job's exit code is known; None while a box is open.
-    fn feed(&mut self, line: &[u8]) -> Option<(Vec<u8>, bool)> {
+    /// The pieces of text to pass on now, each with whether to hold it until the job's exit
+    /// code is known.
+    fn feed(&mut self, line: &[u8]) -> Vec<(Vec<u8>, bool)> {
         let dashes = {
             let t = line.trim_ascii();
             t.len() >= 20 && t.iter().all(|&b| b == b'-')
         };
-        match (&mut self.open, dashes) {
-            (None, true) => {
-                self.open = Some(line.to_vec());
-                None
+        match std::mem::take(self) {
+            Boxes::Out if dashes => {
+                *self = Boxes::Dashes(line.to_vec());
+                vec![]
             }
-            (Some(b), false) => {
+            Boxes::Out => {
+                let srun = line.starts_with(b"srun: error: ") && String::from_utf8_lossy(line).contains("Exited with exit code");
+                vec![(line.to_vec(), srun)]
+            }
+            Boxes::Dashes(mut d) => {
+                let text = String::from_utf8_lossy(line);
+                // Open MPI: "Primary job  terminated normally, but 1 process returned / a non-zero
+                // exit code", "mpirun detected that one or more processes exited with non-zero status".
+                let nonzero_exit = text.contains("terminated normally, but") || text.contains("exited with non-zero status");
+                if nonzero_exit || READER_GONE.load(Ordering::SeqCst) {
+                    d.extend_from_slice(line);
+                    *self = Boxes::Held(d);
+                    vec![]
+                } else if dashes {
+                    *self = Boxes::Dashes(line.to_vec());
+                    vec![(d, false)]
+                } else {
+                    vec![(d, false), (line.to_vec(), false)]
+                }
+            }
+            Boxes::Held(mut b) => {
                 b.extend_from_slice(line);
-                None
-            }
-            (Some(_), true) => {
-                let mut b = self.open.take().expect("open");
-                b.extend_from_slice(line);
-                let hold = Self::nonzero_exit(&b);
-                Some((b, hold))
-            }
-            (None, false) => {
-                let hold = line.starts_with(b"srun: error: ") && Self::nonzero_exit(line);
-                Some((line.to_vec(), hold))
+                if !dashes {
+                    *self = Boxes::Held(b);
+                    return vec![];
+                }
+                // Once the reader has gone, boxes are dropped: the job is ending at our request.
+                if READER_GONE.load(Ordering::SeqCst) { vec![] } else { vec![(b, true)] }
             }
         }
     }
 
-    /// Open MPI: "1 process returned a non-zero exit code", "processes exited with non-zero
-    /// status"; srun: "task 0: Exited with exit code 2". Not a signal, nor MPI_Abort.
-    fn nonzero_exit(text: &[u8]) -> bool {
-        let t = String::from_utf8_lossy(text);
-        t.contains("non-zero exit code") || t.contains("with non-zero status") || t.contains("Exited with exit code")
-    }
-
-    fn is_box(text: &[u8]) -> bool {
-        text.trim_ascii_start().starts_with(b"--------------------")
+    /// What is still open when the stream ends: a box never closed is still text to show.
+    fn rest(self) -> Vec<u8> {
+        match self {
+            Boxes::Out => vec![],
+            Boxes::Dashes(b) | Boxes::Held(b) => b,
+        }
     }
 }
 
@@ -263,9 +283,8 @@ fn tee(input: impl Read + Send + 'static, mut sink: Sink, cause: Option<Arc<Mute
             sink.write(&line);
             line.clear();
         }
-        // A box the launcher never closed is still text to show.
-        if let Sink::Stderr { boxes: Boxes { open: Some(b) }, .. } = &sink {
-            std::io::stderr().write_all(b).ok();
+        if let Sink::Stderr { boxes, .. } = sink {
+            std::io::stderr().write_all(&boxes.rest()).ok();
         }
     })
 }
@@ -346,6 +365,36 @@ mod tests {
         let mut c = Cause::default();
         text.lines().for_each(|l| c.feed(l));
         c.describe()
+    }
+
+    /// What passes at once and what is held, line by line.
+    fn boxes(text: &str) -> (String, String) {
+        let (mut now, mut held) = (String::new(), String::new());
+        let mut b = Boxes::default();
+        for line in text.split_inclusive('\n') {
+            for (t, hold) in b.feed(line.as_bytes()) {
+                (if hold { &mut held } else { &mut now }).push_str(&String::from_utf8_lossy(&t));
+            }
+        }
+        now.push_str(&String::from_utf8_lossy(&b.rest()));
+        (now, held)
+    }
+
+    #[test]
+    fn reports_of_a_non_zero_exit_are_held_and_the_rest_passes() {
+        let dash = "-".repeat(74);
+        let primary = format!("{dash}\nPrimary job  terminated normally, but 1 process returned\na non-zero exit code. Per user-direction, the job has been aborted.\n{dash}\n");
+        let detected = format!("{dash}\nmpirun detected that one or more processes exited with non-zero status, thus causing\nthe job to be terminated. The first process to do so was:\n\n  Process name: [[4446,1],1]\n  Exit code:    2\n{dash}\n");
+        let text = format!("error: --set nn: unknown input `nn`\n{primary}{detected}");
+        assert_eq!(boxes(&text), ("error: --set nn: unknown input `nn`\n".into(), format!("{primary}{detected}")));
+        let signal = format!("{dash}\nmpirun noticed that process rank 1 with PID 0 on node h exited on signal 9 (Killed).\n{dash}\n");
+        assert_eq!(boxes(&signal), (signal.clone(), String::new()));
+        // A program's own dashed lines pass, each at most one line late.
+        let own = format!("{dash}\ntable\n{dash}\n{dash}\nend\n----\n");
+        assert_eq!(boxes(&own), (own.clone(), String::new()));
+        let srun = "srun: error: node1: tasks 0-1: Exited with exit code 2\n";
+        assert_eq!(boxes(&format!("x\n{srun}")), ("x\n".into(), srun.into()));
+        assert_eq!(boxes("srun: error: node1: task 1: Killed\n"), ("srun: error: node1: task 1: Killed\n".into(), String::new()));
     }
 
     #[test]
