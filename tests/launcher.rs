@@ -270,9 +270,11 @@ fn requeue_is_quiet_and_other_exit_codes_keep_the_launchers_report() {
     let o = exits("3");
     assert_eq!(o.code, Some(3), "{}", o.show());
     assert!(o.stderr.starts_with("stopping here\nstopping here\n"), "{}", o.show());
-    assert!(o.stderr.ends_with("rankwise: the job failed at step 0 with exit code 3: rank 0: exit code 3\n") || common::hydra(), "{}", o.show());
+    let last = o.stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("rankwise: the job failed at step 0 with exit code 3"), "{}", o.show());
     if !common::hydra() {
-        assert!(o.stderr.contains("exited with non-zero status"), "Open MPI's report is kept\n{}", o.show());
+        // Either of its two boxes: Open MPI sometimes fails to print one ("ORTE_ERROR_LOG ... show_help").
+        assert!(o.stderr.contains("a non-zero exit code") || o.stderr.contains("exited with non-zero status"), "Open MPI's report is kept\n{}", o.show());
     }
 }
 

@@ -231,8 +231,11 @@ impl Boxes {
                 vec![]
             }
             Boxes::Out => {
-                let srun = line.starts_with(b"srun: error: ") && String::from_utf8_lossy(line).contains("Exited with exit code");
-                vec![(line.to_vec(), srun)]
+                let text = String::from_utf8_lossy(line);
+                let srun = text.starts_with("srun: error: ") && text.contains("Exited with exit code");
+                // Open MPI's trace of a box it failed to print (seen under load).
+                let failed_box = text.contains("ORTE_ERROR_LOG") && text.contains("show_help.c");
+                vec![(line.to_vec(), srun || failed_box)]
             }
             Boxes::Dashes(mut d) => {
                 let text = String::from_utf8_lossy(line);
@@ -395,6 +398,8 @@ mod tests {
         let srun = "srun: error: node1: tasks 0-1: Exited with exit code 2\n";
         assert_eq!(boxes(&format!("x\n{srun}")), ("x\n".into(), srun.into()));
         assert_eq!(boxes("srun: error: node1: task 1: Killed\n"), ("srun: error: node1: task 1: Killed\n".into(), String::new()));
+        let orte = "[vm:04349] [[31747,0],0] ORTE_ERROR_LOG: Out of resource in file ../../../orte/util/show_help.c at line 507\n";
+        assert_eq!(boxes(orte), (String::new(), orte.into()));
     }
 
     #[test]
