@@ -78,8 +78,8 @@ fn runs_an_example_by_name_on_4_ranks() {
 }
 
 /// Each rank's pool takes the cores it may use, shared with the other ranks on them: 4 ranks on
-/// this 2-core machine take 1 thread each (not 2 each, 8 on 2 cores); RAYON_NUM_THREADS and
-/// `--threads` override it. hello says how many and why.
+/// this 2-core machine take 1 thread each (not 2 each, 8 on 2 cores), 1 rank both;
+/// RAYON_NUM_THREADS and `--threads` override it. hello says how many and why.
 #[test]
 fn each_rank_takes_its_share_of_the_cores_unless_told() {
     program("hello");
@@ -97,6 +97,14 @@ fn each_rank_takes_its_share_of_the_cores_unless_told() {
     assert!(total <= cpus.max(4), "{total} threads on {cpus} CPUs\n{}", o.show());
     if cpus == 2 {
         assert_eq!(threads(&o), vec!["1 thread (2 CPUs shared by 4 ranks)"; 4], "{}", o.show());
+    }
+    // One rank alone gets every core (Open MPI would bind it to one), and takes them all.
+    let mut cmd = rankwise(&["run", "-n", "1", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    if cpus == 2 {
+        assert!(o.stdout.starts_with("rank 0 of 1 on ") && o.stdout.contains(", 2 threads (its 2 CPUs), "), "{}", o.show());
     }
     let mut cmd = rankwise(&["run", "-n", "4", "hello"]);
     cmd.env("RAYON_NUM_THREADS", "3");
