@@ -1,5 +1,5 @@
 //! 2-D heat benchmark: explicit 5-point steps on an N x N grid of doubles over all ranks, with the
-//! halo exchange overlapped with the cells that read no ghost. bench/heat2d.c is the same
+//! halo exchange overlapped with the cells that read no ghost. benchmarks/heat2d.c is the same
 //! computation in C + MPI; scripts/bench-heat.sh runs both and prints the ratio.
 //!
 //! ```text

@@ -38,6 +38,9 @@ struct Inputs {
     ckpt_dir: Option<PathBuf>,
     ckpt_every: u64,
     ckpt_keep: usize,
+    /// A checkpoint at the last step too (`checkpoint.at_end`, default true): a finished run
+    /// extended with a larger `steps` continues from its end.
+    ckpt_at_end: bool,
     /// Write checkpoints in the background (`checkpoint.mode = "async"`).
     ckpt_async: bool,
     /// A node-local level (`checkpoint.local`), and every how many checkpoints the shared file is
@@ -122,6 +125,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         ckpt_dir,
         ckpt_every: every,
         ckpt_keep: cfg.get_or("checkpoint.keep", 2)?,
+        ckpt_at_end: cfg.get_or("checkpoint.at_end", true)?,
         ckpt_async,
         ckpt_local,
         flush_every,
@@ -194,12 +198,13 @@ fn main() {
         // snapshot: to the node-local level, and to the shared file (every flush_every-th, and
         // before a stop), in the background if asynchronous; the next checkpoint, a stop and the
         // end wait for it.
-        let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64, stopping: bool| -> Res<PathBuf> {
+        // `shared`: to the shared file even with a node-local level (a stop, the end).
+        let checkpoint = |cat: &CheckpointDir, u: &Field<f64>, step: u64, shared: bool| -> Res<PathBuf> {
             let time = step as f64 * inp.dt;
             if inp.ckpt_async || inp.ckpt_local.is_some() {
                 let mut s = cat.snapshot(step, time);
                 s.param("n", inp.n as i64).param("dim", inp.dim as i64).param("alpha", inp.alpha).write_field("u", u);
-                if stopping {
+                if shared {
                     s.shared();
                 }
                 return Ok(s.submit(d.comm())?);
@@ -237,7 +242,8 @@ fn main() {
             }
             step += 1;
             let time = step as f64 * inp.dt;
-            let due = inp.ckpt_every > 0 && step % inp.ckpt_every == 0 && step < inp.steps;
+            let at_end = step == inp.steps && inp.ckpt_at_end;
+            let due = (inp.ckpt_every > 0 && step % inp.ckpt_every == 0 && step < inp.steps) || at_end;
             let decision = policy.check(rt, step);
             match &catalogue {
                 Some(cat) if due || decision.checkpoint => {
@@ -246,7 +252,7 @@ fn main() {
                     }
                     let path = rt.timers().time("checkpoint", || -> Res<PathBuf> {
                         committed(&mut progress, &mut in_flight)?;
-                        checkpoint(cat, &u, step, decision.exit().is_some())
+                        checkpoint(cat, &u, step, decision.exit().is_some() || at_end)
                     })?;
                     match inp.ckpt_async {
                         true => in_flight = Some((step, time)),

@@ -13,9 +13,10 @@ fn main() {
     runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Result<Exit, Box<dyn std::error::Error + Send + Sync>> {
         let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         cfg.finish()?;
-        let threads = rayon::current_num_threads();
+        // The pool's size and where it came from: the rank's cores, or RAYON_NUM_THREADS.
+        let threads = rt.threads();
         let line = format!(
-            "rank {} of {} on {} (node-local rank {} of {}), {} threads, {}",
+            "rank {} of {} on {} (node-local rank {} of {}), {}, {}",
             rt.rank(),
             rt.size(),
             rt.host(),

@@ -95,8 +95,7 @@ fn main() {
     // This thread joins rayon's pool, so a kernel call on it runs there and then instead of being
     // handed to a pool thread and waited for (a wake-up of some 10 us per call, and CG makes
     // several per tile).
-    rayon::ThreadPoolBuilder::new().use_current_thread().build_global().expect("rayon's pool is not built yet");
-    runtime::run(InitOptions::default(), |rt: &mut Runtime| -> Res<Exit> {
+    runtime::run(InitOptions { join_pool: true, ..InitOptions::default() }, |rt: &mut Runtime| -> Res<Exit> {
         let cfg = Config::from_args_on(rt.world(), std::env::args().skip(1))?;
         let inp = inputs(&cfg)?;
         let global = vec![inp.n; inp.dim];

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 2-D heat benchmark: Rankwise (examples/bench_heat2d.rs) against the C + MPI reference
-# (bench/heat2d.c, built here with mpicc -O3), same grid, steps and rank counts, in one run.
+# (benchmarks/heat2d.c, built here with mpicc -O3), same grid, steps and rank counts, in one run.
 #   scripts/bench-heat.sh            N=4096 STEPS=100 at 1, 2 and 4 ranks, best of REPEAT=2 runs
 #   N=2048 STEPS=50 RANKS="1 2" REPEAT=3 scripts/bench-heat.sh
 set -euo pipefail
@@ -10,7 +10,7 @@ N=${N:-4096} STEPS=${STEPS:-100} RANKS=${RANKS:-"1 2 4"} REPEAT=${REPEAT:-2}
 
 cargo build --release --quiet --example bench_heat2d
 target=${CARGO_TARGET_DIR:-target}/release
-mpicc -O3 -o "$target/heat2d-c" bench/heat2d.c
+mpicc -O3 -o "$target/heat2d-c" benchmarks/heat2d.c
 rust="$target/examples/bench_heat2d"
 
 # Shared memory and loopback only; ranks beyond the cores give theirs away while waiting.

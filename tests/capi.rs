@@ -113,8 +113,9 @@ fn restart_on_another_rank_count_is_bit_identical_in_c_and_fortran() {
     for (first, second) in [(&p.heat_c, &p.heat_c), (&p.heat_c, &p.heat_f), (&p.heat_f, &p.heat_f)] {
         let s = Scratch::new("capi-restart");
         let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
-        // 25 steps at 4 ranks leave checkpoints at steps 10 and 20; 2 ranks resume at 20.
-        final_line(&run(4, first, &["n=20", "steps=25", "checkpoint.every=10", &dir]));
+        // 25 steps at 4 ranks leave checkpoints at steps 10 and 20 (none at the end); 2 ranks resume at 20.
+        final_line(&run(4, first, &["n=20", "steps=25", "checkpoint.every=10", "checkpoint.at_end=false", &dir]));
+        assert!(!s.path().join("ckpt/ckpt-0000000025.h5").exists());
         assert!(s.path().join("ckpt/ckpt-0000000020.h5").exists());
         let o = run(2, second, &["n=20", "steps=40", "checkpoint.every=10", &dir]);
         assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20 (2 ranks now)")), "{}", o.show());
@@ -125,7 +126,8 @@ fn restart_on_another_rank_count_is_bit_identical_in_c_and_fortran() {
         let errors: Vec<&String> = o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(errors.len(), 1, "{}", o.show());
         assert!(errors[0].contains("alpha") && errors[0].ends_with("use another checkpoint.dir, or move that one away"), "{}", o.show());
-        assert!(s.path().join("ckpt/ckpt-0000000020.h5").exists());
+        // The second run's newest: its end's.
+        assert!(s.path().join("ckpt/ckpt-0000000040.h5").exists());
     }
 }
 
@@ -143,7 +145,8 @@ fn rankwise_run_launches_them_with_the_inputs_file() {
         assert_eq!(o.code, Some(0), "{}", o.show());
         assert!(o.stdout.contains("final step=30 "), "{}", o.show());
         // The inputs file's output.dir: the final state and its picture.
-        for f in ["heat-out/heat-final.h5", "heat-out/heat-final.xmf", "heat-out/heat-final.png", "heat-ckpt/ckpt-0000000020.h5"] {
+        // Checkpoints every 10 steps and at the end, the newest 2 kept.
+        for f in ["heat-out/heat-final.h5", "heat-out/heat-final.xmf", "heat-out/heat-final.png", "heat-ckpt/ckpt-0000000020.h5", "heat-ckpt/ckpt-0000000030.h5"] {
             assert!(s.path().join(f).exists(), "{} wrote no {f}\n{}", prog.display(), o.show());
         }
         let _ = std::fs::remove_dir_all(s.path().join("heat-ckpt"));

@@ -74,8 +74,8 @@ fn a_gpu_restart_ends_as_the_uninterrupted_gpu_run_and_the_cpu_continues_it() {
     let uninterrupted = result(&heat(3, &["n=20", "steps=40", "backend=cuda"]));
     let s = Scratch::new("gpu-heat-restart");
     let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
-    result(&heat(4, &["n=20", "steps=25", "checkpoint.every=10", "backend=cuda", &dir]));
-    let o = heat(2, &["n=20", "steps=40", "checkpoint.every=10", "backend=cuda", &dir]);
+    result(&heat(4, &["n=20", "steps=25", "checkpoint.every=10", "checkpoint.at_end=false", "backend=cuda", &dir]));
+    let o = heat(2, &["n=20", "steps=40", "checkpoint.every=10", "checkpoint.at_end=false", "backend=cuda", &dir]);
     assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 20")), "{}", o.show());
     assert_eq!(result(&o), uninterrupted, "restarted on the GPU\n{}", o.show());
     // The newest checkpoint (step 30) was written from the GPU: the CPU goes on from it.

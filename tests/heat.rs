@@ -36,13 +36,37 @@ fn error_falls_at_second_order() {
     assert!(e64 < 1e-4, "{e64:e}");
 }
 
+/// A run that completes leaves a checkpoint at its last step: extended with a larger `steps`
+/// (on another rank count) it continues from there, and ends as one run of all the steps does.
+#[test]
+fn a_finished_run_extended_continues_from_its_end() {
+    let reference = final_line(&heat(3, &["n=24", "steps=50"]));
+    let s = Scratch::new("heat-extend");
+    let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
+    let first = heat(2, &["n=24", "steps=30", &dir]);
+    assert!(final_line(&first).starts_with("final step=30 "), "{}", first.show());
+    let names = || std::fs::read_dir(s.path().join("ckpt")).map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".h5")).collect::<Vec<_>>()).unwrap_or_default();
+    assert_eq!(names(), ["ckpt-0000000030.h5"]);
+    let o = heat(3, &["n=24", "steps=50", &dir]);
+    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 30 (2 ranks wrote it, 3 now)")), "{}", o.show());
+    assert_eq!(final_line(&o), reference);
+    let mut after = names();
+    after.sort();
+    assert_eq!(after, ["ckpt-0000000030.h5", "ckpt-0000000050.h5"]);
+    // Turned off, a run with no interval writes none.
+    let off = format!("checkpoint.dir={}", s.path().join("off").display());
+    final_line(&heat(2, &["n=24", "steps=30", "checkpoint.at_end=false", &off]));
+    assert!(!s.path().join("off").join("ckpt-0000000030.h5").exists());
+}
+
 #[test]
 fn restart_from_a_checkpoint_on_another_rank_count_is_bit_identical() {
     let reference = final_line(&heat(3, &["n=20", "steps=40"]));
     let s = Scratch::new("heat-restart");
     let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
-    // A first run of 25 steps at 4 ranks leaves checkpoints at steps 10 and 20.
-    final_line(&heat(4, &["n=20", "steps=25", "checkpoint.every=10", &dir]));
+    // A first run of 25 steps at 4 ranks leaves checkpoints at steps 10 and 20 (none at its end).
+    final_line(&heat(4, &["n=20", "steps=25", "checkpoint.every=10", "checkpoint.at_end=false", &dir]));
+    assert!(!s.path().join("ckpt/ckpt-0000000025.h5").exists());
     assert!(s.path().join("ckpt/ckpt-0000000020.h5").exists());
     // The second, at 2 ranks, resumes from step 20 and finishes the 40 steps.
     let o = heat(2, &["n=20", "steps=40", "checkpoint.every=10", &dir]);

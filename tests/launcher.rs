@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::Path;
+use std::os::fd::FromRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -73,6 +75,47 @@ fn runs_an_example_by_name_on_4_ranks() {
         assert!(o.stdout.contains(&format!("rank {r} of 4 on ")), "{}", o.show());
     }
     assert!(o.stdout.contains("allreduce: sum of rank+1 over 4 ranks = 10"), "{}", o.show());
+}
+
+/// Each rank's pool takes the cores it may use, shared with the other ranks on them: 4 ranks on
+/// this 2-core machine take 1 thread each (not 2 each, 8 on 2 cores), 1 rank both;
+/// RAYON_NUM_THREADS and `--threads` override it. hello says how many and why.
+#[test]
+fn each_rank_takes_its_share_of_the_cores_unless_told() {
+    program("hello");
+    let threads = |o: &Outcome| -> Vec<String> {
+        let lines: Vec<String> = o.stdout.lines().filter(|l| l.starts_with("rank ")).map(|l| l.split(", ").nth(1).unwrap_or("").to_string()).collect();
+        assert_eq!(lines.len(), 4, "{}", o.show());
+        lines
+    };
+    let mut cmd = rankwise(&["run", "-n", "4", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let total: usize = threads(&o).iter().map(|t| t.split(' ').next().unwrap().parse::<usize>().unwrap()).sum();
+    assert!(total <= cpus.max(4), "{total} threads on {cpus} CPUs\n{}", o.show());
+    if cpus == 2 {
+        assert_eq!(threads(&o), vec!["1 thread (2 CPUs shared by 4 ranks)"; 4], "{}", o.show());
+    }
+    // One rank alone gets every core (Open MPI would bind it to one), and takes them all.
+    let mut cmd = rankwise(&["run", "-n", "1", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    if cpus == 2 {
+        assert!(o.stdout.starts_with("rank 0 of 1 on ") && o.stdout.contains(", 2 threads (its 2 CPUs), "), "{}", o.show());
+    }
+    let mut cmd = rankwise(&["run", "-n", "4", "hello"]);
+    cmd.env("RAYON_NUM_THREADS", "3");
+    let o = run(cmd);
+    o.assert_success();
+    assert_eq!(threads(&o), vec!["3 threads (RAYON_NUM_THREADS)"; 4], "{}", o.show());
+    let mut cmd = rankwise(&["run", "-n", "4", "--threads", "2", "hello"]);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    let o = run(cmd);
+    o.assert_success();
+    assert_eq!(threads(&o), vec!["2 threads (RAYON_NUM_THREADS)"; 4], "{}", o.show());
 }
 
 #[test]
@@ -182,6 +225,109 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         assert_eq!(lines.len(), 1, "{args:?}: one line expected\n{}", o.show());
         assert!(lines[0].contains(expect), "{args:?}: expected {expect:?}\n{}", o.show());
         assert!(o.stdout.is_empty(), "{}", o.show());
+    }
+}
+
+/// The examples' own bad-input errors under `rankwise run`: the whole of what the user sees is
+/// the program's one line, and the exit code 2 (no launcher report that a rank exited non-zero).
+#[test]
+fn examples_bad_input_is_the_programs_line_alone() {
+    let s = Scratch::new("launcher-examples-bad");
+    let file = s.path().join("bad.toml");
+    std::fs::write(&file, "n = \"big\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let bogus = "error: unexpected argument \"--bogus\" (expected --inputs FILE or --set key=value)".to_string();
+    let cases = [
+        ("hello", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".to_string()),
+        ("hello", vec!["-i", f], format!("error: {f} line 1: unknown input `n`")),
+        ("hello", vec!["--", "--bogus"], bogus.clone()),
+        ("heat", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".into()),
+        ("heat", vec!["--set", "n=1"], "error: --set n: `n` = 1: need at least 2 cells per side".into()),
+        ("heat", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("heat", vec!["--", "--bogus"], bogus.clone()),
+        ("poisson", vec!["--set", "cg.tl=0"], "error: --set cg.tl: unknown input `cg.tl`".into()),
+        ("poisson", vec!["--set", "cg.dot=fast"], "error: --set cg.dot: `cg.dot` = \"fast\": must be rows, exact or plain".into()),
+        ("poisson", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("poisson", vec!["--", "--bogus"], bogus.clone()),
+        ("quickstart", vec!["--set", "nn=3"], "error: --set nn: unknown input `nn`".into()),
+        ("quickstart", vec!["--set", "steps=-1"], "error: --set steps: `steps` = -1: expected u64".into()),
+        ("quickstart", vec!["-i", f], format!("error: {f} line 1: `n` = \"big\": expected usize")),
+        ("quickstart", vec!["--", "--bogus"], bogus),
+    ];
+    for (example, args, line) in cases {
+        program(example);
+        let mut cmd = rankwise(&["run", "-n", "2", example]);
+        // quickstart's checkpoints would land in the working folder.
+        cmd.args(&args).current_dir(s.path());
+        let o = run(cmd);
+        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (Some(2), "", format!("{line}\n").as_str()), "{example} {args:?}\n{}", o.show());
+    }
+}
+
+/// A program that stops with a checkpoint (exit 75) shows its own lines only, and a program's
+/// other exit codes keep the launcher's report, after the program's lines.
+#[test]
+fn requeue_is_quiet_and_other_exit_codes_keep_the_launchers_report() {
+    let s = Scratch::new("launcher-exit-codes");
+    let script = s.path().join("exits.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"stopping here\" >&2\nexit \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exits = |code: &str| run(rankwise(&["run", "-n", "2", script.to_str().unwrap(), "--", code]));
+    let o = exits("75");
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (Some(75), "", "stopping here\nstopping here\n"), "{}", o.show());
+    let o = exits("3");
+    assert_eq!(o.code, Some(3), "{}", o.show());
+    assert!(o.stderr.starts_with("stopping here\nstopping here\n"), "{}", o.show());
+    let last = o.stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("rankwise: the job failed at step 0 with exit code 3"), "{}", o.show());
+    if !common::hydra() {
+        // Either of its two boxes: Open MPI sometimes fails to print one ("ORTE_ERROR_LOG ... show_help").
+        assert!(o.stderr.contains("a non-zero exit code") || o.stderr.contains("exited with non-zero status"), "Open MPI's report is kept\n{}", o.show());
+    }
+}
+
+/// `rankwise info | head -3`, and every other subcommand whose reader goes away: no panic, no
+/// backtrace, no message; `run` ends its job first (exit 141, as the shell reports a SIGPIPE).
+#[test]
+fn a_closed_pipe_ends_every_subcommand_quietly() {
+    program("hello");
+    let s = Scratch::new("launcher-pipe");
+    let ck = s.path().join("ck");
+    std::fs::create_dir_all(&ck).unwrap();
+    let params = s.path().join("sweep.toml");
+    std::fs::write(&params, "[sweep]\ngrid = { n = [8, 16] }\n").unwrap();
+    let o = {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(format!("{} info | head -3", rankwise_bin().display())).env("RUST_BACKTRACE", "1");
+        run(sh)
+    };
+    assert_eq!((o.code, o.stdout.lines().count(), o.stderr.as_str()), (Some(0), 3, ""), "{}", o.show());
+    let subcommands: [&[&str]; 9] = [
+        &["info"],
+        &["--help"],
+        &["completions", "bash"],
+        &["ckpt", "list", ck.to_str().unwrap()],
+        &["run", "-n", "2", "--dry-run", "hello"],
+        &["sbatch", "--dry-run", "-n", "2", "-t", "5", "hello"],
+        &["sweep", "--params", params.to_str().unwrap(), "--dry-run", "-n", "2", "-t", "5", "hello"],
+        &["run", "-n", "2", "hello"],
+        &["run", "-n", "1", "yes"],
+    ];
+    for args in subcommands {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) into a two-int array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are ours; the read end is closed before the child writes.
+        let (read, write) = unsafe { (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        let mut cmd = rankwise(args);
+        cmd.env("RUST_BACKTRACE", "1").stdout(write).stderr(Stdio::piped());
+        let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr, "", "{args:?}: {:?}", out.status);
+        let ended = out.status.signal() == Some(libc::SIGPIPE) || out.status.code() == Some(141);
+        assert!(ended, "{args:?}: {:?}", out.status);
     }
 }
 
@@ -325,6 +471,10 @@ fn term_ends_the_job_with_a_checkpoint_and_is_not_restarted() {
     assert!(!o.stderr.contains("rankwise: restart"), "{}", o.show());
     let step: u64 = o.stderr.split("stopping at step ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or_else(|| panic!("{}", o.show())).parse().unwrap();
     assert!(o.stderr.contains(&format!("stopping at step {step} (Some(Preemption)); checkpoint written")), "{}", o.show());
+    // Exit 75 is the program's verdict: no launcher report that a rank exited non-zero.
+    if o.code == Some(75) {
+        assert!(!o.stderr.contains("non-zero"), "{}", o.show());
+    }
     let ckpt = s.path().join("ck").join(format!("ckpt-{step:010}.h5"));
     let v = run(rankwise(&["ckpt", "inspect", ckpt.to_str().unwrap()]));
     v.assert_success();
@@ -345,6 +495,15 @@ fn info_describes_this_machine() {
     assert!(row("launcher ").contains(&format!("{} ({flavour})", common::mpirun())), "{}", o.show());
     assert!(row("CUDA ").starts_with("CUDA      none") || row("CUDA ").contains("GPU"), "{}", o.show());
     assert_eq!(row("Slurm "), "Slurm     not inside a Slurm job");
+    // The test environment sets both overrides (one thread per rank, one for OpenBLAS).
+    assert!(row("threads ").starts_with("threads   1 per rank (RAYON_NUM_THREADS); OpenBLAS 1 (OPENBLAS_NUM_THREADS); "), "{}", o.show());
+    let mut cmd = rankwise(&["info"]);
+    cmd.env_remove("RAYON_NUM_THREADS").env_remove("OPENBLAS_NUM_THREADS").env_remove("OMP_NUM_THREADS");
+    let o = run(cmd);
+    let row = o.stdout.lines().find(|l| l.starts_with("threads ")).unwrap_or_else(|| panic!("{}", o.show())).to_string();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let want = format!("threads   per rank its CPUs shared by the ranks on them: {cpus} for 1 rank here, {} for 2, {} for 4 (RAYON_NUM_THREADS unset); OpenBLAS the same; ", (cpus / 2).max(1), (cpus / 4).max(1));
+    assert!(row.starts_with(&want), "{want}\n{}", o.show());
 }
 
 #[test]

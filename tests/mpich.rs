@@ -82,7 +82,7 @@ fn mpich_smoke_set_launch_bits_restart_and_bad_input() {
 
     // A checkpoint written on 4 ranks, restored on 2: the bits of an uninterrupted run.
     let ck = format!("checkpoint.dir={}", s.path().join("ck").display());
-    let first = heat(&bin, 4, s.path(), &["n=24", "steps=30", "checkpoint.every=20", &ck]);
+    let first = heat(&bin, 4, s.path(), &["n=24", "steps=30", "checkpoint.every=20", "checkpoint.at_end=false", &ck]);
     first.assert_success();
     assert!(s.path().join("ck/ckpt-0000000020.h5").exists(), "{}", first.show());
     let second = heat(&bin, 2, s.path(), &["n=24", "steps=60", "progress.every=0", &ck]);

@@ -131,7 +131,7 @@ fn damaged_checkpoints_never_reach_heats_field_at_2_and_4_ranks() {
         let s = Scratch::new(&format!("restore-heat-{np}"));
         let dir = s.path().join("c");
         let set_dir = format!("checkpoint.dir={}", dir.display());
-        let first = ["n=48", "steps=200", "checkpoint.every=100", &set_dir];
+        let first = ["n=48", "steps=200", "checkpoint.every=100", "checkpoint.at_end=false", &set_dir];
         for damage in ["data", "param"] {
             std::fs::remove_dir_all(&dir).ok();
             final_line(&heat(np, &first));
@@ -155,7 +155,7 @@ fn every_checkpoint_damaged_under_rankwise_run_restarts() {
     let s = Scratch::new("restore-supervised");
     let dir = s.path().join("c");
     let set_dir = format!("checkpoint.dir={}", dir.display());
-    final_line(&heat(2, &["n=32", "steps=50", "checkpoint.every=20", &set_dir]));
+    final_line(&heat(2, &["n=32", "steps=50", "checkpoint.every=20", "checkpoint.at_end=false", &set_dir]));
     damage_data(&h5(&dir, 20), "u");
     damage_attr(&h5(&dir, 40), "/", "step", "41");
     let mut cmd = Command::new(rankwise_bin());

@@ -20,6 +20,7 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("the_stop_policy_learns_the_time_left_from_slurm", time_left_from_slurm),
     ("rankwise_sbatch_then_status_and_cancel", cli_sbatch_status_cancel),
     ("rankwise_sweep_of_3_sets_writes_3_correct_outputs", cli_sweep),
+    ("rankwise_run_under_srun_shows_a_bad_inputs_line_alone", cli_bad_input_under_srun),
     ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
     ("heat_with_no_warning_signal_checkpoints_from_the_end_time_and_requeues", heat_time_limit_without_signal),
     ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
@@ -467,7 +468,8 @@ fn cli_sweep(c: &Cluster) {
     // Without a checkpoint folder heat refuses to stop: the checkpoint signal must not come
     // (with the default 120 s, Slurm sends it at once to a 2-minute job).
     let args = ["--set", "steps=50"];
-    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "-o", "task-%a.txt", "heat"][..], &args].concat());
+    // No output file named: each task's goes into its own folder, runs/i.
+    let id = c.submit(&dir, &[&["sweep", "--params", "params.toml", "--max-parallel", "2", "-n", "2", "-t", "2", "--signal", "30", "heat"][..], &args].concat());
     let jobs = c.wait(id, 90);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(jobs.iter().all(|j| j.state() == "COMPLETED"), "array {id}: {jobs:#?}");
@@ -476,11 +478,24 @@ fn cli_sweep(c: &Cluster) {
     for (i, n) in ["16", "24", "32"].iter().enumerate() {
         let direct = common::Job::new(2, "heat").args(args).args(["--set", &format!("n={n}")]).run();
         let expect = direct.assert_success().line(0, "final ");
-        let out = read(dir.join(format!("task-{i}.txt")));
+        let out = read(dir.join("runs").join(i.to_string()).join(format!("slurm-{id}_{i}.out")));
         assert!(out.lines().any(|l| l == expect), "task {i}: not {expect}\n{out}");
         let params: toml::Table = toml::from_str(&read(dir.join("runs").join(i.to_string()).join("params.toml"))).unwrap();
         assert_eq!(params["n"].as_str(), Some(*n), "task {i}");
     }
+    let beside: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|f| f.to_string_lossy().ends_with(".out")).collect();
+    assert!(beside.is_empty(), "task output beside the submission: {beside:?}");
+}
+
+/// `rankwise run` inside a job launches with srun; the program's bad-input line is all the job's
+/// output shows (srun's "Exited with exit code 2" is dropped), and the job fails with exit 2.
+fn cli_bad_input_under_srun(c: &Cluster) {
+    let dir = c.workdir("cli-bad-input");
+    let id = c.submit(&dir, &["sbatch", "-n", "2", "-t", "2", "-o", "out.txt", "hello", "--set", "nn=1"]);
+    let jobs = c.wait(id, 60);
+    let out = read(dir.join("out.txt"));
+    assert_eq!(out, "error: --set nn: unknown input `nn`\n", "job {id}: {jobs:#?}");
+    assert_eq!(jobs[0].state(), "FAILED", "{jobs:#?}");
 }
 
 /// Heat at 4 ranks, checkpointing every few seconds, from an inputs file that gives the steps.

@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
     INPUT(rankwise_config_from_args(argc, (const char *const *)argv, &cfg));
     int64_t n, dim, steps, every, keep, progress_every;
     double alpha, cfl, t_end, margin;
-    int t_end_given, png_given, png;
+    int t_end_given, png_given, png, at_end;
     char backend_name[16], ckpt_dir[4096], out_dir[4096], png_path[4096];
     int ckpt_given, out_given;
     INPUT(rankwise_config_int(cfg, "n", 64, &n, NULL));
@@ -126,6 +126,8 @@ int main(int argc, char **argv) {
     if (!(margin >= 0.0 && margin <= 86400.0))
         bad_input((rankwise_config_invalid(cfg, "stop.margin", "must be between 0 and 86400 seconds"), ""));
     INPUT(rankwise_config_int(cfg, "checkpoint.keep", 2, &keep, NULL));
+    /* A checkpoint at the last step too: a finished run extended with more steps continues. */
+    INPUT(rankwise_config_bool(cfg, "checkpoint.at_end", 1, &at_end, NULL));
     INPUT(rankwise_config_int(cfg, "progress.every", 0, &progress_every, NULL));
     INPUT(rankwise_config_finish(cfg));
     rankwise_config_destroy(&cfg);
@@ -204,7 +206,7 @@ int main(int argc, char **argv) {
         CHECK(rankwise_timer_stop(rt, "step"));
         step++;
         double time = (double)step * dt;
-        int due = every > 0 && step % (uint64_t)every == 0 && step < (uint64_t)steps;
+        int due = (every > 0 && step % (uint64_t)every == 0 && step < (uint64_t)steps) || (at_end && step == (uint64_t)steps);
         int action;
         CHECK(rankwise_stop_check(stop, step, &action));
         if (ckpts && (due || action != RANKWISE_CARRY_ON)) {

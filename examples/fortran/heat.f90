@@ -30,7 +30,7 @@ program heat
   real(c_double) :: alpha, cfl, t_end, margin, h, dt, nu_dt, time, decay, err2, l2, t0, rate
   character(len=16) :: backend_name
   character(len=4096) :: ckpt_dir, out_dir, png_path
-  logical :: t_end_given, ckpt_given, out_given, png, found, due
+  logical :: t_end_given, ckpt_given, out_given, png, found, due, at_end
   integer :: ierr, rank, nranks, gpu, action, lo(2), count(2), i, j
 
   call MPI_Init(ierr)
@@ -79,6 +79,8 @@ program heat
   call rankwise_config_real(cfg, 'stop.margin', 30.0_c_double, margin, ierr); call input(ierr)
   if (.not. (margin >= 0 .and. margin <= 86400)) call invalid('stop.margin', 'must be between 0 and 86400 seconds')
   call rankwise_config_int(cfg, 'checkpoint.keep', 2_c_int64_t, keep, ierr); call input(ierr)
+  ! A checkpoint at the last step too: a finished run extended with more steps continues.
+  call rankwise_config_bool(cfg, 'checkpoint.at_end', .true., at_end, ierr); call input(ierr)
   call rankwise_config_int(cfg, 'progress.every', 0_c_int64_t, progress_every, ierr); call input(ierr)
   call rankwise_config_finish(cfg, ierr); call input(ierr)
   call rankwise_config_destroy(cfg, ierr)
@@ -133,7 +135,7 @@ program heat
     call rankwise_timer_stop(rt, 'step', ierr)
     step = step + 1
     time = real(step, c_double) * dt
-    due = every > 0 .and. mod(step, max(every, 1_c_int64_t)) == 0 .and. step < steps
+    due = (every > 0 .and. mod(step, max(every, 1_c_int64_t)) == 0 .and. step < steps) .or. (at_end .and. step == steps)
     call rankwise_stop_check(stop, step, action, ierr); call check(ierr, 'rankwise_stop_check')
     if (ckpt_given .and. (due .or. action /= RANKWISE_CARRY_ON)) then
       call rankwise_timer_start(rt, 'checkpoint', ierr)

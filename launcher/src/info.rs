@@ -94,12 +94,26 @@ fn slurm() -> String {
     keys.iter().filter_map(|k| Some(format!("{k}={}", std::env::var(k).ok()?))).collect::<Vec<_>>().join(" ")
 }
 
+/// What each rank's pools would take here: RAYON_NUM_THREADS, else its CPUs shared by the ranks
+/// on them (see `rankwise_runtime::threads`); OpenBLAS the same unless a variable says.
 fn threads() -> String {
+    use rankwise_runtime::threads::{blas_from_env, from_env, share, usable_cpus, THREADS_ENV};
     let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let host = launch::Host::here();
-    let vars = ["RAYON_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
-        .map(|k| format!("{k}={}", std::env::var(k).unwrap_or_else(|_| "unset".into())));
-    format!("{} cores, {logical} hardware threads available; {}", host.cores, vars.join(" "))
+    let cpus = usable_cpus();
+    let per_rank = match from_env() {
+        Some(n) => format!("{n} per rank ({THREADS_ENV})"),
+        None => format!(
+            "per rank its CPUs shared by the ranks on them: {} for 1 rank here, {} for 2, {} for 4 ({THREADS_ENV} unset)",
+            share(cpus, 1),
+            share(cpus, 2),
+            share(cpus, 4)
+        ),
+    };
+    let blas = match blas_from_env() {
+        Some((k, v)) => format!("OpenBLAS {v} ({k})"),
+        None => "OpenBLAS the same".into(),
+    };
+    format!("{per_rank}; {blas}; {} cores, {logical} hardware threads, {cpus} usable", launch::Host::here().cores)
 }
 
 /// The file a loaded library whose name starts with `prefix` came from.

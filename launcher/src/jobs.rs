@@ -217,7 +217,16 @@ pub fn sweep(a: &SweepArgs) -> Result<i32> {
         }
         sweep.max_parallel = Some(k);
     }
-    let script = a.job.spec()?.sweep_script(&sweep)?;
+    let spec = a.job.spec()?;
+    let script = spec.sweep_script(&sweep)?;
+    if !a.job.dry_run && spec.output.is_none() {
+        // Each task's output goes into its folder, which Slurm opens but does not make.
+        let base = spec.chdir.as_deref().map(PathBuf::from).unwrap_or_default();
+        for d in sweep.task_dirs() {
+            let d = base.join(d);
+            std::fs::create_dir_all(&d).with_context(|| format!("cannot make the task folder {}", d.display()))?;
+        }
+    }
     submit(a.job.dry_run, &script)
 }
 

@@ -63,12 +63,14 @@ pub struct Request {
 pub struct Host {
     pub cores: usize,
     pub root: bool,
+    /// Inside a Slurm job: the allocation, not this host's cores, says what a rank may use.
+    pub allocated: bool,
 }
 
 impl Host {
     pub fn here() -> Host {
         // SAFETY: geteuid cannot fail.
-        Host { cores: physical_cores(), root: unsafe { libc::geteuid() } == 0 }
+        Host { cores: physical_cores(), root: unsafe { libc::geteuid() } == 0, allocated: std::env::var_os("SLURM_JOB_ID").is_some() }
     }
 }
 
@@ -161,6 +163,15 @@ pub fn plan(req: &Request, via: &Via, host: Host) -> Plan {
                 arg(&f.path.to_string_lossy());
             } else if req.ranks_per_node.unwrap_or(req.np) > host.cores {
                 arg("--oversubscribe");
+            } else if req.threads.is_none() && !host.allocated {
+                // Open MPI binds each of 1 or 2 ranks to one core, leaving the others idle: give
+                // each rank its share of the cores instead (its pools take them, see
+                // rankwise_runtime::threads).
+                let share = host.cores / req.ranks_per_node.unwrap_or(req.np);
+                if share > 1 {
+                    arg("--map-by");
+                    arg(&format!("slot:PE={share}"));
+                }
             }
             if req.threads.is_some_and(|t| t > 1) {
                 // OpenMPI binds each rank to one core by default: its threads would share it.
@@ -417,8 +428,8 @@ mod tests {
     fn req(np: usize) -> Request {
         Request { np, program: "/x/heat".into(), args: vec!["--set".into(), "n=8".into()], ..Default::default() }
     }
-    const HERE: Host = Host { cores: 2, root: true };
-    const USER: Host = Host { cores: 8, root: false };
+    const HERE: Host = Host { cores: 2, root: true, allocated: false };
+    const USER: Host = Host { cores: 8, root: false, allocated: false };
 
     fn openmpi() -> Via {
         Via::Mpirun { path: "/usr/bin/mpirun".into(), flavour: Flavour::OpenMpi }
@@ -431,7 +442,13 @@ mod tests {
             p.to_string(),
             "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 /usr/bin/mpirun -np 4 --oversubscribe /x/heat --set n=8"
         );
-        assert_eq!(plan(&req(2), &openmpi(), USER).to_string(), "/usr/bin/mpirun -np 2 /x/heat --set n=8");
+        // Fewer ranks than cores: each rank gets its share of them.
+        assert_eq!(plan(&req(2), &openmpi(), USER).to_string(), "/usr/bin/mpirun -np 2 --map-by slot:PE=4 /x/heat --set n=8");
+        assert_eq!(plan(&req(1), &openmpi(), HERE).to_string(), "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 /usr/bin/mpirun -np 1 --map-by slot:PE=2 /x/heat --set n=8");
+        // As many ranks as cores: Open MPI's own binding, one core each.
+        assert!(!plan(&req(2), &openmpi(), HERE).args.contains(&"--map-by".to_string()));
+        // Not when told the threads, nor inside a Slurm allocation (which may hold fewer cores).
+        assert_eq!(plan(&req(1), &openmpi(), Host { allocated: true, ..USER }).to_string(), "/usr/bin/mpirun -np 1 /x/heat --set n=8");
         // 16 ranks over nodes of 4: no oversubscription on any of them.
         let r = Request { ranks_per_node: Some(4), threads: Some(2), ..req(16) };
         assert_eq!(

@@ -72,13 +72,15 @@ Examples:
   rankwise sbatch -N 4 --ntasks-per-node 32 --spare-nodes 1 -t 4:00:00 heat -i heat.toml")]
     Sbatch(jobs::JobArgs),
     /// Submit one job array over a parameter sweep: task i runs set i (as --set KEY=VALUE
-    /// arguments) in its own folder, DIR/i.
+    /// arguments) in its own folder, DIR/i, which also gets its output.
     #[command(after_help = "\
 sweep.toml:
   [sweep]
   grid = { n = [64, 128], alpha = [0.5, 1.0] }    # every combination; or sets = [{ n = 64 }, ..]
   max_parallel = 2                                # optional
   dir = \"sweep\"                                 # optional: task i runs in sweep/i
+
+Task i's output goes to sweep/i/slurm-JOB_i.out, beside its results (unless -o names a file).
 
 Examples:
   rankwise sweep --params sweep.toml --dry-run -n 4 -t 30 heat -i heat.toml
@@ -194,6 +196,10 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 fn main() {
+    // A reader that goes away (`rankwise info | head -3`) ends us quietly, as it ends cat or ls,
+    // instead of a panic at the next print; `run` ignores it again, to end its job first.
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -287,6 +293,10 @@ fn run(a: RunArgs) -> Result<i32> {
         println!("{}", launch::plan(&req, &via, host));
         return Ok(0);
     }
+    // From here a closed stdout is an error on write, which the supervisor turns into the end of
+    // the job.
+    // SAFETY: as in main; only this thread runs yet (the signal forwarder does not print).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let policy = supervise::Policy { restarts: a.restarts, backoff: Duration::from_secs_f64(a.backoff), status_file };
     // Recovery inside the allocation: under srun, with relaunches allowed.
     let mut alloc = match via {

@@ -6,14 +6,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rankwise_runtime::status::{Status, RESTART_COUNT_ENV};
 use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
 use crate::recover::{InAllocation, Verdict};
@@ -24,7 +24,10 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
 /// Whether USR1 or USR2 came: to a standby supervisor (which has no child), "stand down".
-static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WARNED: AtomicBool = AtomicBool::new(false);
+/// Set when the reader of our stdout went away (`rankwise run ... | head`): the job is ended,
+/// quietly, as a closed pipe ends `cat`.
+static READER_GONE: AtomicBool = AtomicBool::new(false);
 
 /// When the running child was started.
 static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
@@ -92,6 +95,9 @@ pub fn run(mut req: Request, via: &Via, host: Host, policy: &Policy, mut alloc: 
     let hydra = matches!(via, Via::Mpirun { flavour: Flavour::Mpich, .. });
     loop {
         let code = launch(&plan(&req, via, host), hydra)?;
+        if READER_GONE.load(Ordering::SeqCst) {
+            return Ok(128 + SIGPIPE);
+        }
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         if interrupted != 0 {
             // Hydra exits 0 after ending the ranks for a forwarded INT or TERM: the job did not finish.
@@ -201,26 +207,26 @@ struct Ended {
     cause: Option<String>,
 }
 
-/// Run `plan`, passing its stderr (and with `watch_stdout` its stdout) through, listening for
-/// which rank failed.
+/// Run `plan`, passing its stdout and stderr through, listening for which rank failed (Hydra
+/// reports it on stdout, with `watch_stdout`).
 fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     let mut cmd = plan.command();
     // Its own process group: a Ctrl-C reaches only us, and we forward it once. Nothing reads
-    // stdin (inputs come from files), so it stays out of the terminal's way.
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0);
-    if watch_stdout {
-        cmd.stdout(Stdio::piped());
-    }
+    // stdin (inputs come from files), so it stays out of the terminal's way. Stdout comes
+    // through us too: Open MPI's mpirun crashes when its own stdout's reader goes away.
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     // SAFETY: prctl is async-signal-safe. If we die, take the job down with us.
     unsafe { cmd.pre_exec(|| { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM); Ok(()) }) };
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", plan.program.display()))?;
     *STARTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     let cause = Arc::new(Mutex::new(Cause::default()));
-    let mut tees = vec![tee(child.stderr.take().expect("piped"), std::io::stderr(), cause.clone())];
-    if let Some(stdout) = child.stdout.take() {
-        tees.push(tee(stdout, std::io::stdout(), cause.clone()));
-    }
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Sink::Stderr { boxes: Boxes::default(), held: held.clone() };
+    let tees = [
+        tee(child.stderr.take().expect("piped"), stderr, Some(cause.clone())),
+        tee(child.stdout.take().expect("piped"), Sink::Stdout, watch_stdout.then(|| cause.clone())),
+    ];
     let status = child.wait()?;
     CHILD.store(0, Ordering::SeqCst);
     tees.into_iter().for_each(|t| t.join().unwrap_or_default());
@@ -230,19 +236,136 @@ fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     if cause.signal.is_some_and(|s| s == value) {
         value += 128;
     }
+    // Exit 2 and 75 are the program's own verdict, said in its own line: the launcher's report
+    // that a rank exited non-zero would only bury it.
+    let held = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+    if !matches!(value, EXIT_BAD_INPUT | EXIT_REQUEUE) && !READER_GONE.load(Ordering::SeqCst) {
+        std::io::stderr().write_all(&held).ok();
+    }
     Ok(Ended { value, cause: cause.describe() })
 }
 
-/// Copy `input` to `output` line by line as it comes, feeding each line to `cause`.
-fn tee(input: impl Read + Send + 'static, mut output: impl Write + Send + 'static, cause: Arc<Mutex<Cause>>) -> std::thread::JoinHandle<()> {
+/// Where a tee writes.
+enum Sink {
+    /// Our stdout; when its reader goes away, the job is ended and the rest is drained.
+    Stdout,
+    /// Our stderr, less the launcher's reports that a rank exited non-zero: those wait in `held`
+    /// for the job's exit code.
+    Stderr { boxes: Boxes, held: Arc<Mutex<Vec<u8>>> },
+}
+
+impl Sink {
+    fn write(&mut self, line: &[u8]) {
+        match self {
+            Sink::Stdout => {
+                if READER_GONE.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out.write_all(line).and_then(|()| out.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe && !READER_GONE.swap(true, Ordering::SeqCst) {
+                        pass_on(SIGTERM);
+                    }
+                }
+            }
+            Sink::Stderr { boxes, held } => {
+                for (text, hold) in boxes.feed(line) {
+                    if hold {
+                        held.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&text);
+                    } else {
+                        std::io::stderr().write_all(&text).ok();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Open MPI's messages come in boxes (text between two lines of dashes), srun's in lines that
+/// start with `srun: error:`. The reports that a rank exited non-zero are held; so is every box
+/// once our reader has gone. Anything else passes at once: a dashed line of the program's own
+/// waits for its next line only.
+#[derive(Default)]
+enum Boxes {
+    #[default]
+    Out,
+    /// A line of dashes: a box may begin.
+    Dashes(Vec<u8>),
+    /// Inside a box to hold.
+    Held(Vec<u8>),
+}
+
+impl Boxes {
+    /// The pieces of text to pass on now, each with whether to hold it until the job's exit
+    /// code is known.
+    fn feed(&mut self, line: &[u8]) -> Vec<(Vec<u8>, bool)> {
+        let dashes = {
+            let t = line.trim_ascii();
+            t.len() >= 20 && t.iter().all(|&b| b == b'-')
+        };
+        match std::mem::take(self) {
+            Boxes::Out if dashes => {
+                *self = Boxes::Dashes(line.to_vec());
+                vec![]
+            }
+            Boxes::Out => {
+                let text = String::from_utf8_lossy(line);
+                let srun = text.starts_with("srun: error: ") && text.contains("Exited with exit code");
+                // Open MPI's trace of a box it failed to print (seen under load).
+                let failed_box = text.contains("ORTE_ERROR_LOG") && text.contains("show_help.c");
+                vec![(line.to_vec(), srun || failed_box)]
+            }
+            Boxes::Dashes(mut d) => {
+                let text = String::from_utf8_lossy(line);
+                // Open MPI: "Primary job  terminated normally, but 1 process returned / a non-zero
+                // exit code", "mpirun detected that one or more processes exited with non-zero status".
+                let nonzero_exit = text.contains("terminated normally, but") || text.contains("exited with non-zero status");
+                if nonzero_exit || READER_GONE.load(Ordering::SeqCst) {
+                    d.extend_from_slice(line);
+                    *self = Boxes::Held(d);
+                    vec![]
+                } else if dashes {
+                    *self = Boxes::Dashes(line.to_vec());
+                    vec![(d, false)]
+                } else {
+                    vec![(d, false), (line.to_vec(), false)]
+                }
+            }
+            Boxes::Held(mut b) => {
+                b.extend_from_slice(line);
+                if !dashes {
+                    *self = Boxes::Held(b);
+                    return vec![];
+                }
+                // Once the reader has gone, boxes are dropped: the job is ending at our request.
+                if READER_GONE.load(Ordering::SeqCst) { vec![] } else { vec![(b, true)] }
+            }
+        }
+    }
+
+    /// What is still open when the stream ends: a box never closed is still text to show.
+    fn rest(self) -> Vec<u8> {
+        match self {
+            Boxes::Out => vec![],
+            Boxes::Dashes(b) | Boxes::Held(b) => b,
+        }
+    }
+}
+
+/// Copy `input` to `sink` line by line as it comes, feeding each line to `cause`.
+fn tee(input: impl Read + Send + 'static, mut sink: Sink, cause: Option<Arc<Mutex<Cause>>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let (mut input, mut line) = (BufReader::new(input), Vec::new());
         // Bytes, not str: a rank's non-UTF-8 output must neither stop nor block the pipe.
         while input.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            output.write_all(&line).ok();
-            output.flush().ok();
-            cause.lock().unwrap_or_else(|p| p.into_inner()).feed(&String::from_utf8_lossy(&line));
+            if let Some(c) = &cause {
+                c.lock().unwrap_or_else(|p| p.into_inner()).feed(&String::from_utf8_lossy(&line));
+            }
+            sink.write(&line);
             line.clear();
+        }
+        if let Sink::Stderr { boxes, .. } = sink {
+            std::io::stderr().write_all(&boxes.rest()).ok();
         }
     })
 }
@@ -323,6 +446,38 @@ mod tests {
         let mut c = Cause::default();
         text.lines().for_each(|l| c.feed(l));
         c.describe()
+    }
+
+    /// What passes at once and what is held, line by line.
+    fn boxes(text: &str) -> (String, String) {
+        let (mut now, mut held) = (String::new(), String::new());
+        let mut b = Boxes::default();
+        for line in text.split_inclusive('\n') {
+            for (t, hold) in b.feed(line.as_bytes()) {
+                (if hold { &mut held } else { &mut now }).push_str(&String::from_utf8_lossy(&t));
+            }
+        }
+        now.push_str(&String::from_utf8_lossy(&b.rest()));
+        (now, held)
+    }
+
+    #[test]
+    fn reports_of_a_non_zero_exit_are_held_and_the_rest_passes() {
+        let dash = "-".repeat(74);
+        let primary = format!("{dash}\nPrimary job  terminated normally, but 1 process returned\na non-zero exit code. Per user-direction, the job has been aborted.\n{dash}\n");
+        let detected = format!("{dash}\nmpirun detected that one or more processes exited with non-zero status, thus causing\nthe job to be terminated. The first process to do so was:\n\n  Process name: [[4446,1],1]\n  Exit code:    2\n{dash}\n");
+        let text = format!("error: --set nn: unknown input `nn`\n{primary}{detected}");
+        assert_eq!(boxes(&text), ("error: --set nn: unknown input `nn`\n".into(), format!("{primary}{detected}")));
+        let signal = format!("{dash}\nmpirun noticed that process rank 1 with PID 0 on node h exited on signal 9 (Killed).\n{dash}\n");
+        assert_eq!(boxes(&signal), (signal.clone(), String::new()));
+        // A program's own dashed lines pass, each at most one line late.
+        let own = format!("{dash}\ntable\n{dash}\n{dash}\nend\n----\n");
+        assert_eq!(boxes(&own), (own.clone(), String::new()));
+        let srun = "srun: error: node1: tasks 0-1: Exited with exit code 2\n";
+        assert_eq!(boxes(&format!("x\n{srun}")), ("x\n".into(), srun.into()));
+        assert_eq!(boxes("srun: error: node1: task 1: Killed\n"), ("srun: error: node1: task 1: Killed\n".into(), String::new()));
+        let orte = "[vm:04349] [[31747,0],0] ORTE_ERROR_LOG: Out of resource in file ../../../orte/util/show_help.c at line 507\n";
+        assert_eq!(boxes(orte), (String::new(), orte.into()));
     }
 
     #[test]

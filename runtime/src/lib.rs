@@ -5,7 +5,8 @@
 //! holds one rank's block with ghost layers and exchanges halos, [`DeviceField`] the same in GPU
 //! memory; [`reduce`] gives global
 //! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
-//! [`Config`] reads an inputs file with `--set` overrides; [`stop`] turns signals and time limits
+//! [`Config`] reads an inputs file with `--set` overrides; [`threads`] sizes each rank's thread
+//! pools to the cores it may use; [`stop`] turns signals and time limits
 //! into a collective decision to checkpoint and stop; [`status`] tells a supervising launcher how
 //! far the run got.
 
@@ -21,6 +22,7 @@ pub mod reduce;
 mod runtime;
 pub mod status;
 pub mod stop;
+pub mod threads;
 mod timers;
 
 pub use config::{Config, ConfigError};
@@ -33,6 +35,7 @@ pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
 pub use runtime::{at_finalize, mpi_library, run, Exit, InitOptions, Runtime, BAD_INPUT_GRACE, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
 pub use stop::{StopDecision, StopOptions, StopPolicy, StopReason};
+pub use threads::{ThreadSource, Threads};
 pub use timers::{TimerReport, TimerRow, Timers};
 
 /// rsmpi, re-exported so programs use exactly the MPI binding the runtime was built with.

@@ -10,6 +10,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 use crate::error::is_bad_input;
+use crate::threads::{self, Threads};
 use crate::{logging, Error, GpuBinding, Result, Timers};
 
 /// Exit code of a job that failed (a rank panicked or returned an error).
@@ -38,11 +39,15 @@ pub struct InitOptions {
     /// A higher level to ask for, taken when the MPI has it: asynchronous checkpoints need
     /// `Multiple` ([`Runtime::threading`] tells what was provided).
     pub preferred: Option<Threading>,
+    /// Make the calling thread one of rayon's pool: a kernel called from it then runs there at
+    /// once instead of waking a pool thread (some 10 us a call). Off by default: with it, work
+    /// that other threads hand the pool waits while this thread is outside rayon.
+    pub join_pool: bool,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { threading: Threading::Funneled, preferred: None }
+        InitOptions { threading: Threading::Funneled, preferred: None, join_pool: false }
     }
 }
 
@@ -74,6 +79,7 @@ pub struct Runtime {
     local_size: usize,
     host: String,
     threading: Threading,
+    threads: Threads,
     gpu: GpuBinding,
     timers: Timers,
     // Last, so MPI_Finalize runs after the communicators above are freed. None when the program
@@ -88,8 +94,9 @@ impl Runtime {
     }
 
     /// Collective. Initialise MPI at the requested thread level, split the world by shared memory
-    /// into node communicators, bind a GPU, set up rank-prefixed logging, and make a panic on any
-    /// rank abort the whole job instead of leaving the others waiting.
+    /// into node communicators, size the rank's thread pools ([`Runtime::threads`]), bind a GPU,
+    /// set up rank-prefixed logging, and make a panic on any rank abort the whole job instead of
+    /// leaving the others waiting.
     pub fn init_with(opts: InitOptions) -> Result<Runtime> {
         crate::stop::catch_warning_early();
         let ask = match opts.preferred {
@@ -111,7 +118,7 @@ impl Runtime {
         RANK.store(rank, Ordering::Relaxed);
         ACTIVE.store(true, Ordering::SeqCst);
         install_panic_hook();
-        Ok(Runtime::on(world, provided, Some(universe)))
+        Ok(Runtime::on(world, provided, Some(universe), Some(opts.join_pool)))
     }
 
     /// Collective over `comm`. Run on a communicator of a program that initialised MPI itself
@@ -119,6 +126,8 @@ impl Runtime {
     /// installs no panic hook (the caller's boundary catches panics). `comm` becomes the
     /// runtime's world and is freed with it, so pass a duplicate (`MPI_Comm_dup`) of the
     /// caller's communicator, and drop the runtime before the program calls `MPI_Finalize`.
+    /// Rayon's pool is sized as under [`Runtime::init`] (unless the program built it already);
+    /// the program's OpenBLAS is left as it is.
     ///
     /// # Errors
     /// [`Error::NotInitialised`] when MPI is not running, [`Error::InterCommunicator`] for an
@@ -134,10 +143,11 @@ impl Runtime {
             return Err(Error::InterCommunicator);
         }
         crate::stop::catch_warning_early();
-        Ok(Runtime::on(comm, mpi::environment::threading_support(), None))
+        Ok(Runtime::on(comm, mpi::environment::threading_support(), None, None))
     }
 
-    fn on(world: SimpleCommunicator, provided: Threading, universe: Option<Universe>) -> Runtime {
+    /// `own`: this process is ours (not a C, Fortran or Python program's): Some(join rayon's pool).
+    fn on(world: SimpleCommunicator, provided: Threading, universe: Option<Universe>, own: Option<bool>) -> Runtime {
         let rank = world.rank() as usize;
         let size = world.size() as usize;
         logging::init(rank, size);
@@ -145,6 +155,7 @@ impl Runtime {
         let node = world.split_shared(rank as i32);
         let local_rank = node.rank() as usize;
         let local_size = node.size() as usize;
+        let threads = threads::apply(threads::choose(&node), own.unwrap_or(false), own.is_some());
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "unknown".into());
         let gpu = GpuBinding::probe_node(&node);
         if let GpuBinding::Device { shared_with, .. } = &gpu {
@@ -161,6 +172,7 @@ impl Runtime {
             local_size,
             host,
             threading: provided,
+            threads,
             gpu,
             timers: Timers::new(),
             _universe: universe,
@@ -195,6 +207,10 @@ impl Runtime {
     /// The thread level MPI actually provides.
     pub fn threading(&self) -> Threading {
         self.threading
+    }
+    /// How many threads this rank's rayon pool (and OpenBLAS) has, and why: see [`threads`].
+    pub fn threads(&self) -> &Threads {
+        &self.threads
     }
     pub fn gpu(&self) -> &GpuBinding {
         &self.gpu

@@ -186,7 +186,8 @@ impl JobSpec {
         opt("partition", self.partition.clone());
         opt("account", self.account.clone());
         opt("qos", self.qos.clone());
-        opt("output", self.output.clone());
+        // A sweep task's output goes into its folder, not one file per task beside the submission.
+        opt("output", self.output.clone().or_else(|| sweep.map(Sweep::output_pattern)));
         opt("error", self.error.clone());
         opt("chdir", self.chdir.clone());
         opt("array", sweep.map(Sweep::array_range));

@@ -90,6 +90,10 @@ impl Sweep {
         if self.sets.is_empty() {
             return Err(Error::Spec("the sweep has no parameter sets".into()));
         }
+        if self.dir.is_empty() || self.dir.contains('\\') {
+            // A backslash turns off sbatch's %a in the output file name.
+            return Err(Error::Spec(format!("dir {:?}: must be a folder name without backslashes", self.dir)));
+        }
         if self.max_parallel == Some(0) {
             return Err(Error::Spec("max_parallel must be at least 1".into()));
         }
@@ -99,6 +103,18 @@ impl Sweep {
             }
         }
         Ok(())
+    }
+
+    /// Where task `i`'s output goes unless the job names a file: `<dir>/<i>/slurm-<job>_<i>.out`,
+    /// beside its results, as an sbatch filename pattern (relative to the job's working folder).
+    /// Slurm does not make the folders: [`Sweep::task_dirs`] are made before submitting.
+    pub fn output_pattern(&self) -> String {
+        format!("{}/%a/slurm-%A_%a.out", self.dir.replace('%', "%%"))
+    }
+
+    /// The folder of each task, relative to the job's working folder.
+    pub fn task_dirs(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        (0..self.sets.len()).map(|i| std::path::Path::new(&self.dir).join(i.to_string()))
     }
 
     /// `0-N` or `0-N%K`.
@@ -140,6 +156,9 @@ mod tests {
         assert_eq!(g.sets.len(), 6);
         assert_eq!(g.sets[1], ParamSet::from([("a".into(), "1".into()), ("b".into(), "y".into())]));
         assert_eq!(g.array_range(), "0-5%2");
+        assert_eq!(g.clone().dir("runs/100%").output_pattern(), "runs/100%%/%a/slurm-%A_%a.out");
+        let dirs: Vec<_> = g.dir("runs").task_dirs().collect();
+        assert_eq!((dirs.len(), dirs[5].to_str()), (6, Some("runs/5")));
     }
 
     #[test]
@@ -150,7 +169,7 @@ mod tests {
         assert_eq!((s.array_range().as_str(), s.dir.as_str()), ("0-1%1", "out"));
         let s = Sweep::from_toml("[sweep]\nsets = [{ name = \"a b\" }, { name = \"c\", k = true }]\n").unwrap();
         assert_eq!((s.sets[0]["name"].as_str(), s.sets[1]["k"].as_str()), ("a b", "true"));
-        for bad in ["[sweep]\n", "[sweep]\nsets = []\n", "[sweep]\nsets=[{ \"a b\" = 1 }]\n", "[sweep]\ngrid = { n = [1] }\nmax_parallel = 0\n"] {
+        for bad in ["[sweep]\n", "[sweep]\ngrid = { n = [1] }\ndir = 'a\\b'\n", "[sweep]\nsets = []\n", "[sweep]\nsets=[{ \"a b\" = 1 }]\n", "[sweep]\ngrid = { n = [1] }\nmax_parallel = 0\n"] {
             assert!(Sweep::from_toml(bad).is_err(), "{bad}");
         }
     }
