@@ -131,8 +131,7 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     // Tiles of rows across every plane: a tile's planes i-1, i, i+1 stay in the L2 cache while
     // the sweep moves along i, so each value comes from memory once (2.5-D blocking).
     let rows = ny - 2 * g;
-    let tile = (TILE_BYTES / (3 * nz * std::mem::size_of::<T>()))
-        .clamp(1, rows.div_ceil(rayon::current_num_threads()));
+    let tile = tile_rows(rows, nz * std::mem::size_of::<T>(), rayon::current_num_threads());
     let mut interior = out.slice_mut(s![g..nx - g, g..ny - g, ..]);
     let body = |(t, mut block): (usize, ArrayViewMut3<T>)| {
         for (p, mut out_plane) in block.axis_iter_mut(Axis(0)).enumerate() {
@@ -159,6 +158,17 @@ pub(crate) fn stencil_3d<T: NdFloat>(
 
 /// What the three planes of a 3-D tile may take: a part of a core's L2 cache.
 const TILE_BYTES: usize = 256 << 10;
+
+/// Rows per tile of a 3-D sweep over `rows` rows of `row_bytes` each on `threads` threads: the
+/// most that keep three planes of a tile within [`TILE_BYTES`], then evened out so that the
+/// tiles are a multiple of the threads and of equal size (a last short tile, or one tile more
+/// than the threads can share, leaves a core idle for part of the sweep).
+fn tile_rows(rows: usize, row_bytes: usize, threads: usize) -> usize {
+    let most = (TILE_BYTES / (3 * row_bytes)).clamp(1, rows);
+    let threads = threads.clamp(1, rows);
+    let tiles = rows.div_ceil(most).next_multiple_of(threads);
+    rows.div_ceil(tiles).max(1)
+}
 
 fn slice_of<T>(v: ndarray::ArrayView1<'_, T>) -> &[T] {
     v.to_slice().expect("checked contiguous")
@@ -244,5 +254,30 @@ fn row_loop<T: NdFloat, const K: usize, const HAS_F: bool>(
             lap += f[j];
         }
         o[j] = a * cc + b * lap;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_rows;
+
+    #[test]
+    fn tiles_fit_the_cache_and_share_out_evenly() {
+        for rows in [1, 2, 7, 36, 198, 558, 4094] {
+            for row_bytes in [8, 1600, 4480, 1 << 20] {
+                for threads in [1, 2, 3, 8] {
+                    let t = tile_rows(rows, row_bytes, threads);
+                    let tiles = rows.div_ceil(t);
+                    assert!(t >= 1 && t <= rows, "{rows} {row_bytes} {threads}: {t}");
+                    assert!(3 * t * row_bytes <= super::TILE_BYTES || t == 1, "{rows} {row_bytes} {threads}: {t}");
+                    // Every thread gets tiles whenever there are rows for each, and the last
+                    // tile is never much shorter than the others.
+                    assert!(tiles >= threads.min(rows), "{rows} {row_bytes} {threads}: {t}");
+                    assert!(rows - (tiles - 1) * t + tiles > t, "{rows} {row_bytes} {threads}: {t}");
+                }
+            }
+        }
+        // 200^3 doubles on 2 threads: four tiles of 50, 50, 50 and 48 rows, not 54, 54, 54, 36.
+        assert_eq!(tile_rows(198, 1600, 2), 50);
     }
 }
