@@ -16,9 +16,9 @@
 //!   checksum, commit with fsync; restore with verification, from the disk: the page cache is
 //!   dropped before each read).
 //!
-//! Every call is timed alone; a point gives the fastest call (`seconds`, what the model fits: the
-//! machine is shared, and slower calls are mostly other processes' time slices) and the median,
-//! each the slowest rank's. Checkpoints: three of each. Heat blocks are larger than the caches.
+//! Calls are timed in batches, as IMB times them; a point gives the fastest batch's time per call
+//! (`seconds`, what the model fits: the machine is shared, and slower batches hold other
+//! processes' time slices) and the median batch's, each the slowest rank's. Checkpoints: three of each. Heat blocks are larger than the caches.
 //! The transport is read from `OMPI_MCA_btl` (`shm` for vader, `tcp`); scripts/bench-scaling.sh
 //! runs this at 1, 2 and 4 ranks over both, and `scale-model` fits and extrapolates the points.
 
@@ -103,25 +103,30 @@ impl Out {
     }
 }
 
-/// Collective. Seconds per call of `f`, each call timed alone: the fastest (what the machine
-/// does when no other process interrupts it: this one is shared) and the median, each the slowest
-/// rank's. As many calls as fit in the plan's time, after one warm-up and one probe call.
+/// Collective. Seconds per call of `f`, measured as IMB measures: many calls timed together
+/// (a per-call clock read costs as much as an 8-byte message), here in `BATCHES` batches after
+/// one warm-up and one probe call, as many calls as fit in the plan's time. Gives the fastest
+/// batch's mean (what the machine does when no other process interrupts it: this one is shared)
+/// and the median batch's, each the slowest rank's.
 fn per_call(w: &SimpleCommunicator, plan: &Plan, mut f: impl FnMut()) -> Time {
+    const BATCHES: usize = 9;
     f();
     w.barrier();
     let t = Instant::now();
     f();
     let probe = slowest(w, t.elapsed().as_secs_f64());
-    let calls = ((plan.time_s / probe.max(1e-9)) as usize).clamp(plan.min_calls, 100_000);
-    let mut times: Vec<f64> = (0..calls)
+    let calls = ((plan.time_s / probe.max(1e-9)) as usize).clamp(plan.min_calls, 1_000_000);
+    let batch = calls.div_ceil(BATCHES);
+    w.barrier();
+    let mut means: Vec<f64> = (0..BATCHES)
         .map(|_| {
             let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
+            (0..batch).for_each(|_| f());
+            t.elapsed().as_secs_f64() / batch as f64
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    Time { best: slowest(w, times[0]), median: slowest(w, times[calls / 2]) }
+    means.sort_by(f64::total_cmp);
+    Time { best: slowest(w, means[0]), median: slowest(w, means[BATCHES / 2]) }
 }
 
 #[derive(Clone, Copy)]

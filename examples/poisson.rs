@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
+use rayon::prelude::*;
 use ndarray::{aview1, ArrayViewD, Axis, Ix2, Ix3, Slice};
 use rankwise::io::checksum;
 use rankwise::kernels::cpu;
@@ -208,7 +209,7 @@ impl Cg {
         while k < max_iter && rr > tol * tol * rr0 {
             let alpha = rr / self.p_ap()?;
             let rr_new = self.rr(Some(alpha))?;
-            cpu::axpby(1.0, self.r.interior(), rr_new / rr, self.p.interior_mut())?;
+            self.next_direction(rr_new / rr);
             rr = rr_new;
             k += 1;
             progress(k, (rr / rr0).sqrt());
@@ -235,22 +236,52 @@ impl Cg {
 
     /// Collective. With `alpha`, the step `x += alpha p`, `r -= alpha A p`; then `r . r`.
     fn rr(&mut self, alpha: Option<f64>) -> Res<f64> {
-        let nx = self.x.decomposition().local_shape()[0];
-        self.for_tiles(0..nx, |cg, planes| {
-            if let Some(alpha) = alpha {
-                cpu::axpy(alpha, planes_of(&cg.p, &planes), planes_of_mut(&mut cg.x, &planes))?;
-                cpu::axpy(alpha, planes_of(&cg.q, &planes), planes_of_mut(&mut cg.r, &planes))?;
+        // One pass over the rows: each row of x and r updated, then its r . r while the row is
+        // in the L1 cache (the same row sums as `row_sums`, so the same bits). Planes (first-axis
+        // layers) go to rayon's threads.
+        let per_plane = self.rows.len() / self.x.decomposition().local_shape()[0];
+        let with_sums = self.dot != Dot::Exact;
+        let (mut x, mut r, p, q) = (self.x.interior_mut(), self.r.interior_mut(), self.p.interior(), self.q.interior());
+        let planes = x.axis_iter_mut(Axis(0)).into_par_iter().zip(r.axis_iter_mut(Axis(0))).zip(p.axis_iter(Axis(0))).zip(q.axis_iter(Axis(0)));
+        planes.zip(self.rows.par_chunks_mut(per_plane.max(1))).for_each(|((((mut x, mut r), p), q), sums)| {
+            let last = Axis(x.ndim() - 1);
+            let rows = x.lanes_mut(last).into_iter().zip(r.lanes_mut(last)).zip(p.lanes(last)).zip(q.lanes(last));
+            for ((((mut xr, mut rr), pr), qr), o) in rows.zip(sums) {
+                let rs = rr.as_slice_mut().expect("rows are contiguous");
+                if let Some(alpha) = alpha {
+                    let n = rs.len();
+                    let xs = &mut xr.as_slice_mut().expect("rows are contiguous")[..n];
+                    let (ps, qs) = (&pr.to_slice().expect("rows are contiguous")[..n], &qr.to_slice().expect("rows are contiguous")[..n]);
+                    for j in 0..n {
+                        xs[j] += alpha * ps[j];
+                        rs[j] += alpha * qs[j];
+                    }
+                }
+                if with_sums {
+                    *o = row_dot(rs, rs);
+                }
             }
-            if cg.dot != Dot::Exact {
-                let rows = cg.rows_of(&planes);
-                row_sums(planes_of(&cg.r, &planes), planes_of(&cg.r, &planes), &mut cg.rows[rows]);
-            }
-            Ok(())
-        })?;
+        });
         Ok(match self.dot {
             Dot::Exact => reduce::reproducible_dot(&self.r, &self.r),
             _ => self.sum_rows(),
         })
+    }
+
+    /// `p = r + beta p`, a row at a time (the same bits as `cpu::axpby(1, r, beta, p)`: `1 r`
+    /// is `r`), without the generic iteration over a block with ghosts.
+    fn next_direction(&mut self, beta: f64) {
+        let (mut p, r) = (self.p.interior_mut(), self.r.interior());
+        p.axis_iter_mut(Axis(0)).into_par_iter().zip(r.axis_iter(Axis(0))).for_each(|(mut p, r)| {
+            let last = Axis(p.ndim() - 1);
+            for (mut pr, rr) in p.lanes_mut(last).into_iter().zip(r.lanes(last)) {
+                let ps = pr.as_slice_mut().expect("rows are contiguous");
+                let rs = &rr.to_slice().expect("rows are contiguous")[..ps.len()];
+                for j in 0..ps.len() {
+                    ps[j] = rs[j] + beta * ps[j];
+                }
+            }
+        });
     }
 
     /// `q = lap(p)` on `planes` (local first-axis indices), and their row sums of `p q`.
@@ -312,18 +343,18 @@ fn planes_of<'a>(f: &'a Field<f64>, planes: &Range<usize>) -> ArrayViewD<'a, f64
     f.interior().slice_axis_move(Axis(0), Slice::from(planes.clone()))
 }
 
-fn planes_of_mut<'a>(f: &'a mut Field<f64>, planes: &Range<usize>) -> ndarray::ArrayViewMutD<'a, f64> {
-    f.interior_mut().slice_axis_move(Axis(0), Slice::from(planes.clone()))
-}
-
-/// `out[k] = a_k . b_k` for the rows (last-axis lanes) of `a` and `b`, each summed in a fixed
-/// order: chunks short enough that `cpu::dot` sums them on one thread, added left to right.
+/// `out[k] = a_k . b_k` for the rows (last-axis lanes) of `a` and `b`, see [`row_dot`].
 fn row_sums(a: ArrayViewD<f64>, b: ArrayViewD<f64>, out: &mut [f64]) {
     let last = Axis(a.ndim() - 1);
     for ((a, b), o) in a.lanes(last).into_iter().zip(b.lanes(last)).zip(out) {
-        let (a, b) = (a.to_slice().expect("rows are contiguous"), b.to_slice().expect("rows are contiguous"));
-        *o = a.chunks(4096).zip(b.chunks(4096)).map(|(a, b)| cpu::dot(aview1(a), aview1(b)).expect("same length")).sum();
+        *o = row_dot(a.to_slice().expect("rows are contiguous"), b.to_slice().expect("rows are contiguous"));
     }
+}
+
+/// One row's `a . b`, summed in a fixed order: chunks short enough that `cpu::dot` sums them on
+/// one thread, added left to right.
+fn row_dot(a: &[f64], b: &[f64]) -> f64 {
+    a.chunks(4096).zip(b.chunks(4096)).map(|(a, b)| cpu::dot(aview1(a), aview1(b)).expect("same length")).sum()
 }
 
 /// Dirichlet `u = 0` on the faces of the domain: each ghost layer there is minus the owned layer

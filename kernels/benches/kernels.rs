@@ -1,7 +1,8 @@
 //! Kernel bandwidth and throughput, each next to a reference measured by this same program on
 //! this same machine, in alternation with the kernel so that both see the same load: a
-//! STREAM-style triad for the CPU kernels, a device-to-device copy for the GPU ones (target:
-//! 0.85 of the reference or better). `cargo bench -p rankwise-kernels`; the GPU part runs when a
+//! STREAM triad for the CPU kernels (arrays at least four times the last-level cache, best of
+//! several runs, as STREAM measures), a device-to-device copy for the GPU ones (target: 0.85 of
+//! the reference or better). `cargo bench -p rankwise-kernels`; the GPU part runs when a
 //! CUDA device is usable and says why not otherwise.
 use std::time::Instant;
 
@@ -34,45 +35,100 @@ fn gflops(what: &str, n: usize, secs: f64) {
     println!("{what:<26} {:7.1} GFLOP/s", 2.0 * (n as f64).powi(3) / secs / 1e9);
 }
 
+/// The last-level cache of this machine in bytes (the largest cache sysfs lists for cpu0).
+fn last_level_cache() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
+        .filter_map(|s| {
+            let s = s.trim();
+            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            Some(num.parse::<usize>().ok()? << match unit { "K" => 10, "M" => 20, "G" => 30, _ => 0 })
+        })
+        .max()
+}
+
+/// Bytes of memory the kernel says can be had without swapping.
+fn available_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<usize>().ok()? << 10)
+}
+
+/// Bytes per array, for the reference and the stencils alike: as STREAM asks, at least four
+/// times the last-level cache (and 64 MiB), so that neither is served from a cache; at most a
+/// sixteenth of the free memory (six such arrays live at once). `KERNELS_BENCH_MIB` overrides.
+fn array_bytes() -> usize {
+    if let Some(mib) = std::env::var("KERNELS_BENCH_MIB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        println!("arrays of {mib} MiB (KERNELS_BENCH_MIB)");
+        return mib << 20;
+    }
+    let llc = last_level_cache();
+    let want = llc.map_or(0, |c| 4 * c).max(64 << 20);
+    let most = available_memory().map_or(usize::MAX, |m| m / 16);
+    let llc = llc.map_or("unknown".into(), |c| format!("{} MiB", c >> 20));
+    if want > most {
+        println!("arrays of {} MiB: last-level cache {llc}, 4x would need more memory than is free (a sixteenth of it is used)", most >> 20);
+        return most;
+    }
+    println!("arrays of {} MiB: at least 4x the last-level cache ({llc}), as STREAM asks", want >> 20);
+    want
+}
+
 fn cpu_benchmarks() {
     let blas = std::env::var("OPENBLAS_NUM_THREADS").unwrap_or_else(|_| "unset".into());
     println!("== CPU: {} rayon threads, OPENBLAS_NUM_THREADS {blas}", rayon::current_num_threads());
-    let n = 1 << 23; // 64 MiB per array: far beyond the caches
+    let bytes = array_bytes();
+    let n = bytes / 8;
     let w = 8.0 * n as f64;
-    let (b, c) = (Array1::from_elem(n, 1.0), Array1::from_elem(n, 2.0));
-    let mut ta = Array1::<f64>::zeros(n);
-    // The reference: STREAM's triad a = b + s c (24 bytes per element), written plainly.
+    // Filled in parallel, as the kernels later touch them (first touch places pages).
+    let filled = |v: f64| {
+        let mut a = Array1::<f64>::uninit(n);
+        a.as_slice_mut().unwrap().par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|x| _ = x.write(v)));
+        // Safety: every element was written just above.
+        unsafe { a.assume_init() }
+    };
+    let (b, c) = (filled(1.0), filled(2.0));
+    let mut ta = filled(0.0);
+    // The reference: STREAM's triad a = b + s c (24 bytes per element), written plainly, each
+    // thread on one contiguous part as STREAM's OpenMP loop; best of REPS runs.
     let mut triad = || {
         let (bs, cs) = (b.as_slice().unwrap(), c.as_slice().unwrap());
-        ta.as_slice_mut().unwrap().par_chunks_mut(1 << 16).enumerate().for_each(|(k, a)| {
-            let (b, c) = (&bs[k << 16..][..a.len()], &cs[k << 16..][..a.len()]);
+        let part = n.div_ceil(rayon::current_num_threads());
+        ta.as_slice_mut().unwrap().par_chunks_mut(part).enumerate().for_each(|(k, a)| {
+            let (b, c) = (&bs[k * part..][..a.len()], &cs[k * part..][..a.len()]);
             for i in 0..a.len() {
                 a[i] = b[i] + 3.0 * c[i];
             }
         })
     };
-    let t = ("triad", 3.0 * w);
-    let mut y = Array1::<f64>::from_elem(n, 0.5);
+    let t = ("STREAM triad", 3.0 * w);
+    let mut y = filled(0.5);
     compare("axpy   y = a x + y", 3.0 * w, t, best_pair(&mut triad, &mut || cpu::axpy(1e-3, b.view(), y.view_mut()).unwrap()));
     compare("axpby  y = a x + b y", 3.0 * w, t, best_pair(&mut triad, &mut || cpu::axpby(3.0, b.view(), 0.5, y.view_mut()).unwrap()));
     compare("dot", 2.0 * w, t, best_pair(&mut triad, &mut || assert!(cpu::dot(b.view(), c.view()).unwrap() > 0.0)));
     compare("copy", 2.0 * w, t, best_pair(&mut triad, &mut || cpu::copy(b.view(), y.view_mut()).unwrap()));
+    drop(y);
 
     // Stencils move 16 bytes a point (read u, write v), Jacobi 24 (and f), counted as STREAM
     // counts. A plain store also reads the line it writes (write-allocate): the triad really
     // moves 32 bytes for its 24, a stencil 24 for its 16, Jacobi 32 for 24. So a stencil that
     // runs at the triad's true bandwidth shows 0.89 here, Jacobi 1.0; "copy" (one array in,
-    // one out) has the stencil's shape.
-    let u2 = Array2::from_shape_fn((4096, 2048), |(i, j)| (i * j) as f64);
+    // one out) has the stencil's shape. Their arrays are as large as the triad's.
+    let cols = 4096;
+    let u2 = Array2::from_shape_fn((n / cols, cols), |(i, j)| (i * j % 1000) as f64);
     let mut v2 = u2.clone();
     let p2 = 8.0 * u2.len() as f64;
-    compare("laplacian_2d 4096x2048", 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::laplacian_2d(u2.view(), v2.view_mut(), 1, [1.0; 2]).unwrap()));
-    compare("heat_step_2d 4096x2048", 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::heat_step_2d(u2.view(), v2.view_mut(), 1, [1.0; 2], 0.1).unwrap()));
-    let (u3, f3) = (Array3::from_shape_fn((200, 200, 200), |(i, j, k)| (i + j * k) as f64), Array3::from_elem((200, 200, 200), 1.0));
+    let name = |k: &str| format!("{k} {}x{cols}", n / cols);
+    compare(&name("laplacian_2d"), 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::laplacian_2d(u2.view(), v2.view_mut(), 1, [1.0; 2]).unwrap()));
+    compare(&name("heat_step_2d"), 2.0 * p2, t, best_pair(&mut triad, &mut || cpu::heat_step_2d(u2.view(), v2.view_mut(), 1, [1.0; 2], 0.1).unwrap()));
+    drop((u2, v2));
+    let side = (n as f64).cbrt() as usize;
+    let (u3, f3) = (Array3::from_shape_fn((side, side, side), |(i, j, k)| ((i + j * k) % 1000) as f64), Array3::from_elem((side, side, side), 1.0));
     let mut v3 = u3.clone();
     let p3 = 8.0 * u3.len() as f64;
-    compare("laplacian_3d 200^3", 2.0 * p3, t, best_pair(&mut triad, &mut || cpu::laplacian_3d(u3.view(), v3.view_mut(), 1, [1.0; 3]).unwrap()));
-    compare("jacobi_3d 200^3", 3.0 * p3, t, best_pair(&mut triad, &mut || cpu::jacobi_3d(u3.view(), f3.view(), v3.view_mut(), 1, [1.0; 3], 1.0).unwrap()));
+    compare(&format!("laplacian_3d {side}^3"), 2.0 * p3, t, best_pair(&mut triad, &mut || cpu::laplacian_3d(u3.view(), v3.view_mut(), 1, [1.0; 3]).unwrap()));
+    compare(&format!("jacobi_3d {side}^3"), 3.0 * p3, t, best_pair(&mut triad, &mut || cpu::jacobi_3d(u3.view(), f3.view(), v3.view_mut(), 1, [1.0; 3], 1.0).unwrap()));
+    drop((u3, f3, v3));
 
     let m = 1024;
     let (x, y) = (Array2::from_elem((m, m), 0.5), Array2::from_elem((m, m), 2.0));

@@ -94,6 +94,50 @@ fn stencils_3d_match_the_textbook_formulas() {
     }
 }
 
+/// The 3-D update `a u + b (lap(u) + f)` point by point, plane after plane, with no blocking and
+/// the terms in the kernels' order (along the row, then the first axis, then the second): what
+/// the blocked kernels must reproduce bit for bit.
+fn plain_sweep_3d(u: &Array3<f64>, f: Option<&Array3<f64>>, dst0: &Array3<f64>, g: usize, h: [f64; 3], a: f64, b: f64) -> Array3<f64> {
+    let [cx, cy, cz] = h.map(|h| (h * h).recip());
+    expect_3d(dst0, g, |i, j, k| {
+        let c = u[[i, j, k]];
+        let mut lap = cz * (u[[i, j, k - 1]] + u[[i, j, k + 1]] - 2.0 * c);
+        lap += cx * (u[[i - 1, j, k]] + u[[i + 1, j, k]] - 2.0 * c);
+        lap += cy * (u[[i, j - 1, k]] + u[[i, j + 1, k]] - 2.0 * c);
+        if let Some(f) = f {
+            lap += f[[i, j, k]];
+        }
+        a * c + b * lap
+    })
+}
+
+#[test]
+fn blocked_3d_stencils_are_bit_identical_to_a_plain_sweep() {
+    let h = [0.3, 0.5, 0.9];
+    // Odd sizes: sequential, one tile per thread, many tiles with a short last one (rows of
+    // 517 doubles), and runs of planes with a short last run (73 and 66 planes).
+    for (shape, g) in [((7, 9, 11), 1), ((13, 11, 9), 2), ((33, 129, 67), 1), ((9, 301, 517), 1), ((11, 203, 301), 2), ((75, 41, 33), 1), ((70, 9, 517), 2)] {
+        let (u, f, dst0) = (random(shape), random(shape), random(shape));
+        let same = |what: &str, got: &Array3<f64>, want: &Array3<f64>| {
+            let diff = got.iter().zip(want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(diff, 0, "{what} {shape:?} g={g}: {diff} values differ from the plain sweep");
+        };
+        let mut dst = dst0.clone();
+        cpu::laplacian_3d(u.view(), dst.view_mut(), g, h).unwrap();
+        same("laplacian_3d", &dst, &plain_sweep_3d(&u, None, &dst0, g, h, 0.0, 1.0));
+
+        let mut dst = dst0.clone();
+        cpu::heat_step_3d(u.view(), dst.view_mut(), g, h, 0.01).unwrap();
+        same("heat_step_3d", &dst, &plain_sweep_3d(&u, None, &dst0, g, h, 1.0, 0.01));
+
+        let omega = 2.0 / 3.0;
+        let diag = h.iter().map(|&h| (h * h).recip()).fold(0.0, |s, c| s + c + c);
+        let mut dst = dst0.clone();
+        cpu::jacobi_3d(u.view(), f.view(), dst.view_mut(), g, h, omega).unwrap();
+        same("jacobi_3d", &dst, &plain_sweep_3d(&u, Some(&f), &dst0, g, h, 1.0, omega / diag));
+    }
+}
+
 #[test]
 fn stencils_work_in_f32_and_on_views_of_a_larger_array() {
     let big = random((30, 40));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
-use ndarray::{ArrayD, Slice};
+use ndarray::{ArrayD, ArrayView, ArrayViewMut, Dimension, Ix2, Ix3, RemoveAxis, Slice};
 
 use crate::decomposition::{block, Decomposition};
 use crate::Field;
@@ -167,7 +167,21 @@ pub(crate) fn volume(r: &Region) -> usize {
 /// Append the cells of box `r` of `a` to `buf`, in C order, a row (last axis) at a time: rows of
 /// a field are contiguous, so most of the copy is memcpy.
 fn pack<T: Copy>(a: &ArrayD<T>, r: &Region, buf: &mut Vec<T>) {
-    for row in a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone())).rows() {
+    let v = a.slice_each_axis(|ax| Slice::from(r[ax.axis.index()].clone()));
+    // Fixed dimensions: ndarray walks them far faster than dynamic ones, and a face across rows
+    // (one cell per row) is thousands of rows.
+    match v.ndim() {
+        2 => pack_rows(v.into_dimensionality::<Ix2>().expect("2-D"), buf),
+        3 => pack_rows(v.into_dimensionality::<Ix3>().expect("3-D"), buf),
+        _ => pack_rows(v, buf),
+    }
+}
+
+fn pack_rows<T: Copy, D: Dimension + RemoveAxis>(v: ArrayView<T, D>, buf: &mut Vec<T>) {
+    if v.shape().last() == Some(&1) {
+        return buf.extend(v.iter().copied());
+    }
+    for row in v.rows() {
         match row.as_slice() {
             Some(cells) => buf.extend_from_slice(cells),
             None => buf.extend(row.iter().copied()),
@@ -177,13 +191,28 @@ fn pack<T: Copy>(a: &ArrayD<T>, r: &Region, buf: &mut Vec<T>) {
 
 /// Fill box `r` of `a` from the front of `src` (in C order) and advance `src` past it.
 fn unpack<T: Copy>(a: &mut ArrayD<T>, r: &Region, src: &mut &[T]) {
-    for mut row in a.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone())).rows_mut() {
-        let (head, rest) = src.split_at(row.len());
+    let v = a.slice_each_axis_mut(|ax| Slice::from(r[ax.axis.index()].clone()));
+    match v.ndim() {
+        2 => unpack_rows(v.into_dimensionality::<Ix2>().expect("2-D"), src),
+        3 => unpack_rows(v.into_dimensionality::<Ix3>().expect("3-D"), src),
+        _ => unpack_rows(v, src),
+    }
+}
+
+fn unpack_rows<T: Copy, D: Dimension + RemoveAxis>(mut v: ArrayViewMut<T, D>, src: &mut &[T]) {
+    let (head, rest) = src.split_at(v.len());
+    *src = rest;
+    if v.shape().last() == Some(&1) {
+        return v.iter_mut().zip(head).for_each(|(d, s)| *d = *s);
+    }
+    let mut head = head;
+    for mut row in v.rows_mut() {
+        let (cells, more) = head.split_at(row.len());
         match row.as_slice_mut() {
-            Some(cells) => cells.copy_from_slice(head),
-            None => row.iter_mut().zip(head).for_each(|(d, s)| *d = *s),
+            Some(dst) => dst.copy_from_slice(cells),
+            None => row.iter_mut().zip(cells).for_each(|(d, s)| *d = *s),
         }
-        *src = rest;
+        head = more;
     }
 }
 

@@ -128,15 +128,19 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     fn row<'a, T>(v: &ArrayView2<'a, T>, j: usize) -> &'a [T] {
         slice_of((*v).index_axis_move(Axis(0), j))
     }
-    // Tiles of rows across every plane: a tile's planes i-1, i, i+1 stay in the L2 cache while
-    // the sweep moves along i, so each value comes from memory once (2.5-D blocking).
-    let rows = ny - 2 * g;
-    let tile = (TILE_BYTES / (3 * nz * std::mem::size_of::<T>()))
-        .clamp(1, rows.div_ceil(rayon::current_num_threads()));
-    let mut interior = out.slice_mut(s![g..nx - g, g..ny - g, ..]);
-    let body = |(t, mut block): (usize, ArrayViewMut3<T>)| {
+    // Tiles of rows across a run of planes: a tile's planes i-1, i, i+1 stay in the L2 cache
+    // while the sweep moves along i, so each value comes from memory once (2.5-D blocking). The
+    // runs of planes make several tasks per thread, so that a thread that lost its core for a
+    // while (a loaded node) leaves its tasks to the others; each run reads two planes twice.
+    let (planes, rows) = (nx - 2 * g, ny - 2 * g);
+    let threads = rayon::current_num_threads();
+    let tile = tile_rows(rows, nz * std::mem::size_of::<T>(), threads);
+    let tasks_per_thread = 4 * threads / rows.div_ceil(tile).max(1);
+    let run = planes.div_ceil(tasks_per_thread.max(1)).max(MIN_RUN.min(planes));
+    let interior = out.slice_mut(s![g..nx - g, g..ny - g, ..]);
+    let body = |((r, t), mut block): ((usize, usize), ArrayViewMut3<T>)| {
         for (p, mut out_plane) in block.axis_iter_mut(Axis(0)).enumerate() {
-            let i = p + g;
+            let i = g + r * run + p;
             let (down, here, up) = (plane(&u, i - 1), plane(&u, i), plane(&u, i + 1));
             let f_here = f.as_ref().map(|f| plane(f, i));
             for (q, mut o) in out_plane.axis_iter_mut(Axis(0)).enumerate() {
@@ -148,17 +152,71 @@ pub(crate) fn stencil_3d<T: NdFloat>(
             }
         }
     };
-    let tiles = interior.axis_chunks_iter_mut(Axis(1), tile);
+    let tasks = chunks(interior, Axis(0), run)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(r, runs)| chunks(runs, Axis(1), tile).into_iter().enumerate().map(move |(t, b)| ((r, t), b)));
     if u.len() < super::PAR_MIN {
-        tiles.enumerate().for_each(body);
+        tasks.for_each(body);
     } else {
-        tiles.into_par_iter().enumerate().for_each(body);
+        tasks.collect::<Vec<_>>().into_par_iter().for_each(body);
     }
     Ok(())
 }
 
-/// What the three planes of a 3-D tile may take: a part of a core's L2 cache.
+/// `v` cut along `axis` into consecutive pieces of `size` (the last one shorter).
+fn chunks<T>(mut v: ArrayViewMut3<'_, T>, axis: Axis, size: usize) -> Vec<ArrayViewMut3<'_, T>> {
+    let mut pieces = Vec::with_capacity(v.len_of(axis).div_ceil(size));
+    while v.len_of(axis) > size {
+        let (piece, rest) = v.split_at(axis, size);
+        pieces.push(piece);
+        v = rest;
+    }
+    pieces.push(v);
+    pieces
+}
+
+/// The fewest planes a task of a 3-D sweep runs over (it reads two more).
+const MIN_RUN: usize = 32;
+
+/// What the three planes of a 3-D tile may take where the L2 cache's size is unknown.
 const TILE_BYTES: usize = 256 << 10;
+
+/// What the three planes of a 3-D tile may take: half of a core's L2 cache (the rest holds the
+/// output rows and what else the core touches). Larger tiles cost less: a tile also reads the
+/// row beyond each of its edges, from memory, for every plane.
+fn tile_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| l2_cache().map_or(TILE_BYTES, |b| (b / 2).max(TILE_BYTES)))
+}
+
+/// The size of cpu0's level-2 cache, from Linux's sysfs.
+fn l2_cache() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| std::fs::read_to_string(p.join("level")).is_ok_and(|l| l.trim() == "2"))
+        .find_map(|p| {
+            let s = std::fs::read_to_string(p.join("size")).ok()?;
+            let s = s.trim();
+            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            Some(num.parse::<usize>().ok()? << match unit { "K" => 10, "M" => 20, _ => 0 })
+        })
+}
+
+/// Rows per tile of a 3-D sweep over `rows` rows of `row_bytes` each on `threads` threads: the
+/// most that keep three planes of a tile within [`tile_bytes`], then evened out so that the
+/// tiles are a multiple of the threads and of equal size (a last short tile, or one tile more
+/// than the threads can share, leaves a core idle for part of the sweep).
+fn tile_rows(rows: usize, row_bytes: usize, threads: usize) -> usize {
+    tile_rows_within(tile_bytes(), rows, row_bytes, threads)
+}
+
+fn tile_rows_within(tile_bytes: usize, rows: usize, row_bytes: usize, threads: usize) -> usize {
+    let most = (tile_bytes / (3 * row_bytes)).clamp(1, rows);
+    let threads = threads.clamp(1, rows);
+    let tiles = rows.div_ceil(most).next_multiple_of(threads);
+    rows.div_ceil(tiles).max(1)
+}
 
 fn slice_of<T>(v: ndarray::ArrayView1<'_, T>) -> &[T] {
     v.to_slice().expect("checked contiguous")
@@ -244,5 +302,31 @@ fn row_loop<T: NdFloat, const K: usize, const HAS_F: bool>(
             lap += f[j];
         }
         o[j] = a * cc + b * lap;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tile_bytes, tile_rows_within, TILE_BYTES};
+
+    #[test]
+    fn tiles_fit_the_cache_and_share_out_evenly() {
+        for rows in [1, 2, 7, 36, 198, 558, 4094] {
+            for row_bytes in [8, 1600, 4480, 1 << 20] {
+                for threads in [1, 2, 3, 8] {
+                    let t = tile_rows_within(TILE_BYTES, rows, row_bytes, threads);
+                    let tiles = rows.div_ceil(t);
+                    assert!(t >= 1 && t <= rows, "{rows} {row_bytes} {threads}: {t}");
+                    assert!(3 * t * row_bytes <= TILE_BYTES || t == 1, "{rows} {row_bytes} {threads}: {t}");
+                    // Every thread gets tiles whenever there are rows for each, and the last
+                    // tile is never much shorter than the others.
+                    assert!(tiles >= threads.min(rows), "{rows} {row_bytes} {threads}: {t}");
+                    assert!(rows - (tiles - 1) * t + tiles > t, "{rows} {row_bytes} {threads}: {t}");
+                }
+            }
+        }
+        // 200^3 doubles on 2 threads: four tiles of 50, 50, 50 and 48 rows, not 54, 54, 54, 36.
+        assert_eq!(tile_rows_within(TILE_BYTES, 198, 1600, 2), 50);
+        assert!(tile_bytes() >= TILE_BYTES);
     }
 }
