@@ -269,13 +269,16 @@ fn split_tagged(stdout: &str, stderr: &str, np: usize) -> (Vec<Vec<String>>, Vec
     (outs, errs)
 }
 
-/// A fresh scratch directory under target/, removed when dropped unless the test panicked.
+/// A fresh scratch directory under target/, removed when dropped unless the test panicked; its
+/// own on every call (tests of one binary run side by side and may ask for the same name).
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap().join("scratch").join(format!("{name}-{}", std::process::id()));
+        let dir = exe.parent().unwrap().parent().unwrap().join("scratch").join(format!("{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
