@@ -18,11 +18,11 @@ use std::thread::JoinHandle;
 use mpi::environment::Threading;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use ndarray::{ArrayD, ArrayViewD, Axis, Zip};
+use ndarray::{ArrayD, ArrayViewD};
 use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
-use crate::checkpoint::Layout;
+use crate::checkpoint::{copy_rows, Layout};
 use crate::local::Item;
 use crate::checksum::Element;
 use crate::error::{IoError, Result};
@@ -53,18 +53,6 @@ pub fn wait() -> Result<Option<PathBuf>> {
 fn wait_at_finalize() {
     if let Err(e) = wait() {
         log::error!("the last checkpoint failed in the background: {e}");
-    }
-}
-
-/// `dst = src` a row (the contiguous last axis) at a time, on the rank's threads: as fast as a
-/// memory copy, where an element-wise copy out of a field's ghosted block is not.
-fn copy_rows<T: Element>(dst: &mut ArrayD<T>, src: &ArrayViewD<T>) {
-    match dst.ndim() {
-        0 => dst.assign(src),
-        n => Zip::from(dst.lanes_mut(Axis(n - 1))).and(src.lanes(Axis(n - 1))).par_for_each(|mut d, s| match (d.as_slice_mut(), s.as_slice()) {
-            (Some(d), Some(s)) => d.copy_from_slice(s),
-            (_, _) => d.assign(&s),
-        }),
     }
 }
 
@@ -114,7 +102,7 @@ impl Snapshot {
     /// rank's threads, into a buffer the previous snapshot of this directory used if it fits.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
         let mut copy = self.dir.spare_buffer::<T>(block.shape()).unwrap_or_else(|| ArrayD::from_elem(block.raw_dim(), T::default()));
-        copy_rows(&mut copy, &block);
+        copy_rows(copy.view_mut(), &block);
         self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy) });
         self
     }
