@@ -676,8 +676,20 @@ pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> R
         Err(e) if e.is_corrupt() => 1,
         Err(_) => 2,
     };
-    let mut worst = 0u8;
-    comm.all_reduce_into(&class(&r), &mut worst, SystemOperation::max());
+    let (mine, mut worst) = (class(&r), 0u8);
+    if crate::flush::in_background() {
+        // The flushing thread waits without spinning: a blocking all-reduce would busy-poll a
+        // core the step loop needs for as long as rank 0 syncs the file, for example.
+        mpi::request::scope(|s| {
+            let mut req = comm.immediate_all_reduce_into(s, &mine, &mut worst, SystemOperation::max());
+            while let Err(pending) = req.test() {
+                req = pending;
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        });
+    } else {
+        comm.all_reduce_into(&mine, &mut worst, SystemOperation::max());
+    }
     match (worst, r) {
         (0, r) => r,
         (1, r) => Err(first_damage(comm, r.err())),

@@ -35,6 +35,11 @@ thread_local! {
     static FLUSHING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this is the thread that writes a checkpoint in the background.
+pub(crate) fn in_background() -> bool {
+    FLUSHING.with(Cell::get)
+}
+
 /// Wait for this process's checkpoint in flight, if any: its path, or the error it ended with.
 pub fn wait() -> Result<Option<PathBuf>> {
     if FLUSHING.with(Cell::get) {
