@@ -26,7 +26,7 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     // Left out for now: since this round's launcher changes (recovery inside the allocation,
     // held reports), the second USR2, sent to the steps of the requeued run, is not acted on and
     // the run ends without stopping; the first (to the batch script) works. To be found and fixed.
-    // ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
+    ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
     ("bad_input_on_one_task_alone_under_srun_exits_2_at_2_and_4_tasks", bad_input_on_one_task),
     ("a_program_under_srun_with_the_wrong_pmi_stops_naming_both", wrong_pmi_under_srun),
 ];
@@ -613,7 +613,6 @@ fn heat_time_limit_without_signal(c: &Cluster) {
 
 /// Preemption: USR2 to the batch script (`scancel --signal=USR2 --batch`), then to the ranks
 /// (`rankwise cancel --signal USR2`), each at a random step, far from the time limit.
-#[allow(dead_code)]
 fn heat_preempted(c: &Cluster) {
     let steps = *HEAT_STEPS.get().unwrap_or(&HEAT_STEPS_DEFAULT);
     let dir = c.workdir("heat-preempted");
@@ -621,7 +620,9 @@ fn heat_preempted(c: &Cluster) {
     let id = c.submit(&dir, &["sbatch", "-n", "4", "-t", "10", "-o", "out.txt", "heat", "-i", "heat.toml"]);
     let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     let mut moments = Vec::new();
-    for (k, range) in [(0.1, 0.4), (0.6, 0.9)].iter().enumerate() {
+    // Moments that leave the run a third of its steps to go: heat is fast, and a signal that
+    // arrives after the run has ended tests nothing.
+    for (k, range) in [(0.1, 0.3), (0.45, 0.65)].iter().enumerate() {
         let at = (steps as f64 * (range.0 + (range.1 - range.0) * ((seed >> (k * 16)) % 1000) as f64 / 1000.0)) as u64;
         let start = Instant::now();
         // This run (after k restarts) has passed step `at`, then a random fraction of a second more.
@@ -629,7 +630,7 @@ fn heat_preempted(c: &Cluster) {
             assert!(start.elapsed() < Duration::from_secs(120), "run {k} never reached step {at}:\n{}", read(dir.join("out.txt")));
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis((seed >> (k * 16 + 8)) % 1000));
+        std::thread::sleep(Duration::from_millis((seed >> (k * 16 + 8)) % 200));
         let sent = Instant::now();
         if k == 0 {
             c.slurm.cancel(&id.to_string(), Some("USR2"), true).unwrap();
