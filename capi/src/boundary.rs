@@ -123,24 +123,7 @@ pub(crate) fn collective(f: impl FnOnce() -> Res) -> c_int {
     }
 }
 
-/// Print `msg` with this rank's number and MPI_Abort the whole job.
-pub(crate) fn abort_job(msg: &str) -> ! {
-    let mut rank = -1;
-    if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
-        // SAFETY: MPI runs; rank of the world communicator.
-        unsafe { mpi::ffi::MPI_Comm_rank(mpi::ffi::RSMPI_COMM_WORLD, &mut rank) };
-        emit(&format!("rank {rank}: {msg}; aborting the job\n"));
-        // SAFETY: MPI runs; MPI_Abort does not return.
-        unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 1) };
-    }
-    emit(&format!("{msg}; aborting\n"));
-    std::process::abort()
-}
-
-/// Write to stderr in one piece, so that mpirun's forwarding does not split the line.
-pub(crate) fn emit(text: &str) {
-    std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes()).ok();
-}
+pub(crate) use rankwise_runtime::{abort_job, emit};
 
 /// The live handles, by address, with their kind: a destroyed or foreign handle is told apart
 /// before it is dereferenced.

@@ -209,7 +209,7 @@ pub extern "C" fn rankwise_timers_report(rt: *const rankwise_runtime) -> c_int {
         let r = get(rt, "rankwise_timers_report")?;
         let report = r.rt.timers().report(r.rt.world());
         if r.rt.is_root() && !report.rows.is_empty() {
-            emit(&format!("{}\n", report.to_string().trim_end()));
+            emit(format!("{}\n", report.to_string().trim_end()));
         }
         Ok(())
     })

@@ -28,7 +28,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn _finish_background_checkpoint() {
     if crate::mpi_running() {
         if let Err(e) = rankwise_io::flush::wait() {
-            crate::emit(&format!("rankwise: the last checkpoint failed in the background: {e}\n"));
+            crate::emit(format!("rankwise: the last checkpoint failed in the background: {e}\n"));
         }
     }
 }

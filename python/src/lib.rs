@@ -46,24 +46,7 @@ pub(crate) fn mpi_running() -> bool {
     mpi::environment::is_initialized() && !mpi::environment::is_finalized()
 }
 
-/// Print `msg` with this rank's number and MPI_Abort the whole job.
-pub(crate) fn abort_job(msg: &str) -> ! {
-    if mpi_running() {
-        let mut rank = -1;
-        // SAFETY: MPI runs; rank of the world communicator.
-        unsafe { mpi::ffi::MPI_Comm_rank(mpi::ffi::RSMPI_COMM_WORLD, &mut rank) };
-        emit(&format!("rank {rank}: {msg}; aborting the job\n"));
-        // SAFETY: MPI runs; MPI_Abort does not return.
-        unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 1) };
-    }
-    emit(&format!("{msg}; aborting\n"));
-    std::process::abort()
-}
-
-/// Write to stderr in one piece, so that mpirun's forwarding does not split the line.
-pub(crate) fn emit(text: &str) {
-    std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes()).ok();
-}
+pub(crate) use rankwise_runtime::{abort_job, emit};
 
 /// An object that frees MPI resources when dropped (communicators). Python may collect it after
 /// mpi4py finalised MPI at exit: then freeing is no longer allowed, and it is left to the

@@ -274,6 +274,22 @@ fn install_panic_hook() {
     }));
 }
 
+/// Print `msg` with this rank's number and MPI_Abort the whole job (or abort the process when MPI
+/// is not running): what a library inside a foreign program (the C API, the Python package) does
+/// when a collective call fails on one rank, so that the others are not left waiting.
+pub fn abort_job(msg: &str) -> ! {
+    if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+        let mut rank = -1;
+        // SAFETY: MPI runs; rank of the world communicator.
+        unsafe { mpi::ffi::MPI_Comm_rank(mpi::ffi::RSMPI_COMM_WORLD, &mut rank) };
+        emit(format!("rank {rank}: {msg}; aborting the job"));
+        // SAFETY: MPI runs; MPI_Abort does not return.
+        unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 1) };
+    }
+    emit(format!("{msg}; aborting"));
+    std::process::abort()
+}
+
 /// How long a rank that hit bad input alone waits for the others to reach the end of the run
 /// before it aborts the job: they may be waiting for it in a collective that it never joins.
 pub const BAD_INPUT_GRACE: Duration = Duration::from_secs(10);
@@ -421,7 +437,8 @@ pub fn mpi_library() -> String {
 
 /// Write to stderr in one piece: Rust's unbuffered stderr would otherwise split a line into
 /// several writes, and mpirun's output forwarding tags and interleaves each one.
-pub(crate) fn emit(mut text: String) {
+pub fn emit(text: impl Into<String>) {
+    let mut text = text.into();
     if !text.ends_with('\n') {
         text.push('\n');
     }
