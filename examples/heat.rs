@@ -15,9 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mpi::datatype::PartitionMut;
-use mpi::traits::*;
-use ndarray::{s, Array2, ArrayView2, Axis, Ix2, Ix3, Slice};
+use ndarray::{Ix2, Ix3, Slice};
 use rankwise::io::{checksum, flush, image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
@@ -319,53 +317,10 @@ fn output(rt: &Runtime, inp: &Inputs, u: &Field<f64>, time: f64) -> Res<()> {
         }
     }
     let Some(path) = &inp.png else { return Ok(()) };
-    if let Some(plane) = gather_plane(u, inp.n / 2)? {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let (lo, hi) = image::write_png(path, plane.view())?;
+    if let Some((lo, hi)) = image::write_field_png(u, path)? {
         log::info!("wrote {} (colours from {lo:.3e} to {hi:.3e})", path.display());
     }
     Ok(())
-}
-
-/// Collective. The plane the picture shows, on rank 0 (None elsewhere): the whole field in 2-D,
-/// the plane `x = mid` in 3-D. Only the ranks that own part of it send, and rank 0 receives one
-/// plane, never the whole 3-D field.
-fn gather_plane(u: &Field<f64>, mid: usize) -> Res<Option<Array2<f64>>> {
-    let d = u.decomposition();
-    let three = d.ndim() == 3;
-    // A rank's part of the plane: its 2-D ranges, or None when it owns none of it.
-    let part = |owned: Vec<Range<usize>>| match three {
-        false => Some(owned),
-        true => owned[0].contains(&mid).then(|| owned[1..].to_vec()),
-    };
-    let cells = |r: &Option<Vec<Range<usize>>>| r.as_ref().map_or(0, |r| r.iter().map(|x| x.len()).product::<usize>());
-    let parts: Vec<Option<Vec<Range<usize>>>> = (0..d.size()).map(|r| part(d.owned_by(r))).collect();
-    let counts = parts.iter().map(|p| i32::try_from(cells(p))).collect::<Result<Vec<i32>, _>>()?;
-    let displs = counts.iter().scan(0i32, |acc, &c| Some(std::mem::replace(acc, *acc + c))).collect::<Vec<i32>>();
-    let interior = u.interior();
-    let mine: Vec<f64> = match (&parts[d.rank()], three) {
-        (None, _) => vec![],
-        (Some(_), false) => interior.iter().copied().collect(),
-        (Some(_), true) => interior.index_axis(Axis(0), mid - d.owned()[0].start).iter().copied().collect(),
-    };
-    let root = d.comm().process_at_rank(0);
-    if d.rank() != 0 {
-        root.gather_varcount_into(&mine[..]);
-        return Ok(None);
-    }
-    let global = &d.global_shape()[d.ndim() - 2..];
-    let mut all = vec![0.0; global.iter().product()];
-    root.gather_varcount_into_root(&mine[..], &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
-    let mut plane = Array2::zeros((global[0], global[1]));
-    for (r, p) in parts.iter().enumerate() {
-        if let Some(p) = p {
-            let block = ArrayView2::from_shape((p[0].len(), p[1].len()), &all[displs[r] as usize..][..counts[r] as usize])?;
-            plane.slice_mut(s![p[0].clone(), p[1].clone()]).assign(&block);
-        }
-    }
-    Ok(Some(plane))
 }
 
 /// One explicit step, `v = u + nu_dt lap(u)`, overlapping the halo exchange with the cells that do

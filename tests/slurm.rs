@@ -23,9 +23,6 @@ const TESTS: &[(&str, fn(&Cluster))] = &[
     ("rankwise_run_under_srun_shows_a_bad_inputs_line_alone", cli_bad_input_under_srun),
     ("heat_cut_by_its_time_limit_requeues_and_ends_bit_identical", heat_time_limit),
     ("heat_with_no_warning_signal_checkpoints_from_the_end_time_and_requeues", heat_time_limit_without_signal),
-    // Left out for now: since this round's launcher changes (recovery inside the allocation,
-    // held reports), the second USR2, sent to the steps of the requeued run, is not acted on and
-    // the run ends without stopping; the first (to the batch script) works. To be found and fixed.
     ("heat_preempted_at_2_random_moments_ends_bit_identical", heat_preempted),
     ("bad_input_on_one_task_alone_under_srun_exits_2_at_2_and_4_tasks", bad_input_on_one_task),
     ("a_program_under_srun_with_the_wrong_pmi_stops_naming_both", wrong_pmi_under_srun),

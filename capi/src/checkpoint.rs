@@ -342,8 +342,8 @@ pub unsafe extern "C" fn rankwise_checkpoint_verify(path: *const c_char, step: *
     })
 }
 
-/// Collective. Draw the field as a PNG on rank 0 (gathered there; a 3-D field's middle plane
-/// along the first axis), colours from its smallest to its largest value.
+/// Collective. Draw the field as a PNG on rank 0 (a 3-D field's middle plane along the first
+/// axis, the only plane gathered there), colours from its smallest to its largest value.
 ///
 /// # Safety
 /// `path` a NUL-terminated string.
@@ -358,18 +358,7 @@ pub unsafe extern "C" fn rankwise_field_write_png(f: *mut rankwise_field, path: 
         if n < 2 {
             return Err(fail(RANKWISE_ERR_SHAPE, format!("{W}: a picture needs a 2-D or 3-D field, not {n}-D")));
         }
-        let Some(whole) = field.gather(0) else { return Ok(()) };
-        let plane = match n {
-            2 => whole.into_dimensionality::<ndarray::Ix2>().expect("2-D"),
-            _ => {
-                let mid = whole.shape()[0] / 2;
-                whole.index_axis_move(ndarray::Axis(0), mid).into_dimensionality::<ndarray::Ix2>().expect("a plane")
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(RANKWISE_ERR_IO, format!("{W}: cannot make {}: {e}", dir.display())))?;
-        }
-        rankwise_io::image::write_png(&path, plane.view()).map_err(io)?;
+        rankwise_io::image::write_field_png(field, &path).map_err(io)?;
         Ok(())
     })
 }

@@ -26,6 +26,8 @@ pub enum IoError {
     Dtype { name: String, expected: String, found: String },
     #[error("field `{name}`: block at {start:?} of shape {shape:?} does not fit in the global shape {global:?}")]
     Block { name: String, start: Vec<usize>, shape: Vec<usize>, global: Vec<usize> },
+    #[error("a picture needs a 2-D or 3-D field, not {0}-D")]
+    Picture(usize),
     #[error("field name {name:?}: {reason}")]
     Name { name: String, reason: &'static str },
     /// The restore closure asked for other data when its reads were delivered than when they were

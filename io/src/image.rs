@@ -2,9 +2,13 @@
 //! readable in grey and by colour-blind readers), scaled from the field's minimum to its maximum.
 
 use std::io::BufWriter;
+use std::ops::Range;
 use std::path::Path;
 
-use ndarray::ArrayView2;
+use mpi::datatype::PartitionMut;
+use mpi::traits::*;
+use ndarray::{s, Array2, ArrayView2, Axis};
+use rankwise_runtime::Field;
 
 use crate::error::{IoError, Result};
 
@@ -45,6 +49,60 @@ pub fn write_png(path: &Path, plane: ArrayView2<f64>) -> Result<(f64, f64)> {
         .and_then(|mut w| w.write_image_data(&pixels).and_then(|()| w.finish()))
         .map_err(|e| fail(std::io::Error::other(e)))?;
     Ok((lo, hi))
+}
+
+/// Collective. Draw `u` at `path` on rank 0 ([`write_png`], the folder made if missing): a 2-D
+/// field whole, a 3-D one's middle plane along its first axis. Returns the colour range on rank 0,
+/// None elsewhere; an error is rank 0's alone (the others only send).
+pub fn write_field_png(u: &Field<f64>, path: &Path) -> Result<Option<(f64, f64)>> {
+    let n = u.decomposition().ndim();
+    if !(2..=3).contains(&n) {
+        return Err(IoError::Picture(n));
+    }
+    let Some(plane) = gather_plane(u, u.decomposition().global_shape()[0] / 2) else { return Ok(None) };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| IoError::File { path: dir.to_path_buf(), source })?;
+    }
+    write_png(path, plane.view()).map(Some)
+}
+
+/// Collective. The plane the picture shows, on rank 0 (None elsewhere): the whole field in 2-D,
+/// the plane `x = mid` in 3-D. Only the ranks that own part of it send, and rank 0 receives one
+/// plane, never the whole 3-D field.
+fn gather_plane(u: &Field<f64>, mid: usize) -> Option<Array2<f64>> {
+    let d = u.decomposition();
+    let three = d.ndim() == 3;
+    // A rank's part of the plane: its 2-D ranges, or None when it owns none of it.
+    let part = |owned: Vec<Range<usize>>| match three {
+        false => Some(owned),
+        true => owned[0].contains(&mid).then(|| owned[1..].to_vec()),
+    };
+    let cells = |r: &Option<Vec<Range<usize>>>| r.as_ref().map_or(0, |r| r.iter().map(|x| x.len()).product::<usize>());
+    let parts: Vec<Option<Vec<Range<usize>>>> = (0..d.size()).map(|r| part(d.owned_by(r))).collect();
+    let counts: Vec<i32> = parts.iter().map(|p| i32::try_from(cells(p)).expect("a plane of fewer than 2^31 cells a rank")).collect();
+    let displs: Vec<i32> = counts.iter().scan(0i32, |acc, &c| Some(std::mem::replace(acc, *acc + c))).collect();
+    let interior = u.interior();
+    let mine: Vec<f64> = match (&parts[d.rank()], three) {
+        (None, _) => vec![],
+        (Some(_), false) => interior.iter().copied().collect(),
+        (Some(_), true) => interior.index_axis(Axis(0), mid - d.owned()[0].start).iter().copied().collect(),
+    };
+    let root = d.comm().process_at_rank(0);
+    if d.rank() != 0 {
+        root.gather_varcount_into(&mine[..]);
+        return None;
+    }
+    let global = &d.global_shape()[d.ndim() - 2..];
+    let mut all = vec![0.0; global.iter().product()];
+    root.gather_varcount_into_root(&mine[..], &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
+    let mut plane = Array2::zeros((global[0], global[1]));
+    for (r, p) in parts.iter().enumerate() {
+        if let Some(p) = p {
+            let block = ArrayView2::from_shape((p[0].len(), p[1].len()), &all[displs[r] as usize..][..counts[r] as usize]).expect("counts match the parts");
+            plane.slice_mut(s![p[0].clone(), p[1].clone()]).assign(&block);
+        }
+    }
+    Some(plane)
 }
 
 #[cfg(test)]

@@ -297,27 +297,13 @@ fn write_output(path: PathBuf, step: u64, time: f64, fields: &Bound<'_, PyDict>,
 }
 
 /// Collective. Draw ``field`` as a PNG on rank 0 (a 3-D field's middle plane along the first
-/// axis), colours from its smallest to its largest value; rank 0 gathers the whole field, so
-/// keep it for small ones. Returns ``(min, max)`` on rank 0, None elsewhere.
+/// axis, the only plane gathered there), colours from its smallest to its largest value.
+/// Returns ``(min, max)`` on rank 0, None elsewhere.
 #[pyfunction]
 fn write_png(field: PyRef<'_, Field>, path: PathBuf) -> PyResult<Option<(f64, f64)>> {
     let n = field.field.decomposition().ndim();
     if n < 2 {
         return Err(ShapeError::new_err(format!("write_png: a picture needs a 2-D or 3-D field, not {n}-D")));
     }
-    let whole = collective(|| Ok(field.field.gather(0)))?;
-    let Some(whole) = whole else { return Ok(None) };
-    local(|| {
-        let plane = match n {
-            2 => whole.into_dimensionality::<ndarray::Ix2>().expect("2-D"),
-            _ => {
-                let mid = whole.shape()[0] / 2;
-                whole.index_axis_move(ndarray::Axis(0), mid).into_dimensionality::<ndarray::Ix2>().expect("a plane")
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| CheckpointError::new_err(format!("write_png: cannot make {}: {e}", dir.display())))?;
-        }
-        rankwise_io::image::write_png(&path, plane.view()).map(Some).map_err(io)
-    })
+    collective(|| rankwise_io::image::write_field_png(&field.field, &path).map_err(io))
 }
