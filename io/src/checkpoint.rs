@@ -528,10 +528,11 @@ impl<'c> Checkpoint<'c> {
         Ok(())
     }
 
-    /// Collective (when opened collectively). The read itself. Contiguous fields are read with a
-    /// collective transfer; chunked ones independently, since a damaged chunk may fail on some
-    /// ranks only, which inside a collective transfer would leave the others waiting.
-    fn read_raw<T: Element>(&self, name: &str, start: &[usize], out: ArrayViewMutD<T>) -> Result<()> {
+    /// Collective (when opened collectively). The read itself. Contiguous fields are read straight
+    /// from the file where they can be ([`hyperslab::read_direct`]), else with a collective
+    /// transfer; chunked ones independently, since a damaged chunk may fail on some ranks only,
+    /// which inside a collective transfer would leave the others waiting.
+    fn read_raw<T: Element>(&self, name: &str, start: &[usize], mut out: ArrayViewMutD<T>) -> Result<()> {
         let f = self.info.field(name)?;
         if f.dtype != T::DTYPE {
             return Err(IoError::Dtype { name: name.into(), expected: T::DTYPE.into(), found: f.dtype.clone() });
@@ -541,7 +542,8 @@ impl<'c> Checkpoint<'c> {
             Source::Hdf5(file) => {
                 let ds = file.dataset(name).map_err(|e| unreadable(&self.info.path, e))?;
                 let collective = self.comm.is_some() && !ds.is_chunked();
-                hyperslab::read_into(&ds, start, out, collective).map(drop).map_err(|e| unreadable(&self.info.path, e))
+                let direct = hyperslab::read_direct(file, &ds, &self.info.path, &f.shape, start, out.view_mut());
+                direct.unwrap_or_else(|| hyperslab::read_into(&ds, start, out, collective).map(drop)).map_err(|e| unreadable(&self.info.path, e))
             }
             Source::Local(file) => file.read(self.info.fields.iter().position(|g| g.name == name).expect("found above"), start, out),
         });
