@@ -407,7 +407,10 @@ impl<'c> Checkpoint<'c> {
             }
             Mode::Deliver => {
                 let staged = self.take::<T>(name, &start, field.data().shape())?;
-                field.replace_interior(staged);
+                // Handing a large block back to the system takes a while (40 ms a GiB); the
+                // program need not wait for it.
+                let old = field.replace_interior(staged);
+                std::thread::spawn(move || drop(old));
                 Ok(())
             }
         }
