@@ -164,6 +164,18 @@ pub(crate) fn volume(r: &Region) -> usize {
     r.iter().map(|x| x.len()).product()
 }
 
+/// Where box `r` of a C-order array of `shape` is one contiguous run of cells: its first cell's
+/// offset and its length. So it is when, past the first axis along which it is wider than one
+/// cell, it spans every axis whole (a row, a run of whole rows, an outer plane with its ghosts).
+fn contiguous_run(shape: &[usize], r: &Region) -> Option<(usize, usize)> {
+    let wide = r.iter().position(|x| x.len() > 1).unwrap_or(r.len());
+    if r.iter().zip(shape).skip(wide + 1).any(|(x, &n)| *x != (0..n)) {
+        return None;
+    }
+    let start = r.iter().zip(shape).fold(0, |off, (x, &n)| off * n + x.start);
+    Some((start, volume(r)))
+}
+
 /// Append the cells of box `r` of `a` to `buf`, in C order, a row (last axis) at a time: rows of
 /// a field are contiguous, so most of the copy is memcpy.
 fn pack<T: Copy>(a: &ArrayD<T>, r: &Region, buf: &mut Vec<T>) {
@@ -282,6 +294,8 @@ pub struct HaloExchange<T> {
     requests: Vec<ffi::MPI_Request>,
     /// The receives among `requests` (the first ones): sender and length.
     expected: Vec<(usize, usize)>,
+    /// Per entry of `plan.recvs`: whether its message went straight into the ghost cells.
+    direct: Vec<bool>,
     /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
     /// them until the requests complete: until then only this handle owns them (moving it
     /// moves no heap memory), and it neither grows nor frees them before it has waited (in
@@ -307,9 +321,42 @@ impl<T> Default for HaloBuffers<T> {
 impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// Collective. Post the receives, pack and post the sends.
     ///
+    /// Split phase: every message goes through the handle's buffers. A send from the field
+    /// itself would send whatever the caller writes there before finish (an in-place update of
+    /// the interior would change what the neighbours get), and a receive into the ghost cells
+    /// would let MPI write memory the caller can read through the field meanwhile. Packing at
+    /// begin fixes what is sent and keeps MPI's memory the handle's own.
+    ///
     /// # Panics
     /// When `fields` is empty or the fields differ in decomposition or ghost width.
     pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
+        Self::post(fields, stencil, None)
+    }
+
+    /// Collective. The whole exchange: [`HaloExchange::begin`] and [`HaloExchange::finish_many`]
+    /// in one call that borrows `fields` mutably throughout, so MPI may read and write them
+    /// directly: a message that is one contiguous run of one field's array (a face across the
+    /// rows of a row-major 2-D block: a row) is sent straight from its owned cells and received
+    /// straight into its ghost cells, with no packing, no unpacking and no buffer. Other messages
+    /// are packed as in [`HaloExchange::begin`]. The bytes on the wire are the same either way
+    /// (the cells in C order), so each side chooses on its own.
+    ///
+    /// # Panics
+    /// As [`HaloExchange::begin`].
+    pub(crate) fn run(fields: &mut [&mut Field<T>], stencil: Stencil) -> Result<(), HaloError> {
+        // Raw pointers to each array, taken while the fields are mutably borrowed: MPI writes
+        // the ghost cells of direct receives through them. Until the wait in `finish_many` no
+        // reference to those cells is made (packing reads owned cells only, which no receive
+        // writes), and the caller cannot make one: `fields` stays borrowed until we return.
+        let arrays: Vec<*mut T> = fields.iter_mut().map(|f| f.data.as_mut_ptr()).collect();
+        let shared: Vec<&Field<T>> = fields.iter().map(|f| &**f).collect();
+        let exchange = Self::post(&shared, stencil, Some(&arrays));
+        exchange.finish_many(fields)
+    }
+
+    /// Post the receives, pack and post the sends; with `arrays` (the fields' data, writable:
+    /// only from [`HaloExchange::run`]), one-run messages go straight from and to the fields.
+    fn post(fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>) -> HaloExchange<T> {
         let first = fields.first().expect("a halo exchange needs at least one field");
         let (decomposition, ghost) = (first.decomposition().clone(), first.ghost());
         for f in fields {
@@ -328,21 +375,45 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         let mut b = std::mem::take(&mut *first.halo_buffers());
         b.recv.resize_with(plan.recvs.len(), Vec::new);
         b.send.resize_with(plan.sends.len(), Vec::new);
+        // The one run of each message in the field's array, where it is one: only in `run`.
+        let shape = first.data.shape();
+        let run_of = |regions: &[Region]| match (arrays, regions) {
+            (Some(_), [r]) if fields.len() == 1 => contiguous_run(shape, r),
+            _ => None,
+        };
+        let mut direct = Vec::with_capacity(plan.recvs.len());
         for ((peer, regions), buf) in plan.recvs.iter().zip(&mut b.recv) {
+            let run = run_of(regions).filter(|_| *peer != me);
+            direct.push(run.is_some());
             if *peer == me {
                 continue;
             }
-            // The message overwrites it all: a kept buffer of this length is used as it is.
-            buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
-            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: see `HaloExchange::buffers`.
-            unsafe {
-                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
+            let (ptr, len) = match (run, arrays) {
+                // SAFETY (of the pointer): the run lies within the array (`contiguous_run`).
+                (Some((start, len)), Some(a)) => (unsafe { a[0].add(start) }, len),
+                _ => {
+                    // The message overwrites it all: a kept buffer of this length is used as it is.
+                    buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
+                    (buf.as_mut_ptr(), buf.len())
+                }
             };
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: see `HaloExchange::buffers`, and `HaloExchange::run` for the ghost cells.
+            unsafe { ffi::MPI_Irecv(ptr as *mut c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
             requests.push(req);
-            expected.push((*peer, buf.len()));
+            expected.push((*peer, len));
         }
         for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
+            if *peer != me {
+                if let Some((start, len)) = run_of(regions) {
+                    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+                    // SAFETY: owned cells of a field borrowed until the wait; MPI only reads them.
+                    let ptr = unsafe { fields[0].data.as_ptr().add(start) };
+                    unsafe { ffi::MPI_Isend(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
+                    requests.push(req);
+                    continue;
+                }
+            }
             buf.clear();
             buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
             for f in fields {
@@ -361,7 +432,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             requests.push(req);
         }
         let fields = fields.iter().map(|f| f.id()).collect();
-        HaloExchange { plan, decomposition, seq, fields, requests, expected, buffers: b }
+        HaloExchange { plan, decomposition, seq, fields, requests, expected, direct, buffers: b }
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
@@ -387,7 +458,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         }
         let me = self.decomposition.rank();
         let b = &self.buffers;
-        for ((peer, regions), buf) in self.plan.recvs.iter().zip(&b.recv) {
+        for (((peer, regions), buf), _) in self.plan.recvs.iter().zip(&b.recv).zip(&self.direct).filter(|(_, d)| !**d) {
             let buf = if *peer == me {
                 &b.send[self.plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
             } else {
@@ -488,6 +559,29 @@ mod tests {
                     assert_eq!(far, inside, "{shape:?} reach {reach} at {idx:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn contiguous_runs_are_rows_whole_rows_and_whole_planes() {
+        // A 6 x 8 block with its ghosts: a face across the rows is one row (a run); a face across
+        // the columns is a cell per row (not one); a run of whole rows is one.
+        assert_eq!(contiguous_run(&[6, 8], &vec![4..5, 1..7]), Some((33, 6)));
+        assert_eq!(contiguous_run(&[6, 8], &vec![1..5, 6..7]), None);
+        assert_eq!(contiguous_run(&[6, 8], &vec![1..3, 0..8]), Some((8, 16)));
+        assert_eq!(contiguous_run(&[6, 8], &vec![2..3, 3..4]), Some((19, 1)));
+        // 3-D: an outer plane without its ghost columns is rows with gaps; with them, one run.
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![1..2, 1..4, 1..5]), None);
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![1..2, 1..4, 0..6]), Some((36, 18)));
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![3..4, 2..3, 1..5]), Some((103, 4)));
+        // Every run found is exactly the cells of its box, in C order.
+        let a = ndarray::ArrayD::from_shape_fn(vec![4, 5, 6], |i| i[0] * 100 + i[1] * 10 + i[2]);
+        let flat = a.as_slice().unwrap();
+        for r in [vec![1..2, 1..4, 0..6], vec![3..4, 2..3, 1..5], vec![0..4, 0..5, 0..6], vec![2..3, 4..5, 0..6]] {
+            let (start, len) = contiguous_run(&[4, 5, 6], &r).unwrap();
+            let mut packed = Vec::new();
+            pack(&a, &r, &mut packed);
+            assert_eq!(&flat[start..start + len], &packed[..], "{r:?}");
         }
     }
 
