@@ -264,6 +264,11 @@ impl<T> Field<T> {
         self.halo_buffers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The same, through an exclusive borrow: no lock taken.
+    pub(crate) fn halo_buffers_mut(&mut self) -> &mut HaloBuffers<T> {
+        self.halo_buffers.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn ranges(&self, side: &[isize]) -> Vec<std::ops::Range<usize>> {
         assert_eq!(side.len(), self.data.ndim(), "a region names one side per dimension");
         let g = self.ghost;
@@ -351,6 +356,14 @@ mod tests {
         let (_, d) = counts_and_offsets(std::iter::repeat_n(200_000usize, 10_000)).unwrap();
         assert_eq!(d[9_999], 9_999 * 200_000);
         assert!(counts_and_offsets(std::iter::repeat_n(220_000usize, 10_000)).is_err());
+    }
+
+    #[test]
+    fn fields_are_send_and_sync_with_their_kept_exchange_state() {
+        // Compiles only while they are: the MPI handles a field keeps between exchanges must not
+        // take that away (an asynchronous checkpoint hands a field to another thread).
+        fn send_sync<X: Send + Sync>() {}
+        send_sync::<Field<f64>>();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -285,36 +286,56 @@ pub(crate) fn describe(ids: &[u64]) -> String {
 /// were.
 #[must_use = "a halo exchange fills no ghost cell until it is finished"]
 pub struct HaloExchange<T> {
-    plan: Arc<Plan>,
-    decomposition: Arc<Decomposition>,
+    /// This rank.
+    me: usize,
     /// Its sequence number on the decomposition (see [`Decomposition::next_exchange`]).
     seq: u64,
-    /// The identities of the fields it began on, in order.
+    /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
+    /// the message buffers until the requests complete: until then only this handle owns them
+    /// (moving it moves no heap memory), and it neither grows nor frees them before it has
+    /// waited (in finish or drop); dropped unfinished, it frees them after waiting.
+    buffers: HaloBuffers<T>,
+    /// Finished (or dropped) on the thread that began it, MPI's main thread.
+    _thread: PhantomData<*const ()>,
+}
+
+/// What a field's last exchange used, kept for its next one: the same plan has the same message
+/// lengths and counts, so a time step's exchange allocates and fills nothing.
+pub(crate) struct HaloBuffers<T> {
+    /// One per entry of `plan.recvs`; the loopback one stays unused.
+    recv: Vec<Vec<T>>,
+    /// One per entry of `plan.sends`; the loopback one is unpacked straight into the ghosts.
+    send: Vec<Vec<T>>,
+    /// The plan of the exchange in flight, or of the last one, with its ghost width and stencil:
+    /// found again without the decomposition's lock.
+    plan: Option<(usize, Stencil, Arc<Plan>)>,
+    /// The identities of the fields the exchange began on, in order.
     fields: Vec<u64>,
     requests: Vec<ffi::MPI_Request>,
     /// The receives among `requests` (the first ones): sender and length.
     expected: Vec<(usize, usize)>,
     /// Per entry of `plan.recvs`: whether its message went straight into the ghost cells.
     direct: Vec<bool>,
-    /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
-    /// them until the requests complete: until then only this handle owns them (moving it
-    /// moves no heap memory), and it neither grows nor frees them before it has waited (in
-    /// finish or drop); dropped unfinished, it frees them after waiting.
-    buffers: HaloBuffers<T>,
+    statuses: Vec<ffi::MPI_Status>,
 }
 
-/// The message buffers of a field's last exchange, kept for its next one: the same plan has
-/// the same message lengths, so a time step's exchange allocates and fills nothing.
-pub(crate) struct HaloBuffers<T> {
-    /// One per entry of `plan.recvs`; the loopback one stays unused.
-    recv: Vec<Vec<T>>,
-    /// One per entry of `plan.sends`; the loopback one is unpacked straight into the ghosts.
-    send: Vec<Vec<T>>,
-}
+// SAFETY: the MPI handles are why this is not Send by itself. At rest, in a field, its requests
+// have all completed and been cleared (and its statuses are plain data): only their capacity is
+// kept. In flight it lives in a `HaloExchange`, which is not Send.
+unsafe impl<T: Send> Send for HaloBuffers<T> {}
 
 impl<T> Default for HaloBuffers<T> {
     fn default() -> Self {
-        HaloBuffers { recv: Vec::new(), send: Vec::new() }
+        HaloBuffers {
+            recv: Vec::new(),
+            send: Vec::new(),
+            plan: None,
+            fields: Vec::new(),
+            requests: Vec::new(),
+            expected: Vec::new(),
+            direct: Vec::new(),
+            statuses: Vec::new(),
+        }
     }
 }
 
@@ -330,7 +351,9 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// # Panics
     /// When `fields` is empty or the fields differ in decomposition or ghost width.
     pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
-        Self::post(fields, stencil, None)
+        let first = fields.first().expect("a halo exchange needs at least one field");
+        let b = std::mem::take(&mut *first.halo_buffers());
+        Self::post(fields, stencil, None, b)
     }
 
     /// Collective. The whole exchange: [`HaloExchange::begin`] and [`HaloExchange::finish_many`]
@@ -348,43 +371,58 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
         // the ghost cells of direct receives through them. Until the wait in `finish_many` no
         // reference to those cells is made (packing reads owned cells only, which no receive
         // writes), and the caller cannot make one: `fields` stays borrowed until we return.
-        let arrays: Vec<*mut T> = fields.iter_mut().map(|f| f.data.as_mut_ptr()).collect();
-        let shared: Vec<&Field<T>> = fields.iter().map(|f| &**f).collect();
-        let exchange = Self::post(&shared, stencil, Some(&arrays));
+        // The kept buffers without the lock: the borrow is exclusive.
+        let b = std::mem::take(fields.first_mut().expect("a halo exchange needs at least one field").halo_buffers_mut());
+        let exchange = match fields {
+            // One field, the common case: no list to allocate.
+            [f] => {
+                let array = f.data.as_mut_ptr();
+                Self::post(&[&**f], stencil, Some(&[array]), b)
+            }
+            _ => {
+                let arrays: Vec<*mut T> = fields.iter_mut().map(|f| f.data.as_mut_ptr()).collect();
+                Self::post(&fields.iter().map(|f| &**f).collect::<Vec<_>>(), stencil, Some(&arrays), b)
+            }
+        };
         exchange.finish_many(fields)
     }
 
-    /// Post the receives, pack and post the sends; with `arrays` (the fields' data, writable:
-    /// only from [`HaloExchange::run`]), one-run messages go straight from and to the fields.
-    fn post(fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>) -> HaloExchange<T> {
-        let first = fields.first().expect("a halo exchange needs at least one field");
-        let (decomposition, ghost) = (first.decomposition().clone(), first.ghost());
+    /// Post the receives, pack and post the sends, with `b` the first field's kept buffers; with
+    /// `arrays` (the fields' data, writable: only from [`HaloExchange::run`]), one-run messages
+    /// go straight from and to the fields.
+    fn post(fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>, mut b: HaloBuffers<T>) -> HaloExchange<T> {
+        let first = fields[0];
+        let (decomposition, ghost) = (first.decomposition(), first.ghost());
         for f in fields {
             assert!(
-                Arc::ptr_eq(f.decomposition(), &decomposition) && f.ghost() == ghost,
+                Arc::ptr_eq(f.decomposition(), decomposition) && f.ghost() == ghost,
                 "fields exchanged together must share one decomposition and ghost width"
             );
         }
-        let plan = decomposition.plan(ghost, stencil);
+        let plan = match b.plan.take() {
+            Some((g, s, plan)) if g == ghost && s == stencil => plan,
+            _ => decomposition.plan(ghost, stencil),
+        };
         let (seq, tag) = decomposition.next_exchange();
         let me = decomposition.rank();
         let comm = decomposition.comm().as_raw();
         let datatype = T::equivalent_datatype().as_raw();
-        let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
-        let mut expected = Vec::with_capacity(plan.recvs.len());
-        let mut b = std::mem::take(&mut *first.halo_buffers());
         b.recv.resize_with(plan.recvs.len(), Vec::new);
         b.send.resize_with(plan.sends.len(), Vec::new);
+        b.fields.clear();
+        b.fields.extend(fields.iter().map(|f| f.id()));
+        b.requests.clear();
+        b.expected.clear();
+        b.direct.clear();
         // The one run of each message in the field's array, where it is one: only in `run`.
         let shape = first.data.shape();
         let run_of = |regions: &[Region]| match (arrays, regions) {
             (Some(_), [r]) if fields.len() == 1 => contiguous_run(shape, r),
             _ => None,
         };
-        let mut direct = Vec::with_capacity(plan.recvs.len());
         for ((peer, regions), buf) in plan.recvs.iter().zip(&mut b.recv) {
             let run = run_of(regions).filter(|_| *peer != me);
-            direct.push(run.is_some());
+            b.direct.push(run.is_some());
             if *peer == me {
                 continue;
             }
@@ -400,17 +438,17 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
             // SAFETY: see `HaloExchange::buffers`, and `HaloExchange::run` for the ghost cells.
             unsafe { ffi::MPI_Irecv(ptr as *mut c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
-            requests.push(req);
-            expected.push((*peer, len));
+            b.requests.push(req);
+            b.expected.push((*peer, len));
         }
         for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
             if *peer != me {
                 if let Some((start, len)) = run_of(regions) {
                     let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
                     // SAFETY: owned cells of a field borrowed until the wait; MPI only reads them.
-                    let ptr = unsafe { fields[0].data.as_ptr().add(start) };
+                    let ptr = unsafe { first.data.as_ptr().add(start) };
                     unsafe { ffi::MPI_Isend(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
-                    requests.push(req);
+                    b.requests.push(req);
                     continue;
                 }
             }
@@ -429,10 +467,10 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             unsafe {
                 ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
             };
-            requests.push(req);
+            b.requests.push(req);
         }
-        let fields = fields.iter().map(|f| f.id()).collect();
-        HaloExchange { plan, decomposition, seq, fields, requests, expected, direct, buffers: b }
+        b.plan = Some((ghost, stencil, plan));
+        HaloExchange { me, seq, buffers: b, _thread: PhantomData }
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
@@ -451,16 +489,16 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// # Errors
     /// As [`HaloExchange::finish`]: other fields, or the same in another order, are refused.
     pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
-        let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
         self.wait()?;
-        if given != self.fields {
-            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&self.fields), got: describe(&given) });
-        }
-        let me = self.decomposition.rank();
         let b = &self.buffers;
-        for (((peer, regions), buf), _) in self.plan.recvs.iter().zip(&b.recv).zip(&self.direct).filter(|(_, d)| !**d) {
+        if !fields.iter().map(|f| f.id()).eq(b.fields.iter().copied()) {
+            let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
+            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&b.fields), got: describe(&given) });
+        }
+        let (me, plan) = (self.me, &b.plan.as_ref().expect("a plan while in flight").2);
+        for (((peer, regions), buf), _) in plan.recvs.iter().zip(&b.recv).zip(&b.direct).filter(|(_, d)| !**d) {
             let buf = if *peer == me {
-                &b.send[self.plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
+                &b.send[plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
             } else {
                 buf
             };
@@ -471,15 +509,16 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
                 }
             }
         }
-        *fields[0].halo_buffers() = std::mem::take(&mut self.buffers);
+        *fields[0].halo_buffers_mut() = std::mem::take(&mut self.buffers);
         Ok(())
     }
 
     /// Wait for every message and check the length of each one received.
     fn wait(&mut self) -> Result<(), HaloError> {
         let datatype = T::equivalent_datatype().as_raw();
+        let b = &mut self.buffers;
         // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_checked(&mut self.requests, &self.expected, datatype, self.seq) }
+        unsafe { wait_checked_with(&mut b.requests, &b.expected, datatype, self.seq, &mut b.statuses) }
     }
 }
 
@@ -494,10 +533,25 @@ pub(crate) unsafe fn wait_checked(
     datatype: ffi::MPI_Datatype,
     seq: u64,
 ) -> Result<(), HaloError> {
+    wait_checked_with(requests, expected, datatype, seq, &mut Vec::new())
+}
+
+/// [`wait_checked`] with the statuses in `statuses`, kept by the caller for the next wait.
+///
+/// # Safety
+/// As [`wait_checked`].
+unsafe fn wait_checked_with(
+    requests: &mut Vec<ffi::MPI_Request>,
+    expected: &[(usize, usize)],
+    datatype: ffi::MPI_Datatype,
+    seq: u64,
+    statuses: &mut Vec<ffi::MPI_Status>,
+) -> Result<(), HaloError> {
     if requests.is_empty() {
         return Ok(());
     }
-    let mut statuses: Vec<ffi::MPI_Status> = vec![std::mem::zeroed(); requests.len()];
+    statuses.clear();
+    statuses.resize(requests.len(), std::mem::zeroed());
     ffi::MPI_Waitall(count(requests.len()), requests.as_mut_ptr(), statuses.as_mut_ptr());
     requests.clear();
     for (status, &(peer, len)) in statuses.iter().zip(expected) {
@@ -524,7 +578,7 @@ pub(crate) unsafe fn wait_all(requests: &mut Vec<ffi::MPI_Request>) {
 impl<T> Drop for HaloExchange<T> {
     fn drop(&mut self) {
         // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_all(&mut self.requests) }
+        unsafe { wait_all(&mut self.buffers.requests) }
     }
 }
 
