@@ -359,14 +359,6 @@ mod tests {
     }
 
     #[test]
-    fn fields_are_send_and_sync_with_their_kept_exchange_state() {
-        // Compiles only while they are: the MPI handles a field keeps between exchanges must not
-        // take that away (an asynchronous checkpoint hands a field to another thread).
-        fn send_sync<X: Send + Sync>() {}
-        send_sync::<Field<f64>>();
-    }
-
-    #[test]
     fn clones_are_other_fields() {
         let d = Arc::new(Decomposition::for_rank(&[4], &[1], &[false], 0).unwrap());
         let f: Field<f64> = Field::new(&d, 1);

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
-use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -295,8 +294,6 @@ pub struct HaloExchange<T> {
     /// (moving it moves no heap memory), and it neither grows nor frees them before it has
     /// waited (in finish or drop); dropped unfinished, it frees them after waiting.
     buffers: HaloBuffers<T>,
-    /// Finished (or dropped) on the thread that began it, MPI's main thread.
-    _thread: PhantomData<*const ()>,
 }
 
 /// What a field's last exchange used, kept for its next one: the same plan has the same message
@@ -318,11 +315,6 @@ pub(crate) struct HaloBuffers<T> {
     direct: Vec<bool>,
     statuses: Vec<ffi::MPI_Status>,
 }
-
-// SAFETY: the MPI handles are why this is not Send by itself. At rest, in a field, its requests
-// have all completed and been cleared (and its statuses are plain data): only their capacity is
-// kept. In flight it lives in a `HaloExchange`, which is not Send.
-unsafe impl<T: Send> Send for HaloBuffers<T> {}
 
 impl<T> Default for HaloBuffers<T> {
     fn default() -> Self {
@@ -470,7 +462,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
             b.requests.push(req);
         }
         b.plan = Some((ghost, stencil, plan));
-        HaloExchange { me, seq, buffers: b, _thread: PhantomData }
+        HaloExchange { me, seq, buffers: b }
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
