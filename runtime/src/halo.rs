@@ -344,8 +344,9 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// When `fields` is empty or the fields differ in decomposition or ghost width.
     pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
         let first = fields.first().expect("a halo exchange needs at least one field");
-        let b = std::mem::take(&mut *first.halo_buffers());
-        Self::post(fields, stencil, None, b)
+        let mut buffers = std::mem::take(&mut *first.halo_buffers());
+        let (me, seq) = buffers.post(fields, stencil, None);
+        HaloExchange { me, seq, buffers }
     }
 
     /// Collective. The whole exchange: [`HaloExchange::begin`] and [`HaloExchange::finish_many`]
@@ -359,110 +360,26 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// # Panics
     /// As [`HaloExchange::begin`].
     pub(crate) fn run(fields: &mut [&mut Field<T>], stencil: Stencil) -> Result<(), HaloError> {
+        // The kept buffers without the lock: the borrow is exclusive.
+        let mut b = std::mem::take(fields.first_mut().expect("a halo exchange needs at least one field").halo_buffers_mut());
         // Raw pointers to each array, taken while the fields are mutably borrowed: MPI writes
-        // the ghost cells of direct receives through them. Until the wait in `finish_many` no
+        // the ghost cells of direct receives through them. Until the wait in `complete` no
         // reference to those cells is made (packing reads owned cells only, which no receive
         // writes), and the caller cannot make one: `fields` stays borrowed until we return.
-        // The kept buffers without the lock: the borrow is exclusive.
-        let b = std::mem::take(fields.first_mut().expect("a halo exchange needs at least one field").halo_buffers_mut());
-        let exchange = match fields {
+        let (me, seq) = match fields {
             // One field, the common case: no list to allocate.
             [f] => {
                 let array = f.data.as_mut_ptr();
-                Self::post(&[&**f], stencil, Some(&[array]), b)
+                b.post(&[&**f], stencil, Some(&[array]))
             }
             _ => {
                 let arrays: Vec<*mut T> = fields.iter_mut().map(|f| f.data.as_mut_ptr()).collect();
-                Self::post(&fields.iter().map(|f| &**f).collect::<Vec<_>>(), stencil, Some(&arrays), b)
+                b.post(&fields.iter().map(|f| &**f).collect::<Vec<_>>(), stencil, Some(&arrays))
             }
         };
-        exchange.finish_many(fields)
-    }
-
-    /// Post the receives, pack and post the sends, with `b` the first field's kept buffers; with
-    /// `arrays` (the fields' data, writable: only from [`HaloExchange::run`]), one-run messages
-    /// go straight from and to the fields.
-    fn post(fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>, mut b: HaloBuffers<T>) -> HaloExchange<T> {
-        let first = fields[0];
-        let (decomposition, ghost) = (first.decomposition(), first.ghost());
-        for f in fields {
-            assert!(
-                Arc::ptr_eq(f.decomposition(), decomposition) && f.ghost() == ghost,
-                "fields exchanged together must share one decomposition and ghost width"
-            );
-        }
-        let plan = match b.plan.take() {
-            Some((g, s, plan)) if g == ghost && s == stencil => plan,
-            _ => decomposition.plan(ghost, stencil),
-        };
-        let (seq, tag) = decomposition.next_exchange();
-        let me = decomposition.rank();
-        let comm = decomposition.comm().as_raw();
-        let datatype = T::equivalent_datatype().as_raw();
-        b.recv.resize_with(plan.recvs.len(), Vec::new);
-        b.send.resize_with(plan.sends.len(), Vec::new);
-        b.fields.clear();
-        b.fields.extend(fields.iter().map(|f| f.id()));
-        b.requests.clear();
-        b.expected.clear();
-        b.direct.clear();
-        // The one run of each message in the field's array, where it is one: only in `run`.
-        let shape = first.data.shape();
-        let run_of = |regions: &[Region]| match (arrays, regions) {
-            (Some(_), [r]) if fields.len() == 1 => contiguous_run(shape, r),
-            _ => None,
-        };
-        for ((peer, regions), buf) in plan.recvs.iter().zip(&mut b.recv) {
-            let run = run_of(regions).filter(|_| *peer != me);
-            b.direct.push(run.is_some());
-            if *peer == me {
-                continue;
-            }
-            let (ptr, len) = match (run, arrays) {
-                // SAFETY (of the pointer): the run lies within the array (`contiguous_run`).
-                (Some((start, len)), Some(a)) => (unsafe { a[0].add(start) }, len),
-                _ => {
-                    // The message overwrites it all: a kept buffer of this length is used as it is.
-                    buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
-                    (buf.as_mut_ptr(), buf.len())
-                }
-            };
-            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: see `HaloExchange::buffers`, and `HaloExchange::run` for the ghost cells.
-            unsafe { ffi::MPI_Irecv(ptr as *mut c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
-            b.requests.push(req);
-            b.expected.push((*peer, len));
-        }
-        for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
-            if *peer != me {
-                if let Some((start, len)) = run_of(regions) {
-                    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-                    // SAFETY: owned cells of a field borrowed until the wait; MPI only reads them.
-                    let ptr = unsafe { first.data.as_ptr().add(start) };
-                    unsafe { ffi::MPI_Isend(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
-                    b.requests.push(req);
-                    continue;
-                }
-            }
-            buf.clear();
-            buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
-            for f in fields {
-                for r in regions {
-                    pack(&f.data, r, buf);
-                }
-            }
-            if *peer == me {
-                continue; // periodic images of this rank's own cells: no message
-            }
-            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: see `HaloExchange::buffers`; the send buffer is only read.
-            unsafe {
-                ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
-            };
-            b.requests.push(req);
-        }
-        b.plan = Some((ghost, stencil, plan));
-        HaloExchange { me, seq, buffers: b }
+        let done = b.complete(me, seq, fields);
+        *fields[0].halo_buffers_mut() = b;
+        done
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
@@ -481,16 +398,120 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// # Errors
     /// As [`HaloExchange::finish`]: other fields, or the same in another order, are refused.
     pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
-        self.wait()?;
-        let b = &self.buffers;
-        if !fields.iter().map(|f| f.id()).eq(b.fields.iter().copied()) {
-            let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
-            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&b.fields), got: describe(&given) });
+        self.buffers.complete(self.me, self.seq, fields)?;
+        *fields[0].halo_buffers_mut() = std::mem::take(&mut self.buffers);
+        Ok(())
+    }
+}
+
+impl<T: Equivalence + Copy + Default> HaloBuffers<T> {
+    /// Post the receives, pack and post the sends of `fields` (these buffers are the first
+    /// one's); with `arrays` (the fields' data, writable: only from [`HaloExchange::run`]),
+    /// one-run messages go straight from and to the fields. Gives this rank and the exchange's
+    /// sequence number.
+    fn post(&mut self, fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>) -> (usize, u64) {
+        let first = fields[0];
+        let (decomposition, ghost) = (first.decomposition(), first.ghost());
+        for f in fields {
+            assert!(
+                Arc::ptr_eq(f.decomposition(), decomposition) && f.ghost() == ghost,
+                "fields exchanged together must share one decomposition and ghost width"
+            );
         }
-        let (me, plan) = (self.me, &b.plan.as_ref().expect("a plan while in flight").2);
-        for (((peer, regions), buf), _) in plan.recvs.iter().zip(&b.recv).zip(&b.direct).filter(|(_, d)| !**d) {
+        let plan = match self.plan.take() {
+            Some((g, s, plan)) if g == ghost && s == stencil => plan,
+            _ => decomposition.plan(ghost, stencil),
+        };
+        let (seq, tag) = decomposition.next_exchange();
+        let me = decomposition.rank();
+        let comm = decomposition.comm().as_raw();
+        let datatype = T::equivalent_datatype().as_raw();
+        self.recv.resize_with(plan.recvs.len(), Vec::new);
+        self.send.resize_with(plan.sends.len(), Vec::new);
+        self.fields.clear();
+        self.fields.extend(fields.iter().map(|f| f.id()));
+        self.requests.clear();
+        self.expected.clear();
+        self.direct.clear();
+        // The one run of each message in the field's array, where it is one: only in `run`.
+        let shape = first.data.shape();
+        let run_of = |regions: &[Region]| match (arrays, regions) {
+            (Some(_), [r]) if fields.len() == 1 => contiguous_run(shape, r),
+            _ => None,
+        };
+        for ((peer, regions), buf) in plan.recvs.iter().zip(&mut self.recv) {
+            let run = run_of(regions).filter(|_| *peer != me);
+            self.direct.push(run.is_some());
+            if *peer == me {
+                continue;
+            }
+            let (ptr, len) = match (run, arrays) {
+                // SAFETY (of the pointer): the run lies within the array (`contiguous_run`).
+                (Some((start, len)), Some(a)) => (unsafe { a[0].add(start) }, len),
+                _ => {
+                    // The message overwrites it all: a kept buffer of this length is used as it is.
+                    buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
+                    (buf.as_mut_ptr(), buf.len())
+                }
+            };
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: see `HaloExchange::buffers`, and `HaloExchange::run` for the ghost cells.
+            unsafe { ffi::MPI_Irecv(ptr as *mut c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
+            self.requests.push(req);
+            self.expected.push((*peer, len));
+        }
+        // In `run`, the last message goes out with a blocking send (Open MPI's is cheaper than
+        // an Isend and a wait: some 20 ns a message): every rank posted its receives before
+        // sending, so it cannot deadlock, and the other sends are in flight meanwhile.
+        let last = arrays.and(plan.sends.iter().rposition(|(p, _)| *p != me));
+        for (i, ((peer, regions), buf)) in plan.sends.iter().zip(&mut self.send).enumerate() {
+            let (ptr, len) = match run_of(regions).filter(|_| *peer != me) {
+                // SAFETY (of the pointer): owned cells of a field borrowed until the wait, which
+                // MPI only reads; the run lies within the array.
+                Some((start, len)) => (unsafe { first.data.as_ptr().add(start) }, len),
+                None => {
+                    buf.clear();
+                    buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
+                    for f in fields {
+                        for r in regions {
+                            pack(&f.data, r, buf);
+                        }
+                    }
+                    if *peer == me {
+                        continue; // periodic images of this rank's own cells: no message
+                    }
+                    (buf.as_ptr(), buf.len())
+                }
+            };
+            // SAFETY: see `HaloExchange::buffers`; a send buffer is only read.
+            unsafe {
+                if Some(i) == last {
+                    ffi::MPI_Send(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm);
+                } else {
+                    let mut req = ffi::RSMPI_REQUEST_NULL;
+                    ffi::MPI_Isend(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req);
+                    self.requests.push(req);
+                }
+            }
+        }
+        self.plan = Some((ghost, stencil, plan));
+        (me, seq)
+    }
+
+    /// Wait for the messages posted by `post` (exchange `seq` on rank `me`), check their
+    /// lengths, and fill the ghost cells of `fields`, those given to `post`.
+    fn complete(&mut self, me: usize, seq: u64, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
+        let datatype = T::equivalent_datatype().as_raw();
+        // SAFETY: every request was posted by `post` on buffers (and fields) still alive.
+        unsafe { wait_checked_with(&mut self.requests, &self.expected, datatype, seq, &mut self.statuses)? };
+        if !fields.iter().map(|f| f.id()).eq(self.fields.iter().copied()) {
+            let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
+            return Err(HaloError::OtherFields { seq, began: describe(&self.fields), got: describe(&given) });
+        }
+        let plan = &self.plan.as_ref().expect("a plan while in flight").2;
+        for (((peer, regions), buf), _) in plan.recvs.iter().zip(&self.recv).zip(&self.direct).filter(|(_, d)| !**d) {
             let buf = if *peer == me {
-                &b.send[plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
+                &self.send[plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
             } else {
                 buf
             };
@@ -501,16 +522,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
                 }
             }
         }
-        *fields[0].halo_buffers_mut() = std::mem::take(&mut self.buffers);
         Ok(())
-    }
-
-    /// Wait for every message and check the length of each one received.
-    fn wait(&mut self) -> Result<(), HaloError> {
-        let datatype = T::equivalent_datatype().as_raw();
-        let b = &mut self.buffers;
-        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_checked_with(&mut b.requests, &b.expected, datatype, self.seq, &mut b.statuses) }
     }
 }
 
