@@ -3,7 +3,8 @@
  * a sample times its iterations together, as IMB does (1000 iterations, fewer from 40 KiB on so
  * that a sample moves at most 40 MiB: IMB's MSGSPERSAMPLE and OVERALL_VOL). IMB reports one
  * sample; this takes 9 and prints the fastest and the median one-way time, in comm-bench's
- * POINT format. Built and run by scripts/bench-comm.sh.
+ * POINT format. It times a C halo exchange of the same bytes the same way (series exchange_c),
+ * the reference for Field::exchange. Built and run by scripts/bench-comm.sh.
  *
  * IMB starts MPI with MPI_Init (MPI_THREAD_SINGLE); `funneled` starts it at
  * MPI_THREAD_FUNNELED instead, the level a rankwise program asks for (its rayon threads never
@@ -22,6 +23,32 @@
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* One sample: `iters` rounds timed together; the slowest rank's seconds per message one way
+ * (ping-pong: ranks 0 and 1 bounce `buf` with MPI_Send/MPI_Recv) or per exchange (ranks 0 and 1
+ * each send `buf` to the other and receive into `other`: MPI_Irecv, MPI_Isend, MPI_Waitall, as
+ * a hand-written halo exchange does). */
+static double sample(int exchange, char *buf, char *other, int bytes, int iters, int rank, MPI_Comm comm) {
+    MPI_Barrier(comm);
+    double t0 = MPI_Wtime();
+    for (int i = 0; i < iters && rank < 2; i++) {
+        if (exchange) {
+            MPI_Request q[2];
+            MPI_Irecv(other, bytes, MPI_BYTE, 1 - rank, 1, comm, &q[0]);
+            MPI_Isend(buf, bytes, MPI_BYTE, 1 - rank, 1, comm, &q[1]);
+            MPI_Waitall(2, q, MPI_STATUSES_IGNORE);
+        } else if (rank == 0) {
+            MPI_Send(buf, bytes, MPI_BYTE, 1, 0, comm);
+            MPI_Recv(buf, bytes, MPI_BYTE, 1, 0, comm, MPI_STATUS_IGNORE);
+        } else {
+            MPI_Recv(buf, bytes, MPI_BYTE, 0, 0, comm, MPI_STATUS_IGNORE);
+            MPI_Send(buf, bytes, MPI_BYTE, 0, 0, comm);
+        }
+    }
+    double t = (MPI_Wtime() - t0) / (exchange ? iters : 2.0 * iters), worst;
+    MPI_Allreduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, comm);
+    return worst;
 }
 
 int main(int argc, char **argv) {
@@ -47,31 +74,22 @@ int main(int argc, char **argv) {
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     const int sizes[] = {8, 32, 128, 512, 2 << 10, 8 << 10, 32 << 10, 128 << 10, 512 << 10, 2 << 20};
-    char *buf = calloc(2 << 20, 1);
+    char *buf = calloc(2 << 20, 1), *other = calloc(2 << 20, 1);
+    const char *level = funneled ? "_funneled" : "";
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
         int bytes = sizes[s], iters = (40 << 20) / bytes;
         iters = iters > 1000 ? 1000 : iters < 1 ? 1 : iters;
-        double one_way[SAMPLES];
-        for (int k = -1; k < SAMPLES; k++) { /* sample -1: warm-up */
-            MPI_Barrier(comm);
-            double t0 = MPI_Wtime();
-            for (int i = 0; i < iters; i++) {
-                if (rank == 0) {
-                    MPI_Send(buf, bytes, MPI_BYTE, 1, 0, comm);
-                    MPI_Recv(buf, bytes, MPI_BYTE, 1, 0, comm, MPI_STATUS_IGNORE);
-                } else if (rank == 1) {
-                    MPI_Recv(buf, bytes, MPI_BYTE, 0, 0, comm, MPI_STATUS_IGNORE);
-                    MPI_Send(buf, bytes, MPI_BYTE, 0, 0, comm);
-                }
-            }
-            double t = (MPI_Wtime() - t0) / (2.0 * iters);
-            if (k >= 0) MPI_Allreduce(&t, &one_way[k], 1, MPI_DOUBLE, MPI_MAX, comm);
+        for (int exchange = 0; exchange < 2; exchange++) {
+            double t[SAMPLES];
+            sample(exchange, buf, other, bytes, iters, rank, comm); /* warm-up */
+            for (int k = 0; k < SAMPLES; k++) t[k] = sample(exchange, buf, other, bytes, iters, rank, comm);
+            qsort(t, SAMPLES, sizeof *t, cmp);
+            if (rank == 0)
+                printf("POINT series=%s%s np=%d msgs=1 bytes=%d seconds=%.6e median=%.6e\n", exchange ? "exchange_c" : "pingpong_imb",
+                       level, size, bytes, t[0], t[SAMPLES / 2]);
         }
-        qsort(one_way, SAMPLES, sizeof *one_way, cmp);
-        if (rank == 0)
-            printf("POINT series=%s np=%d msgs=1 bytes=%d seconds=%.6e median=%.6e\n", funneled ? "pingpong_imb_funneled" : "pingpong_imb", size, bytes, one_way[0],
-                   one_way[SAMPLES / 2]);
     }
+    free(other);
     free(buf);
     MPI_Comm_free(&comm);
     MPI_Finalize();
