@@ -9,8 +9,8 @@
 //! - `pingpong`: ranks 0 and 1 bounce one message (8 B to 2 MiB) with rsmpi's `send` and
 //!   `receive_into` (MPI_Send, MPI_Recv); one-way time.
 //! - `exchange`: `Field::exchange` (ghost width 1, faces) on `[4 x m]` blocks split over a
-//!   `[np, 1]` grid: one message of `8 m` bytes per neighbour (a row: it goes straight from the
-//!   field into the neighbour's ghost cells).
+//!   `[np, 1]` grid (m = 1 to 256 Ki, the ping-pong's sizes): one message of `8 m` bytes per
+//!   neighbour (a row: it goes straight from the field into the neighbour's ghost cells).
 //! - `allreduce`: a sum over 1 to 65536 doubles, all ranks.
 //! - `heat2d`, `heat3d`: `kernels::cpu::heat_step_2d/3d` on one block per rank, all ranks at once
 //!   (so the cores share the memory bus as in a run).
@@ -195,7 +195,7 @@ fn pingpong(w: &SimpleCommunicator, plan: &Plan, out: &Out) {
 
 fn exchange(rt: &Runtime, plan: &Plan, out: &Out) -> R<()> {
     let np = rt.size();
-    for m in plan.pick(&[8, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10], &[8, 512, 4 << 10]) {
+    for m in plan.pick(&[1, 4, 16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10], &[8, 512, 4 << 10]) {
         let d = Arc::new(Decomposition::with_grid(rt, &[4 * np, m], &[np, 1], &[false, false])?);
         // The messages of the busiest rank: one per neighbour along the split axis.
         let msgs = [-1, 1].iter().filter(|&&s| d.neighbour(&[s, 0]).is_some()).count();
