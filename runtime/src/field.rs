@@ -53,13 +53,15 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     }
 
     /// Collective. Fill the ghost cells from their owners (faces only for [`Stencil::Star`],
-    /// faces, edges and corners for [`Stencil::Box`]), periodic images included.
+    /// faces, edges and corners for [`Stencil::Box`]), periodic images included. A face that is
+    /// one contiguous run of the block (a row of a 2-D block split across rows) travels straight
+    /// from the owned cells into the neighbour's ghost cells, without packing.
     ///
     /// # Panics
     /// When a message arrives with the wrong length (ranks that disagree on the decomposition):
     /// the panic aborts the job with the message of [`HaloError::MessageSize`](crate::HaloError::MessageSize).
     pub fn exchange(&mut self, stencil: Stencil) {
-        if let Err(e) = self.begin_exchange(stencil).finish(self) {
+        if let Err(e) = HaloExchange::run(&mut [self], stencil) {
             panic!("{e}");
         }
     }
@@ -76,8 +78,7 @@ impl<T: Equivalence + Copy + Default> Field<T> {
     /// # Panics
     /// As [`Field::exchange`].
     pub fn exchange_many(fields: &mut [&mut Field<T>], stencil: Stencil) {
-        let refs: Vec<&Field<T>> = fields.iter().map(|f| &**f).collect();
-        if let Err(e) = HaloExchange::begin(&refs, stencil).finish_many(fields) {
+        if let Err(e) = HaloExchange::run(fields, stencil) {
             panic!("{e}");
         }
     }
@@ -261,6 +262,11 @@ impl<T> Field<T> {
     pub(crate) fn halo_buffers(&self) -> MutexGuard<'_, HaloBuffers<T>> {
         // Held only to swap the buffers, which cannot panic midway.
         self.halo_buffers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The same, through an exclusive borrow: no lock taken.
+    pub(crate) fn halo_buffers_mut(&mut self) -> &mut HaloBuffers<T> {
+        self.halo_buffers.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn ranges(&self, side: &[isize]) -> Vec<std::ops::Range<usize>> {

@@ -164,6 +164,18 @@ pub(crate) fn volume(r: &Region) -> usize {
     r.iter().map(|x| x.len()).product()
 }
 
+/// Where box `r` of a C-order array of `shape` is one contiguous run of cells: its first cell's
+/// offset and its length. So it is when, past the first axis along which it is wider than one
+/// cell, it spans every axis whole (a row, a run of whole rows, an outer plane with its ghosts).
+fn contiguous_run(shape: &[usize], r: &Region) -> Option<(usize, usize)> {
+    let wide = r.iter().position(|x| x.len() > 1).unwrap_or(r.len());
+    if r.iter().zip(shape).skip(wide + 1).any(|(x, &n)| *x != (0..n)) {
+        return None;
+    }
+    let start = r.iter().zip(shape).fold(0, |off, (x, &n)| off * n + x.start);
+    Some((start, volume(r)))
+}
+
 /// Append the cells of box `r` of `a` to `buf`, in C order, a row (last axis) at a time: rows of
 /// a field are contiguous, so most of the copy is memcpy.
 fn pack<T: Copy>(a: &ArrayD<T>, r: &Region, buf: &mut Vec<T>) {
@@ -273,95 +285,101 @@ pub(crate) fn describe(ids: &[u64]) -> String {
 /// were.
 #[must_use = "a halo exchange fills no ghost cell until it is finished"]
 pub struct HaloExchange<T> {
-    plan: Arc<Plan>,
-    decomposition: Arc<Decomposition>,
+    /// This rank.
+    me: usize,
     /// Its sequence number on the decomposition (see [`Decomposition::next_exchange`]).
     seq: u64,
-    /// The identities of the fields it began on, in order.
-    fields: Vec<u64>,
-    requests: Vec<ffi::MPI_Request>,
-    /// The receives among `requests` (the first ones): sender and length.
-    expected: Vec<(usize, usize)>,
     /// Taken from the first field at begin and given back to it at finish. MPI reads and writes
-    /// them until the requests complete: until then only this handle owns them (moving it
-    /// moves no heap memory), and it neither grows nor frees them before it has waited (in
-    /// finish or drop); dropped unfinished, it frees them after waiting.
+    /// the message buffers until the requests complete: until then only this handle owns them
+    /// (moving it moves no heap memory), and it neither grows nor frees them before it has
+    /// waited (in finish or drop); dropped unfinished, it frees them after waiting.
     buffers: HaloBuffers<T>,
 }
 
-/// The message buffers of a field's last exchange, kept for its next one: the same plan has
-/// the same message lengths, so a time step's exchange allocates and fills nothing.
+/// What a field's last exchange used, kept for its next one: the same plan has the same message
+/// lengths and counts, so a time step's exchange allocates and fills nothing.
 pub(crate) struct HaloBuffers<T> {
     /// One per entry of `plan.recvs`; the loopback one stays unused.
     recv: Vec<Vec<T>>,
     /// One per entry of `plan.sends`; the loopback one is unpacked straight into the ghosts.
     send: Vec<Vec<T>>,
+    /// The plan of the exchange in flight, or of the last one, with its ghost width and stencil:
+    /// found again without the decomposition's lock.
+    plan: Option<(usize, Stencil, Arc<Plan>)>,
+    /// The identities of the fields the exchange began on, in order.
+    fields: Vec<u64>,
+    requests: Vec<ffi::MPI_Request>,
+    /// The receives among `requests` (the first ones): sender and length.
+    expected: Vec<(usize, usize)>,
+    /// Per entry of `plan.recvs`: whether its message went straight into the ghost cells.
+    direct: Vec<bool>,
+    statuses: Vec<ffi::MPI_Status>,
 }
 
 impl<T> Default for HaloBuffers<T> {
     fn default() -> Self {
-        HaloBuffers { recv: Vec::new(), send: Vec::new() }
+        HaloBuffers {
+            recv: Vec::new(),
+            send: Vec::new(),
+            plan: None,
+            fields: Vec::new(),
+            requests: Vec::new(),
+            expected: Vec::new(),
+            direct: Vec::new(),
+            statuses: Vec::new(),
+        }
     }
 }
 
 impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// Collective. Post the receives, pack and post the sends.
     ///
+    /// Split phase: every message goes through the handle's buffers. A send from the field
+    /// itself would send whatever the caller writes there before finish (an in-place update of
+    /// the interior would change what the neighbours get), and a receive into the ghost cells
+    /// would let MPI write memory the caller can read through the field meanwhile. Packing at
+    /// begin fixes what is sent and keeps MPI's memory the handle's own.
+    ///
     /// # Panics
     /// When `fields` is empty or the fields differ in decomposition or ghost width.
     pub(crate) fn begin(fields: &[&Field<T>], stencil: Stencil) -> HaloExchange<T> {
         let first = fields.first().expect("a halo exchange needs at least one field");
-        let (decomposition, ghost) = (first.decomposition().clone(), first.ghost());
-        for f in fields {
-            assert!(
-                Arc::ptr_eq(f.decomposition(), &decomposition) && f.ghost() == ghost,
-                "fields exchanged together must share one decomposition and ghost width"
-            );
-        }
-        let plan = decomposition.plan(ghost, stencil);
-        let (seq, tag) = decomposition.next_exchange();
-        let me = decomposition.rank();
-        let comm = decomposition.comm().as_raw();
-        let datatype = T::equivalent_datatype().as_raw();
-        let mut requests = Vec::with_capacity(plan.sends.len() + plan.recvs.len());
-        let mut expected = Vec::with_capacity(plan.recvs.len());
-        let mut b = std::mem::take(&mut *first.halo_buffers());
-        b.recv.resize_with(plan.recvs.len(), Vec::new);
-        b.send.resize_with(plan.sends.len(), Vec::new);
-        for ((peer, regions), buf) in plan.recvs.iter().zip(&mut b.recv) {
-            if *peer == me {
-                continue;
+        let mut buffers = std::mem::take(&mut *first.halo_buffers());
+        let (me, seq) = buffers.post(fields, stencil, None);
+        HaloExchange { me, seq, buffers }
+    }
+
+    /// Collective. The whole exchange: [`HaloExchange::begin`] and [`HaloExchange::finish_many`]
+    /// in one call that borrows `fields` mutably throughout, so MPI may read and write them
+    /// directly: a message that is one contiguous run of one field's array (a face across the
+    /// rows of a row-major 2-D block: a row) is sent straight from its owned cells and received
+    /// straight into its ghost cells, with no packing, no unpacking and no buffer. Other messages
+    /// are packed as in [`HaloExchange::begin`]. The bytes on the wire are the same either way
+    /// (the cells in C order), so each side chooses on its own.
+    ///
+    /// # Panics
+    /// As [`HaloExchange::begin`].
+    pub(crate) fn run(fields: &mut [&mut Field<T>], stencil: Stencil) -> Result<(), HaloError> {
+        // The kept buffers without the lock: the borrow is exclusive.
+        let mut b = std::mem::take(fields.first_mut().expect("a halo exchange needs at least one field").halo_buffers_mut());
+        // Raw pointers to each array, taken while the fields are mutably borrowed: MPI writes
+        // the ghost cells of direct receives through them. Until the wait in `complete` no
+        // reference to those cells is made (packing reads owned cells only, which no receive
+        // writes), and the caller cannot make one: `fields` stays borrowed until we return.
+        let (me, seq) = match fields {
+            // One field, the common case: no list to allocate.
+            [f] => {
+                let array = f.data.as_mut_ptr();
+                b.post(&[&**f], stencil, Some(&[array]))
             }
-            // The message overwrites it all: a kept buffer of this length is used as it is.
-            buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
-            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: see `HaloExchange::buffers`.
-            unsafe {
-                ffi::MPI_Irecv(buf.as_mut_ptr() as *mut c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
-            };
-            requests.push(req);
-            expected.push((*peer, buf.len()));
-        }
-        for ((peer, regions), buf) in plan.sends.iter().zip(&mut b.send) {
-            buf.clear();
-            buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
-            for f in fields {
-                for r in regions {
-                    pack(&f.data, r, buf);
-                }
+            _ => {
+                let arrays: Vec<*mut T> = fields.iter_mut().map(|f| f.data.as_mut_ptr()).collect();
+                b.post(&fields.iter().map(|f| &**f).collect::<Vec<_>>(), stencil, Some(&arrays))
             }
-            if *peer == me {
-                continue; // periodic images of this rank's own cells: no message
-            }
-            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-            // SAFETY: see `HaloExchange::buffers`; the send buffer is only read.
-            unsafe {
-                ffi::MPI_Isend(buf.as_ptr() as *const c_void, count(buf.len()), datatype, *peer as c_int, tag, comm, &mut req)
-            };
-            requests.push(req);
-        }
-        let fields = fields.iter().map(|f| f.id()).collect();
-        HaloExchange { plan, decomposition, seq, fields, requests, expected, buffers: b }
+        };
+        let done = b.complete(me, seq, fields);
+        *fields[0].halo_buffers_mut() = b;
+        done
     }
 
     /// Collective. Wait for the messages and fill the ghost cells of `field`, the field the
@@ -380,16 +398,120 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
     /// # Errors
     /// As [`HaloExchange::finish`]: other fields, or the same in another order, are refused.
     pub fn finish_many(mut self, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
-        let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
-        self.wait()?;
-        if given != self.fields {
-            return Err(HaloError::OtherFields { seq: self.seq, began: describe(&self.fields), got: describe(&given) });
+        self.buffers.complete(self.me, self.seq, fields)?;
+        *fields[0].halo_buffers_mut() = std::mem::take(&mut self.buffers);
+        Ok(())
+    }
+}
+
+impl<T: Equivalence + Copy + Default> HaloBuffers<T> {
+    /// Post the receives, pack and post the sends of `fields` (these buffers are the first
+    /// one's); with `arrays` (the fields' data, writable: only from [`HaloExchange::run`]),
+    /// one-run messages go straight from and to the fields. Gives this rank and the exchange's
+    /// sequence number.
+    fn post(&mut self, fields: &[&Field<T>], stencil: Stencil, arrays: Option<&[*mut T]>) -> (usize, u64) {
+        let first = fields[0];
+        let (decomposition, ghost) = (first.decomposition(), first.ghost());
+        for f in fields {
+            assert!(
+                Arc::ptr_eq(f.decomposition(), decomposition) && f.ghost() == ghost,
+                "fields exchanged together must share one decomposition and ghost width"
+            );
         }
-        let me = self.decomposition.rank();
-        let b = &self.buffers;
-        for ((peer, regions), buf) in self.plan.recvs.iter().zip(&b.recv) {
+        let plan = match self.plan.take() {
+            Some((g, s, plan)) if g == ghost && s == stencil => plan,
+            _ => decomposition.plan(ghost, stencil),
+        };
+        let (seq, tag) = decomposition.next_exchange();
+        let me = decomposition.rank();
+        let comm = decomposition.comm().as_raw();
+        let datatype = T::equivalent_datatype().as_raw();
+        self.recv.resize_with(plan.recvs.len(), Vec::new);
+        self.send.resize_with(plan.sends.len(), Vec::new);
+        self.fields.clear();
+        self.fields.extend(fields.iter().map(|f| f.id()));
+        self.requests.clear();
+        self.expected.clear();
+        self.direct.clear();
+        // The one run of each message in the field's array, where it is one: only in `run`.
+        let shape = first.data.shape();
+        let run_of = |regions: &[Region]| match (arrays, regions) {
+            (Some(_), [r]) if fields.len() == 1 => contiguous_run(shape, r),
+            _ => None,
+        };
+        for ((peer, regions), buf) in plan.recvs.iter().zip(&mut self.recv) {
+            let run = run_of(regions).filter(|_| *peer != me);
+            self.direct.push(run.is_some());
+            if *peer == me {
+                continue;
+            }
+            let (ptr, len) = match (run, arrays) {
+                // SAFETY (of the pointer): the run lies within the array (`contiguous_run`).
+                (Some((start, len)), Some(a)) => (unsafe { a[0].add(start) }, len),
+                _ => {
+                    // The message overwrites it all: a kept buffer of this length is used as it is.
+                    buf.resize(fields.len() * regions.iter().map(volume).sum::<usize>(), T::default());
+                    (buf.as_mut_ptr(), buf.len())
+                }
+            };
+            let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+            // SAFETY: see `HaloExchange::buffers`, and `HaloExchange::run` for the ghost cells.
+            unsafe { ffi::MPI_Irecv(ptr as *mut c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req) };
+            self.requests.push(req);
+            self.expected.push((*peer, len));
+        }
+        // In `run`, the last message goes out with a blocking send (Open MPI's is cheaper than
+        // an Isend and a wait: some 20 ns a message): every rank posted its receives before
+        // sending, so it cannot deadlock, and the other sends are in flight meanwhile.
+        let last = arrays.and(plan.sends.iter().rposition(|(p, _)| *p != me));
+        for (i, ((peer, regions), buf)) in plan.sends.iter().zip(&mut self.send).enumerate() {
+            let (ptr, len) = match run_of(regions).filter(|_| *peer != me) {
+                // SAFETY (of the pointer): owned cells of a field borrowed until the wait, which
+                // MPI only reads; the run lies within the array.
+                Some((start, len)) => (unsafe { first.data.as_ptr().add(start) }, len),
+                None => {
+                    buf.clear();
+                    buf.reserve(fields.len() * regions.iter().map(volume).sum::<usize>());
+                    for f in fields {
+                        for r in regions {
+                            pack(&f.data, r, buf);
+                        }
+                    }
+                    if *peer == me {
+                        continue; // periodic images of this rank's own cells: no message
+                    }
+                    (buf.as_ptr(), buf.len())
+                }
+            };
+            // SAFETY: see `HaloExchange::buffers`; a send buffer is only read.
+            unsafe {
+                if Some(i) == last {
+                    ffi::MPI_Send(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm);
+                } else {
+                    let mut req = ffi::RSMPI_REQUEST_NULL;
+                    ffi::MPI_Isend(ptr as *const c_void, count(len), datatype, *peer as c_int, tag, comm, &mut req);
+                    self.requests.push(req);
+                }
+            }
+        }
+        self.plan = Some((ghost, stencil, plan));
+        (me, seq)
+    }
+
+    /// Wait for the messages posted by `post` (exchange `seq` on rank `me`), check their
+    /// lengths, and fill the ghost cells of `fields`, those given to `post`.
+    fn complete(&mut self, me: usize, seq: u64, fields: &mut [&mut Field<T>]) -> Result<(), HaloError> {
+        let datatype = T::equivalent_datatype().as_raw();
+        // SAFETY: every request was posted by `post` on buffers (and fields) still alive.
+        unsafe { wait_checked_with(&mut self.requests, &self.expected, datatype, seq, &mut self.statuses)? };
+        if !fields.iter().map(|f| f.id()).eq(self.fields.iter().copied()) {
+            let given: Vec<u64> = fields.iter().map(|f| f.id()).collect();
+            return Err(HaloError::OtherFields { seq, began: describe(&self.fields), got: describe(&given) });
+        }
+        let plan = &self.plan.as_ref().expect("a plan while in flight").2;
+        for (((peer, regions), buf), _) in plan.recvs.iter().zip(&self.recv).zip(&self.direct).filter(|(_, d)| !**d) {
             let buf = if *peer == me {
-                &b.send[self.plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
+                &self.send[plan.sends.iter().position(|(p, _)| p == peer).expect("loopback plan is symmetric")]
             } else {
                 buf
             };
@@ -400,15 +522,7 @@ impl<T: Equivalence + Copy + Default> HaloExchange<T> {
                 }
             }
         }
-        *fields[0].halo_buffers() = std::mem::take(&mut self.buffers);
         Ok(())
-    }
-
-    /// Wait for every message and check the length of each one received.
-    fn wait(&mut self) -> Result<(), HaloError> {
-        let datatype = T::equivalent_datatype().as_raw();
-        // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_checked(&mut self.requests, &self.expected, datatype, self.seq) }
     }
 }
 
@@ -423,10 +537,25 @@ pub(crate) unsafe fn wait_checked(
     datatype: ffi::MPI_Datatype,
     seq: u64,
 ) -> Result<(), HaloError> {
+    wait_checked_with(requests, expected, datatype, seq, &mut Vec::new())
+}
+
+/// [`wait_checked`] with the statuses in `statuses`, kept by the caller for the next wait.
+///
+/// # Safety
+/// As [`wait_checked`].
+unsafe fn wait_checked_with(
+    requests: &mut Vec<ffi::MPI_Request>,
+    expected: &[(usize, usize)],
+    datatype: ffi::MPI_Datatype,
+    seq: u64,
+    statuses: &mut Vec<ffi::MPI_Status>,
+) -> Result<(), HaloError> {
     if requests.is_empty() {
         return Ok(());
     }
-    let mut statuses: Vec<ffi::MPI_Status> = vec![std::mem::zeroed(); requests.len()];
+    statuses.clear();
+    statuses.resize(requests.len(), std::mem::zeroed());
     ffi::MPI_Waitall(count(requests.len()), requests.as_mut_ptr(), statuses.as_mut_ptr());
     requests.clear();
     for (status, &(peer, len)) in statuses.iter().zip(expected) {
@@ -453,7 +582,7 @@ pub(crate) unsafe fn wait_all(requests: &mut Vec<ffi::MPI_Request>) {
 impl<T> Drop for HaloExchange<T> {
     fn drop(&mut self) {
         // SAFETY: every request was posted by `begin` on buffers this handle still owns.
-        unsafe { wait_all(&mut self.requests) }
+        unsafe { wait_all(&mut self.buffers.requests) }
     }
 }
 
@@ -488,6 +617,29 @@ mod tests {
                     assert_eq!(far, inside, "{shape:?} reach {reach} at {idx:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn contiguous_runs_are_rows_whole_rows_and_whole_planes() {
+        // A 6 x 8 block with its ghosts: a face across the rows is one row (a run); a face across
+        // the columns is a cell per row (not one); a run of whole rows is one.
+        assert_eq!(contiguous_run(&[6, 8], &vec![4..5, 1..7]), Some((33, 6)));
+        assert_eq!(contiguous_run(&[6, 8], &vec![1..5, 6..7]), None);
+        assert_eq!(contiguous_run(&[6, 8], &vec![1..3, 0..8]), Some((8, 16)));
+        assert_eq!(contiguous_run(&[6, 8], &vec![2..3, 3..4]), Some((19, 1)));
+        // 3-D: an outer plane without its ghost columns is rows with gaps; with them, one run.
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![1..2, 1..4, 1..5]), None);
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![1..2, 1..4, 0..6]), Some((36, 18)));
+        assert_eq!(contiguous_run(&[4, 5, 6], &vec![3..4, 2..3, 1..5]), Some((103, 4)));
+        // Every run found is exactly the cells of its box, in C order.
+        let a = ndarray::ArrayD::from_shape_fn(vec![4, 5, 6], |i| i[0] * 100 + i[1] * 10 + i[2]);
+        let flat = a.as_slice().unwrap();
+        for r in [vec![1..2, 1..4, 0..6], vec![3..4, 2..3, 1..5], vec![0..4, 0..5, 0..6], vec![2..3, 4..5, 0..6]] {
+            let (start, len) = contiguous_run(&[4, 5, 6], &r).unwrap();
+            let mut packed = Vec::new();
+            pack(&a, &r, &mut packed);
+            assert_eq!(&flat[start..start + len], &packed[..], "{r:?}");
         }
     }
 
