@@ -139,6 +139,31 @@ fn blocked_3d_stencils_are_bit_identical_to_a_plain_sweep() {
 }
 
 #[test]
+fn laplacian_2d_row_is_bit_identical_to_the_block_laplacian() {
+    let h = [0.3, 0.7];
+    // Rows shorter than a vector, odd lengths, and the rayon path of the block kernel.
+    for shape in [(3, 3), (5, 4), (9, 13), (40, 37), (300, 261)] {
+        let (u, dst0) = (random(shape), random(shape));
+        let mut want = dst0.clone();
+        cpu::laplacian_2d(u.view(), want.view_mut(), 1, h).unwrap();
+        let (nx, ny) = shape;
+        for i in 1..nx - 1 {
+            let mut out = vec![f64::NAN; ny - 2];
+            let row = |i: usize| u.row(i).to_slice().unwrap();
+            cpu::laplacian_2d_row(&mut out, &row(i - 1)[1..ny - 1], row(i), &row(i + 1)[1..ny - 1], h).unwrap();
+            let differ = out.iter().zip(&want.row(i).as_slice().unwrap()[1..ny - 1]).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{shape:?} row {i}: {differ} values differ from laplacian_2d");
+        }
+    }
+    // Rows that do not fit together are refused, not read past.
+    let (a, b) = (vec![0.0; 5], vec![0.0; 7]);
+    let e = cpu::laplacian_2d_row(&mut [0.0; 5], &a, &a, &a, h).unwrap_err();
+    assert!(matches!(e, Error::Shape(_)), "{e}");
+    assert!(cpu::laplacian_2d_row(&mut [0.0; 5], &a, &b, &a[..4], h).is_err());
+    cpu::laplacian_2d_row(&mut [0.0; 5], &a, &b, &a, h).unwrap();
+}
+
+#[test]
 fn stencils_work_in_f32_and_on_views_of_a_larger_array() {
     let big = random((30, 40));
     // A sub-block view: rows are contiguous, the view is not.

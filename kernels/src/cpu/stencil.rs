@@ -13,6 +13,27 @@ pub fn laplacian_2d<T: NdFloat>(src: ArrayView2<T>, dst: ArrayViewMut2<T>, g: us
     stencil_2d(src, None, dst, g, h, T::zero(), T::one())
 }
 
+/// One row of [`laplacian_2d`], with the same rounding: `out = lap(u)` at the cells `here[1..=n]`
+/// (`n = out.len()`; `here[0]` and `here[n + 1]` are the cells beside the row, ghosts or not),
+/// `north` and `south` the `n` cells above and below them. For codes that fuse the stencil with
+/// other work row by row (a CG step: the direction update before it, a dot product after it,
+/// while the row is in the L1 cache).
+pub fn laplacian_2d_row<T: NdFloat>(out: &mut [T], north: &[T], here: &[T], south: &[T], h: [T; 2]) -> Result<()> {
+    let n = out.len();
+    if here.len() != n + 2 || north.len() != n || south.len() != n {
+        return Err(Error::Shape(format!(
+            "a row of {n} cells needs {} cells with the two beside it and {n} above and below; got {}, {} and {}",
+            n + 2,
+            here.len(),
+            north.len(),
+            south.len()
+        )));
+    }
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    row_kernel(out, here, &[(north, south, cx)], cy, None, T::zero(), T::one());
+    Ok(())
+}
+
 /// `dst = lap(src)` on the interior of a 3-D block with `g` ghost layers.
 pub fn laplacian_3d<T: NdFloat>(src: ArrayView3<T>, dst: ArrayViewMut3<T>, g: usize, h: [T; 3]) -> Result<()> {
     stencil_3d(src, None, dst, g, h, T::zero(), T::one())
