@@ -28,7 +28,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use rayon::prelude::*;
-use ndarray::{aview1, ArrayViewD, Axis, Ix2, Ix3, Slice};
+use ndarray::{ArrayViewD, Axis, Ix2, Ix3, Slice};
 use rankwise::io::checksum;
 use rankwise::kernels::cpu;
 use rankwise::runtime::{self, reduce, Config, Decomposition, Exit, ExactSum, Field, InitOptions, Runtime, Stencil};
@@ -182,8 +182,6 @@ struct Cg {
     /// The 2-D step's runs of rows, one sweep each (empty: the step of separate loops, see
     /// [`Cg::solve`]).
     runs: Vec<Range<usize>>,
-    /// A row of `lap(p)` per run, made and used while it is in the L1 cache.
-    scratch: Vec<Vec<f64>>,
 }
 
 impl Cg {
@@ -204,7 +202,6 @@ impl Cg {
                 (2, Dot::Rows | Dot::Plain) => runs(shape[0], rayon::current_num_threads()),
                 _ => Vec::new(),
             },
-            scratch: Vec::new(),
         }
     }
 
@@ -273,7 +270,6 @@ impl Cg {
         }
         let exchange = self.p.begin_exchange(Stencil::Star);
         let h = [self.h; 2];
-        self.scratch.resize_with(self.runs.len(), || vec![0.0; w - 2]);
         {
             let r = self.r.data().to_slice().expect("a field's block is contiguous");
             let p = self.p.data_mut().into_slice().expect("a field's block is contiguous");
@@ -283,15 +279,15 @@ impl Cg {
             let mut below: &[f64] = below;
             let mut rows = &mut self.rows[..];
             let mut sweeps = Vec::with_capacity(self.runs.len());
-            for (run, scratch) in self.runs.iter().zip(&mut self.scratch) {
+            for run in &self.runs {
                 let (inner, more) = rest.split_at_mut((run.len() - 2) * w);
                 let (above, more) = more.split_at_mut(2 * w);
                 let above: &[f64] = above;
                 let (run_rows, more_rows) = rows.split_at_mut(run.len());
-                sweeps.push((run.clone(), below, inner, above, run_rows, scratch));
+                sweeps.push((run.clone(), below, inner, above, run_rows));
                 (below, rest, rows) = (above, more, more_rows);
             }
-            sweeps.into_par_iter().try_for_each(|(run, below, inner, above, sums, scratch)| -> Res<()> {
+            sweeps.into_par_iter().try_for_each(|(run, below, inner, above, sums)| -> Res<()> {
                 for i in run.clone() {
                     // Update the row after `i` when it is this run's own (not its last).
                     if i + 2 < run.end {
@@ -312,7 +308,7 @@ impl Cg {
                             &above[(d - run.end) * w..(d - run.end + 1) * w]
                         }
                     };
-                    sums[i - run.start] = lap_dot(scratch, view(i), view(i + 1), view(i + 2), h)?;
+                    sums[i - run.start] = p_ap_row(view(i), view(i + 1), view(i + 2), h)?;
                 }
                 Ok(())
             })?;
@@ -320,7 +316,7 @@ impl Cg {
         exchange.finish(&mut self.p)?;
         let p = self.p.data().to_slice().expect("a field's block is contiguous");
         for i in [0, nx - 1] {
-            self.rows[i] = lap_dot(&mut self.scratch[0], &p[i * w..(i + 1) * w], &p[(i + 1) * w..(i + 2) * w], &p[(i + 2) * w..(i + 3) * w], h)?;
+            self.rows[i] = p_ap_row(&p[i * w..(i + 1) * w], &p[(i + 1) * w..(i + 2) * w], &p[(i + 2) * w..(i + 3) * w], h)?;
         }
         Ok(-self.sum_rows())
     }
@@ -335,24 +331,18 @@ impl Cg {
         let r = self.r.data_mut().into_slice().expect("a field's block is contiguous");
         let (mut x, mut r, mut rows) = (&mut x[w..], &mut r[w..], &mut self.rows[..]);
         let mut sweeps = Vec::with_capacity(self.runs.len());
-        for (run, scratch) in self.runs.iter().zip(&mut self.scratch) {
+        for run in &self.runs {
             let (run_x, more_x) = x.split_at_mut(run.len() * w);
             let (run_r, more_r) = r.split_at_mut(run.len() * w);
             let (run_rows, more_rows) = rows.split_at_mut(run.len());
-            sweeps.push((run.clone(), run_x, run_r, run_rows, scratch));
+            sweeps.push((run.clone(), run_x, run_r, run_rows));
             (x, r, rows) = (more_x, more_r, more_rows);
         }
-        sweeps.into_par_iter().try_for_each(|(run, x, r, sums, q)| -> Res<()> {
-            for (k, i) in run.enumerate() {
-                let d = i + 1;
-                cpu::laplacian_2d_row(q, &p[(d - 1) * w + 1..d * w - 1], &p[d * w..(d + 1) * w], &p[(d + 1) * w + 1..(d + 2) * w - 1], h)?;
-                let n = q.len();
-                let (xs, rs, ps) = (&mut x[k * w + 1..][..n], &mut r[k * w + 1..][..n], &p[d * w + 1..][..n]);
-                for j in 0..n {
-                    xs[j] += alpha * ps[j];
-                    rs[j] += alpha * q[j];
-                }
-                sums[k] = row_dot(rs, rs);
+        sweeps.into_par_iter().try_for_each(|(run, x, r, sums)| -> Res<()> {
+            for ((i, x), (r, sum)) in run.zip(x.chunks_exact_mut(w)).zip(r.chunks_exact_mut(w).zip(sums)) {
+                // Owned row i is data row i + 1.
+                let (before, here, after) = (&p[i * w..(i + 1) * w], &p[(i + 1) * w..(i + 2) * w], &p[(i + 2) * w..(i + 3) * w]);
+                *sum = cpu::row_cg_step_2d(&mut x[1..w - 1], &mut r[1..w - 1], alpha, &before[1..w - 1], here, &after[1..w - 1], h)?;
             }
             Ok(())
         })?;
@@ -519,12 +509,11 @@ fn direction_row(p: &mut [f64], r: &[f64], beta: Option<f64>) {
     p[n + 1] = -p[n];
 }
 
-/// `q = lap(p)` on the row `here` (ghosts included, as `before` and `after`, the rows on either
-/// side) into `q`, and the row's `p . q` (see [`row_dot`]).
-fn lap_dot(q: &mut [f64], before: &[f64], here: &[f64], after: &[f64], h: [f64; 2]) -> Res<f64> {
-    let n = q.len();
-    cpu::laplacian_2d_row(q, &before[1..=n], here, &after[1..=n], h)?;
-    Ok(row_dot(&here[1..=n], q))
+/// The row `here`'s `p . lap(p)` (ghosts included in the rows `before`, `here` and `after`),
+/// summed as [`row_dot`].
+fn p_ap_row(before: &[f64], here: &[f64], after: &[f64], h: [f64; 2]) -> Res<f64> {
+    let n = here.len() - 2;
+    Ok(cpu::row_dot_laplacian_2d(&before[1..=n], here, &after[1..=n], h)?)
 }
 
 /// The owned cells of `planes` (local first-axis indices).
@@ -540,10 +529,10 @@ fn row_sums(a: ArrayViewD<f64>, b: ArrayViewD<f64>, out: &mut [f64]) {
     }
 }
 
-/// One row's `a . b`, summed in a fixed order: chunks short enough that `cpu::dot` sums them on
-/// one thread, added left to right.
+/// One row's `a . b`, summed in a fixed order (`cpu::dot_in_order`), the order of the fused
+/// kernels' row sums.
 fn row_dot(a: &[f64], b: &[f64]) -> f64 {
-    a.chunks(4096).zip(b.chunks(4096)).map(|(a, b)| cpu::dot(aview1(a), aview1(b)).expect("same length")).sum()
+    cpu::dot_in_order(a, b).expect("rows of one length")
 }
 
 /// Dirichlet `u = 0` on the faces of the domain: each ghost layer there is minus the owned layer
