@@ -289,26 +289,31 @@ impl Cg {
             }
             sweeps.into_par_iter().try_for_each(|(run, below, inner, above, sums)| -> Res<()> {
                 for i in run.clone() {
-                    // Update the row after `i` when it is this run's own (not its last).
-                    if i + 2 < run.end {
-                        let d = i + 2;
-                        let at = (d - run.start - 2) * w;
-                        direction_row(&mut inner[at..at + w], &r[d * w..(d + 1) * w], beta);
-                    }
-                    if i == 0 || i == nx - 1 {
-                        continue;
-                    }
-                    // Data row `d` (owned row `d - 1`): in the shared rows or this run's own.
+                    let waits = i == 0 || i == nx - 1;
+                    // The run's own rows (all but its first and last) are data rows
+                    // run.start + 2 .. run.end, in `inner`; the others are shared.
+                    let (own, next) = inner.split_at_mut((i.min(run.end - 2) - run.start) * w);
                     let view = |d: usize| -> &[f64] {
-                        if d < run.start + 2 {
-                            &below[(d - run.start) * w..(d - run.start + 1) * w]
-                        } else if d < run.end {
-                            &inner[(d - run.start - 2) * w..(d - run.start - 1) * w]
-                        } else {
-                            &above[(d - run.end) * w..(d - run.end + 1) * w]
+                        match d {
+                            _ if d < run.start + 2 => &below[(d - run.start) * w..][..w],
+                            _ if d < run.end => &own[(d - run.start - 2) * w..][..w],
+                            _ => &above[(d - run.end) * w..][..w],
                         }
                     };
-                    sums[i - run.start] = p_ap_row(view(i), view(i + 1), view(i + 2), h)?;
+                    if i + 2 < run.end {
+                        // The row after `i` is the run's own: its update goes with `i`'s stencil.
+                        let (after, r_after) = (&mut next[..w], &r[(i + 2) * w..][..w]);
+                        if waits {
+                            direction_row(after, r_after, beta);
+                        } else {
+                            let (before, here) = (view(i), view(i + 1));
+                            sums[i - run.start] =
+                                cpu::row_cg_direction_2d(&mut after[1..w - 1], &r_after[1..w - 1], beta, &before[1..w - 1], here, h)?;
+                            dirichlet_row(after);
+                        }
+                    } else if !waits {
+                        sums[i - run.start] = p_ap_row(view(i), view(i + 1), view(i + 2), h)?;
+                    }
                 }
                 Ok(())
             })?;
@@ -505,6 +510,12 @@ fn direction_row(p: &mut [f64], r: &[f64], beta: Option<f64>) {
             }
         }
     }
+    dirichlet_row(p);
+}
+
+/// A row's Dirichlet ghosts (the cells beside it), as [`dirichlet`] sets them.
+fn dirichlet_row(p: &mut [f64]) {
+    let n = p.len() - 2;
     p[0] = -p[1];
     p[n + 1] = -p[n];
 }

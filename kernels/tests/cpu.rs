@@ -184,6 +184,21 @@ fn fused_cg_row_kernels_are_bit_identical_to_the_separate_calls() {
         same(&format!("dot_in_order n={n}"), cpu::dot_in_order(p, &q).unwrap(), chunked_dot(p, &q));
         same(&format!("row_dot_laplacian_2d n={n}"), cpu::row_dot_laplacian_2d(before, here, after, h).unwrap(), chunked_dot(p, &q));
 
+        // The direction update fused in: `after = r + beta after`, or `after = r`.
+        let r_after = random(n);
+        for beta in [Some(0.81), None] {
+            let mut want = before.to_vec();
+            for j in 0..n {
+                want[j] = match beta { Some(b) => r_after[j] + b * want[j], None => r_after[j] };
+            }
+            let mut q = vec![0.0; n];
+            cpu::laplacian_2d_row(&mut q, after, here, &want, h).unwrap();
+            let mut got = before.to_vec();
+            let pq = cpu::row_cg_direction_2d(&mut got, r_after.as_slice().unwrap(), beta, after, here, h).unwrap();
+            same(&format!("row_cg_direction_2d beta={beta:?} n={n}"), pq, chunked_dot(p, &q));
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "row_cg_direction_2d n={n}: the updated row differs");
+        }
+
         let (x0, r0) = (random(n), random(n));
         let alpha = -0.37;
         let (mut x, mut r) = (x0.to_vec(), r0.to_vec());
@@ -203,6 +218,7 @@ fn fused_cg_row_kernels_are_bit_identical_to_the_separate_calls() {
     assert!(matches!(cpu::row_dot_laplacian_2d(&a, &b[..1], &a, h), Err(Error::Shape(_))));
     assert!(matches!(cpu::row_cg_step_2d(&mut [0.0; 5], &mut [0.0; 4], 1.0, &a, &b, &a, h), Err(Error::Shape(_))));
     assert!(matches!(cpu::dot_in_order(&a, &b), Err(Error::Shape(_))));
+    assert!(matches!(cpu::row_cg_direction_2d(&mut [0.0; 5], &a[..4], None, &a, &b, h), Err(Error::Shape(_))));
 }
 
 #[test]

@@ -96,9 +96,60 @@ fn dot_laplacian<T: NdFloat>(before: &[T], here: &[T], after: &[T], cx: T, cy: T
     let mut dot = OrderedDot::new();
     for j in (0..n).step_by(ROW_BLOCK) {
         let m = ROW_BLOCK.min(n - j);
-        let q = &mut q[..m];
-        row_loop::<T, 1, false>(q, &here[j..j + m + 2], &[(&before[j..j + m], &after[j..j + m], cx)], cy, &[], T::zero(), T::one());
-        dot.add(&here[j + 1..j + 1 + m], q);
+        block_dot_laplacian(&mut q[..m], &before[j..j + m], &here[j..j + m + 2], &after[j..j + m], cx, cy, &mut dot);
+    }
+    dot.finish()
+}
+
+/// `q = lap(p)` on a block of a row (`here` with the cells beside it) and its `p . q` into `dot`.
+#[inline(always)]
+fn block_dot_laplacian<T: NdFloat>(q: &mut [T], before: &[T], here: &[T], after: &[T], cx: T, cy: T, dot: &mut OrderedDot<T>) {
+    row_loop::<T, 1, false>(q, here, &[(before, after, cx)], cy, &[], T::zero(), T::one());
+    dot.add(&here[1..q.len() + 1], q);
+}
+
+/// [`row_dot_laplacian_2d`] with a CG step's direction update of the row after `here` fused in:
+/// first `after = r_after + beta after` (`after = r_after` without `beta`), block by block just
+/// ahead of the stencil that reads it. `after` and `r_after` are that row's cells (its ghosts,
+/// which the stencil of `here` does not read, are the caller's to set). The bits of the update
+/// loop and [`row_dot_laplacian_2d`] one after the other.
+pub fn row_cg_direction_2d<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], h: [T; 2]) -> Result<T> {
+    check_row(before.len(), here, after.len())?;
+    if r_after.len() != after.len() {
+        return Err(Error::Shape(format!("a row of {} cells of p with {} cells of r", after.len(), r_after.len())));
+    }
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return Ok(unsafe { direction_avx2(after, r_after, beta, before, here, cx, cy) });
+    }
+    Ok(direction(after, r_after, beta, before, here, cx, cy))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn direction_avx2<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], cx: T, cy: T) -> T {
+    direction(after, r_after, beta, before, here, cx, cy)
+}
+
+#[inline(always)]
+fn direction<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], cx: T, cy: T) -> T {
+    let n = here.len() - 2;
+    let mut q = [T::zero(); ROW_BLOCK];
+    let mut dot = OrderedDot::new();
+    for j in (0..n).step_by(ROW_BLOCK) {
+        let m = ROW_BLOCK.min(n - j);
+        let (p, r) = (&mut after[j..j + m], &r_after[j..j + m]);
+        match beta {
+            None => p.copy_from_slice(r),
+            Some(beta) => {
+                for k in 0..m {
+                    p[k] = r[k] + beta * p[k];
+                }
+            }
+        }
+        block_dot_laplacian(&mut q[..m], &before[j..j + m], &here[j..j + m + 2], p, cx, cy, &mut dot);
     }
     dot.finish()
 }
