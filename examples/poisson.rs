@@ -52,6 +52,7 @@ struct Inputs {
     tol: f64,
     max_iter: u64,
     dot: Dot,
+    fuse: bool,
     progress_every: u64,
 }
 
@@ -86,6 +87,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         // CG converges in at most as many iterations as unknowns (in exact arithmetic).
         max_iter: cfg.get_or("cg.max_iter", 10 * n.pow(dim as u32 - 1) as u64)?,
         dot,
+        fuse: cfg.get_or("cg.fuse", true)?,
         progress_every: cfg.get_or("progress.every", 0)?,
     };
     cfg.finish()?;
@@ -115,7 +117,7 @@ fn main() {
         let rhs = |i: &[usize]| -> f64 {
             (0..i.len()).map(|a| 2.0 * i.iter().enumerate().filter(|&(b, _)| b != a).map(|(_, &k)| bubble(k)).product::<f64>()).sum()
         };
-        let mut cg = Cg::new(&d, h, inp.dot);
+        let mut cg = Cg::new(&d, h, inp.dot, inp.fuse);
         // x = 0, so the residual starts as the right-hand side.
         cg.r.fill_with(rhs);
 
@@ -185,7 +187,8 @@ struct Cg {
 }
 
 impl Cg {
-    fn new(d: &Arc<Decomposition>, h: f64, dot: Dot) -> Cg {
+    /// `fuse`: the two sweeps per iteration where they apply (see [`Cg::solve`]).
+    fn new(d: &Arc<Decomposition>, h: f64, dot: Dot, fuse: bool) -> Cg {
         let shape = d.local_shape();
         let plane: usize = shape[1..].iter().product();
         let field = || Field::new(d, 1);
@@ -198,8 +201,8 @@ impl Cg {
             dot,
             rows: vec![0.0; shape[0] * plane / shape[shape.len() - 1]],
             tile: (TILE_CELLS / plane).max(1),
-            runs: match (shape.len(), dot) {
-                (2, Dot::Rows | Dot::Plain) => runs(shape[0], rayon::current_num_threads()),
+            runs: match (fuse, shape.len(), dot) {
+                (true, 2, Dot::Rows | Dot::Plain) => runs(shape[0], rayon::current_num_threads()),
                 _ => Vec::new(),
             },
         }
