@@ -244,10 +244,11 @@ impl Cg {
     }
 
     /// Collective. The 2-D first sweep: `p = r + beta p` (`p = r` without `beta`), Dirichlet
-    /// ghosts, then `p . A p` from `q = lap(p)` made a row at a time, each row just after the row
-    /// below it was updated. The first and last row of each run go first, so that the halo
-    /// exchange is under way and the runs can sweep side by side; the two rows next to the
-    /// neighbours' ghosts wait for the exchange.
+    /// ghosts, then `p . A p` from `q = lap(p)` made a row at a time, in the same loop as the
+    /// update of the next row (the last one the stencil needs), so each value of `p` is loaded
+    /// once. The first and last row of each run go first, so that the halo exchange is under
+    /// way and the runs can sweep side by side; the two rows next to the neighbours' ghosts wait
+    /// for the exchange.
     fn direction_p_ap(&mut self, beta: Option<f64>) -> Res<f64> {
         let shape = self.p.decomposition().local_shape().to_vec();
         let (nx, w) = (shape[0], shape[1] + 2);
