@@ -119,7 +119,7 @@ impl<T: NdFloat> OrderedDot<T> {
     }
 
     fn end_chunk(&mut self) {
-        self.total = self.total + self.acc.iter().fold(self.tail, |s, &a| s + a);
+        self.total += self.acc.iter().fold(self.tail, |s, &a| s + a);
         (self.acc, self.tail, self.filled) = ([T::zero(); LANES], T::zero(), 0);
     }
 
