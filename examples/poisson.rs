@@ -28,7 +28,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use rayon::prelude::*;
-use ndarray::{aview1, ArrayViewD, Axis, Ix2, Ix3, Slice};
+use ndarray::{ArrayViewD, Axis, Ix2, Ix3, Slice};
 use rankwise::io::checksum;
 use rankwise::kernels::cpu;
 use rankwise::runtime::{self, reduce, Config, Decomposition, Exit, ExactSum, Field, InitOptions, Runtime, Stencil};
@@ -52,6 +52,7 @@ struct Inputs {
     tol: f64,
     max_iter: u64,
     dot: Dot,
+    fuse: bool,
     progress_every: u64,
 }
 
@@ -86,6 +87,7 @@ fn inputs(cfg: &Config) -> Res<Inputs> {
         // CG converges in at most as many iterations as unknowns (in exact arithmetic).
         max_iter: cfg.get_or("cg.max_iter", 10 * n.pow(dim as u32 - 1) as u64)?,
         dot,
+        fuse: cfg.get_or("cg.fuse", true)?,
         progress_every: cfg.get_or("progress.every", 0)?,
     };
     cfg.finish()?;
@@ -115,7 +117,7 @@ fn main() {
         let rhs = |i: &[usize]| -> f64 {
             (0..i.len()).map(|a| 2.0 * i.iter().enumerate().filter(|&(b, _)| b != a).map(|(_, &k)| bubble(k)).product::<f64>()).sum()
         };
-        let mut cg = Cg::new(&d, h, inp.dot);
+        let mut cg = Cg::new(&d, h, inp.dot, inp.fuse);
         // x = 0, so the residual starts as the right-hand side.
         cg.r.fill_with(rhs);
 
@@ -179,10 +181,14 @@ struct Cg {
     rows: Vec<f64>,
     /// Planes (first-axis layers) per tile.
     tile: usize,
+    /// The 2-D step's runs of rows, one sweep each (empty: the step of separate loops, see
+    /// [`Cg::solve`]).
+    runs: Vec<Range<usize>>,
 }
 
 impl Cg {
-    fn new(d: &Arc<Decomposition>, h: f64, dot: Dot) -> Cg {
+    /// `fuse`: the two sweeps per iteration where they apply (see [`Cg::solve`]).
+    fn new(d: &Arc<Decomposition>, h: f64, dot: Dot, fuse: bool) -> Cg {
         let shape = d.local_shape();
         let plane: usize = shape[1..].iter().product();
         let field = || Field::new(d, 1);
@@ -195,26 +201,161 @@ impl Cg {
             dot,
             rows: vec![0.0; shape[0] * plane / shape[shape.len() - 1]],
             tile: (TILE_CELLS / plane).max(1),
+            runs: match (fuse, shape.len(), dot) {
+                (true, 2, Dot::Rows | Dot::Plain) => runs(shape[0], rayon::current_num_threads()),
+                _ => Vec::new(),
+            },
         }
     }
 
     /// Collective. Solve from `x = 0` with `r` set to the right-hand side, until the residual
     /// falls below `tol` times the initial one or after `max_iter` iterations; `progress` sees
     /// each iteration's relative residual. Returns the iterations and the relative residual.
+    ///
+    /// In 2-D with row sums, an iteration is two sweeps over the fields ([`Cg::direction_p_ap`]
+    /// and [`Cg::step`]), which move 8 values per cell where three separate loops (`q = A p`
+    /// with `p . q`, `x` and `r` with `r . r`, then `p`) move 12: `p = r + beta p` moves into
+    /// the next iteration's stencil sweep, and `q` is never stored but made again, a row at a
+    /// time, where `r` needs it. The arithmetic of each value is the same as in the separate
+    /// loops (which 3-D and `cg.dot = "exact"` keep), so are the bits.
     fn solve(&mut self, tol: f64, max_iter: u64, mut progress: impl FnMut(u64, f64)) -> Res<(u64, f64)> {
-        cpu::copy(self.r.interior(), self.p.interior_mut())?;
+        let fused = !self.runs.is_empty();
+        if !fused {
+            cpu::copy(self.r.interior(), self.p.interior_mut())?;
+        }
         let mut rr = self.rr(None)?;
         let rr0 = rr;
         let mut k = 0;
+        // The fused sweeps' pending `beta` (none yet: the first direction is `p = r`).
+        let mut beta = None;
         while k < max_iter && rr > tol * tol * rr0 {
-            let alpha = rr / self.p_ap()?;
-            let rr_new = self.rr(Some(alpha))?;
-            self.next_direction(rr_new / rr);
+            let alpha = rr / if fused { self.direction_p_ap(beta)? } else { self.p_ap()? };
+            let rr_new = if fused { self.step(alpha)? } else { self.rr(Some(alpha))? };
+            if fused {
+                beta = Some(rr_new / rr);
+            } else {
+                self.next_direction(rr_new / rr);
+            }
             rr = rr_new;
             k += 1;
             progress(k, (rr / rr0).sqrt());
         }
         Ok((k, if rr0 > 0.0 { (rr / rr0).sqrt() } else { 0.0 }))
+    }
+
+    /// Collective. The 2-D first sweep: `p = r + beta p` (`p = r` without `beta`), Dirichlet
+    /// ghosts, then `p . A p` from `q = lap(p)` made a row at a time, in the same loop as the
+    /// update of the next row (the last one the stencil needs), so each value of `p` is loaded
+    /// once. The first and last row of each run go first, so that the halo exchange is under
+    /// way and the runs can sweep side by side; the two rows next to the neighbours' ghosts wait
+    /// for the exchange.
+    fn direction_p_ap(&mut self, beta: Option<f64>) -> Res<f64> {
+        let shape = self.p.decomposition().local_shape().to_vec();
+        let (nx, w) = (shape[0], shape[1] + 2);
+        let (first, last) = edges(&self.p);
+        {
+            let r = self.r.data().to_slice().expect("a field's block is contiguous");
+            let p = self.p.data_mut().into_slice().expect("a field's block is contiguous");
+            for run in &self.runs {
+                for i in [run.start, run.end - 1] {
+                    let d = (i + 1) * w..(i + 2) * w;
+                    direction_row(&mut p[d.clone()], &r[d], beta);
+                }
+            }
+            // Dirichlet ghost planes at the domain's edges: the halo exchange leaves them alone.
+            if first {
+                let (ghost, inside) = p.split_at_mut(w);
+                ghost.iter_mut().zip(&inside[..w]).for_each(|(g, &u)| *g = -u);
+            }
+            if last {
+                let (inside, ghost) = p.split_at_mut((nx + 1) * w);
+                ghost.iter_mut().zip(&inside[nx * w..]).for_each(|(g, &u)| *g = -u);
+            }
+        }
+        let exchange = self.p.begin_exchange(Stencil::Star);
+        let h = [self.h; 2];
+        {
+            let r = self.r.data().to_slice().expect("a field's block is contiguous");
+            let p = self.p.data_mut().into_slice().expect("a field's block is contiguous");
+            // Each run's rows strictly inside are its own to update; the two rows where runs
+            // meet (or a run meets the ghosts) are shared, read only.
+            let (below, mut rest) = p.split_at_mut(2 * w);
+            let mut below: &[f64] = below;
+            let mut rows = &mut self.rows[..];
+            let mut sweeps = Vec::with_capacity(self.runs.len());
+            for run in &self.runs {
+                let (inner, more) = rest.split_at_mut((run.len() - 2) * w);
+                let (above, more) = more.split_at_mut(2 * w);
+                let above: &[f64] = above;
+                let (run_rows, more_rows) = rows.split_at_mut(run.len());
+                sweeps.push((run.clone(), below, inner, above, run_rows));
+                (below, rest, rows) = (above, more, more_rows);
+            }
+            sweeps.into_par_iter().try_for_each(|(run, below, inner, above, sums)| -> Res<()> {
+                for i in run.clone() {
+                    let waits = i == 0 || i == nx - 1;
+                    // The run's own rows (all but its first and last) are data rows
+                    // run.start + 2 .. run.end, in `inner`; the others are shared.
+                    let (own, next) = inner.split_at_mut((i.min(run.end - 2) - run.start) * w);
+                    let view = |d: usize| -> &[f64] {
+                        match d {
+                            _ if d < run.start + 2 => &below[(d - run.start) * w..][..w],
+                            _ if d < run.end => &own[(d - run.start - 2) * w..][..w],
+                            _ => &above[(d - run.end) * w..][..w],
+                        }
+                    };
+                    if i + 2 < run.end {
+                        // The row after `i` is the run's own: its update goes with `i`'s stencil.
+                        let (after, r_after) = (&mut next[..w], &r[(i + 2) * w..][..w]);
+                        if waits {
+                            direction_row(after, r_after, beta);
+                        } else {
+                            let (before, here) = (view(i), view(i + 1));
+                            sums[i - run.start] =
+                                cpu::row_cg_direction_2d(&mut after[1..w - 1], &r_after[1..w - 1], beta, &before[1..w - 1], here, h)?;
+                            dirichlet_row(after);
+                        }
+                    } else if !waits {
+                        sums[i - run.start] = p_ap_row(view(i), view(i + 1), view(i + 2), h)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        exchange.finish(&mut self.p)?;
+        let p = self.p.data().to_slice().expect("a field's block is contiguous");
+        for i in [0, nx - 1] {
+            self.rows[i] = p_ap_row(&p[i * w..(i + 1) * w], &p[(i + 1) * w..(i + 2) * w], &p[(i + 2) * w..(i + 3) * w], h)?;
+        }
+        Ok(-self.sum_rows())
+    }
+
+    /// Collective. The 2-D second sweep: `x += alpha p`, `r -= alpha A p` with `lap(p)` made
+    /// again a row at a time (cheaper than storing and reloading it), then `r . r`.
+    fn step(&mut self, alpha: f64) -> Res<f64> {
+        let w = self.p.decomposition().local_shape()[1] + 2;
+        let h = [self.h; 2];
+        let p = self.p.data().to_slice().expect("a field's block is contiguous");
+        let x = self.x.data_mut().into_slice().expect("a field's block is contiguous");
+        let r = self.r.data_mut().into_slice().expect("a field's block is contiguous");
+        let (mut x, mut r, mut rows) = (&mut x[w..], &mut r[w..], &mut self.rows[..]);
+        let mut sweeps = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            let (run_x, more_x) = x.split_at_mut(run.len() * w);
+            let (run_r, more_r) = r.split_at_mut(run.len() * w);
+            let (run_rows, more_rows) = rows.split_at_mut(run.len());
+            sweeps.push((run.clone(), run_x, run_r, run_rows));
+            (x, r, rows) = (more_x, more_r, more_rows);
+        }
+        sweeps.into_par_iter().try_for_each(|(run, x, r, sums)| -> Res<()> {
+            for ((i, x), (r, sum)) in run.zip(x.chunks_exact_mut(w)).zip(r.chunks_exact_mut(w).zip(sums)) {
+                // Owned row i is data row i + 1.
+                let (before, here, after) = (&p[i * w..(i + 1) * w], &p[(i + 1) * w..(i + 2) * w], &p[(i + 2) * w..(i + 3) * w]);
+                *sum = cpu::row_cg_step_2d(&mut x[1..w - 1], &mut r[1..w - 1], alpha, &before[1..w - 1], here, &after[1..w - 1], h)?;
+            }
+            Ok(())
+        })?;
+        Ok(self.sum_rows())
     }
 
     /// Collective. `q = lap(p)` and `p . A p`, the halo exchange overlapped with the planes that
@@ -338,6 +479,58 @@ impl Cg {
     }
 }
 
+/// The fewest rows a run of the 2-D step sweeps, but for a single run.
+const MIN_RUN_ROWS: usize = 16;
+
+/// The 2-D step's runs of the `nx` local rows on `threads` threads: four per thread, so that a
+/// thread that lost its core for a while (a loaded node) leaves its runs to the others, but none
+/// shorter than [`MIN_RUN_ROWS`] (the rows where runs meet are updated apart). At least two rows
+/// each: a single row takes the separate loops.
+fn runs(nx: usize, threads: usize) -> Vec<Range<usize>> {
+    if nx < 2 {
+        return Vec::new();
+    }
+    let m = (4 * threads).min(nx / MIN_RUN_ROWS).max(1);
+    (0..m).map(|c| c * nx / m..(c + 1) * nx / m).collect()
+}
+
+/// Whether the field's block touches the domain's low and high face along the first axis.
+fn edges(f: &Field<f64>) -> (bool, bool) {
+    let d = f.decomposition();
+    (d.owned()[0].start == 0, d.owned()[0].end == d.global_shape()[0])
+}
+
+/// One row of `p = r + beta p` (`p = r` without `beta`; the same bits as
+/// [`Cg::next_direction`] and `cpu::copy`), ghosts included in both, then the row's Dirichlet
+/// ghosts, as [`dirichlet`] sets them.
+fn direction_row(p: &mut [f64], r: &[f64], beta: Option<f64>) {
+    let n = p.len() - 2;
+    let (ps, rs) = (&mut p[1..=n], &r[1..=n]);
+    match beta {
+        None => ps.copy_from_slice(rs),
+        Some(beta) => {
+            for j in 0..n {
+                ps[j] = rs[j] + beta * ps[j];
+            }
+        }
+    }
+    dirichlet_row(p);
+}
+
+/// A row's Dirichlet ghosts (the cells beside it), as [`dirichlet`] sets them.
+fn dirichlet_row(p: &mut [f64]) {
+    let n = p.len() - 2;
+    p[0] = -p[1];
+    p[n + 1] = -p[n];
+}
+
+/// The row `here`'s `p . lap(p)` (ghosts included in the rows `before`, `here` and `after`),
+/// summed as [`row_dot`].
+fn p_ap_row(before: &[f64], here: &[f64], after: &[f64], h: [f64; 2]) -> Res<f64> {
+    let n = here.len() - 2;
+    Ok(cpu::row_dot_laplacian_2d(&before[1..=n], here, &after[1..=n], h)?)
+}
+
 /// The owned cells of `planes` (local first-axis indices).
 fn planes_of<'a>(f: &'a Field<f64>, planes: &Range<usize>) -> ArrayViewD<'a, f64> {
     f.interior().slice_axis_move(Axis(0), Slice::from(planes.clone()))
@@ -351,10 +544,10 @@ fn row_sums(a: ArrayViewD<f64>, b: ArrayViewD<f64>, out: &mut [f64]) {
     }
 }
 
-/// One row's `a . b`, summed in a fixed order: chunks short enough that `cpu::dot` sums them on
-/// one thread, added left to right.
+/// One row's `a . b`, summed in a fixed order (`cpu::dot_in_order`), the order of the fused
+/// kernels' row sums.
 fn row_dot(a: &[f64], b: &[f64]) -> f64 {
-    a.chunks(4096).zip(b.chunks(4096)).map(|(a, b)| cpu::dot(aview1(a), aview1(b)).expect("same length")).sum()
+    cpu::dot_in_order(a, b).expect("rows of one length")
 }
 
 /// Dirichlet `u = 0` on the faces of the domain: each ghost layer there is minus the owned layer

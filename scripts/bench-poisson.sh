@@ -6,7 +6,9 @@
 #    <= 0.9x with cg.dot=plain.
 #  - petsc: PETSc's KSPCG (benchmarks/petsc_cg.c: the same problem as an assembled AIJ matrix,
 #    PCNONE). PETSc comes from the distribution; PETSC=0 leaves it out.
-# Ours runs with each dot product of DOTS; the ratios are ours / reference, of the wall time and
+# Ours runs with each dot product of DOTS (rows, exact, plain; rows-separate or plain-separate
+# run with cg.fuse=false: the separate loops instead of the two sweeps, the same bits, to show what
+# the fusion gains); the ratios are ours / reference, of the wall time and
 # of the CPU time (which leaves out waiting for a core on a loaded machine). All runs of a round
 # take turns, so that a burst of load on the machine hits each of them.
 #   scripts/bench-poisson.sh              N = 1024 and 2048, at 1 and 2 ranks, 300 iterations
@@ -58,8 +60,9 @@ for n in $NS; do
         lines[petsc]+=$($petsc_mpirun -np "$np" "$target/petsc-cg" "$n" "$ITERS" | grep '^RESULT')$'\n'
       fi
       for dot in $DOTS; do
+        fuse=true; [ "${dot%-separate}" = "$dot" ] || fuse=false
         lines[$dot]+=$($mpirun -np "$np" "$target/examples/poisson" --set n="$n" --set cg.tol=0 --set cg.max_iter="$ITERS" \
-          --set cg.dot="$dot" 2>/dev/null | grep '^final')$'\n'
+          --set cg.dot="${dot%-separate}" --set cg.fuse=$fuse 2>/dev/null | grep '^final')$'\n'
       done
     done
     for ref in $refs; do printf '%s' "${lines[$ref]}"; done

@@ -89,10 +89,12 @@ fn reproducible_sum_has_the_same_bits_at_any_rank_count() {
         }
         lines.push(l0);
     }
-    for k in ["repro", "rdot", "min", "max", "sum_int", "dot_int", "f32sum", "f32min", "f32max", "f32repro"] {
+    for k in ["repro", "rdot", "min", "max", "sum_int", "dot_int", "f32sum", "f32min", "f32max", "f32repro", "repro_inf", "repro_nan"] {
         let v: Vec<String> = lines.iter().map(|l| field(l, k)).collect();
         assert!(v.iter().all(|x| *x == v[0]), "{k} differs with the rank count: {v:?}");
     }
+    // An infinity held by one rank reaches all; with minus infinity held by another, NaN.
+    assert_eq!((field(&lines[0], "repro_inf").as_str(), field(&lines[0], "repro_nan").as_str()), ("inf", "NaN"));
     // Integers: exact in any order. Column index 0..37 + 1, 29 times: sum 29*37*38/2.
     assert_eq!(field(&lines[0], "sum_int"), "20387");
     // The data is awkward enough that the plain sum's bits do change with the rank count.

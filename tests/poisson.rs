@@ -59,6 +59,24 @@ fn same_iterates_at_1_2_4_ranks_with_either_reproducible_dot() {
 }
 
 #[test]
+fn fused_sweeps_give_the_bits_of_the_separate_loops() {
+    // Whole and split runs of rows (three threads on 100 rows: six runs of 16 or 17), the ranks'
+    // first and last rows next to a neighbour's, ranks with two rows and one with a single row
+    // (which takes the separate loops beside the others' sweeps), both summations.
+    for (np, threads, n) in [(1, "1", 37), (1, "3", 100), (3, "3", 100), (4, "2", 9), (3, "1", 5)] {
+        for dot in ["cg.dot=rows", "cg.dot=plain"] {
+            let run = |fuse: &str| {
+                let sets = [&format!("n={n}"), dot, "cg.tol=0", "cg.max_iter=40", fuse];
+                let job = Job::new(np, "poisson").args(sets.iter().flat_map(|s| ["--set", s])).env("RAYON_NUM_THREADS", threads);
+                result(&job.run())
+            };
+            let (fused, separate) = (run("cg.fuse=true"), run("cg.fuse=false"));
+            assert_eq!(fused, separate, "np={np} threads={threads} n={n} {dot}");
+        }
+    }
+}
+
+#[test]
 fn bad_inputs_are_one_line_and_exit_2() {
     for (np, sets, msg) in [
         (2, vec!["n=1"], "error: --set n: `n` = 1: need at least 2 cells per side"),

@@ -139,6 +139,89 @@ fn blocked_3d_stencils_are_bit_identical_to_a_plain_sweep() {
 }
 
 #[test]
+fn laplacian_2d_row_is_bit_identical_to_the_block_laplacian() {
+    let h = [0.3, 0.7];
+    // Rows shorter than a vector, odd lengths, and the rayon path of the block kernel.
+    for shape in [(3, 3), (5, 4), (9, 13), (40, 37), (300, 261)] {
+        let (u, dst0) = (random(shape), random(shape));
+        let mut want = dst0.clone();
+        cpu::laplacian_2d(u.view(), want.view_mut(), 1, h).unwrap();
+        let (nx, ny) = shape;
+        for i in 1..nx - 1 {
+            let mut out = vec![f64::NAN; ny - 2];
+            let row = |i: usize| u.row(i).to_slice().unwrap();
+            cpu::laplacian_2d_row(&mut out, &row(i - 1)[1..ny - 1], row(i), &row(i + 1)[1..ny - 1], h).unwrap();
+            let differ = out.iter().zip(&want.row(i).as_slice().unwrap()[1..ny - 1]).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{shape:?} row {i}: {differ} values differ from laplacian_2d");
+        }
+    }
+    // Rows that do not fit together are refused, not read past.
+    let (a, b) = (vec![0.0; 5], vec![0.0; 7]);
+    let e = cpu::laplacian_2d_row(&mut [0.0; 5], &a, &a, &a, h).unwrap_err();
+    assert!(matches!(e, Error::Shape(_)), "{e}");
+    assert!(cpu::laplacian_2d_row(&mut [0.0; 5], &a, &b, &a[..4], h).is_err());
+    cpu::laplacian_2d_row(&mut [0.0; 5], &a, &b, &a, h).unwrap();
+}
+
+/// The unfused reference of the fused CG row kernels: the dot as chunks of `cpu::dot`.
+fn chunked_dot(x: &[f64], y: &[f64]) -> f64 {
+    x.chunks(cpu::DOT_CHUNK).zip(y.chunks(cpu::DOT_CHUNK)).map(|(x, y)| cpu::dot(x.into(), y.into()).unwrap()).fold(0.0, |s, d| s + d)
+}
+
+#[test]
+fn fused_cg_row_kernels_are_bit_identical_to_the_separate_calls() {
+    let h = [0.3, 0.7];
+    let same = |what: &str, a: f64, b: f64| assert_eq!(a.to_bits(), b.to_bits(), "{what}: {a:e} != {b:e}");
+    // Rows shorter than the dot's lanes, than a block, odd lengths, a whole dot chunk and
+    // rows longer than one (a short last chunk, one without lanes).
+    for n in [1, 3, 8, 13, 256, 300, 4096, 4100, 8195, 9000] {
+        let u = random((3, n + 2));
+        let row = |i: usize| u.row(i).to_slice().unwrap();
+        let (before, here, after) = (&row(0)[1..=n], row(1), &row(2)[1..=n]);
+        let mut q = vec![0.0; n];
+        cpu::laplacian_2d_row(&mut q, before, here, after, h).unwrap();
+        let p = &here[1..=n];
+        same(&format!("dot_in_order n={n}"), cpu::dot_in_order(p, &q).unwrap(), chunked_dot(p, &q));
+        same(&format!("row_dot_laplacian_2d n={n}"), cpu::row_dot_laplacian_2d(before, here, after, h).unwrap(), chunked_dot(p, &q));
+
+        // The direction update fused in: `after = r + beta after`, or `after = r`.
+        let r_after = random(n);
+        for beta in [Some(0.81), None] {
+            let mut want = before.to_vec();
+            for j in 0..n {
+                want[j] = match beta { Some(b) => r_after[j] + b * want[j], None => r_after[j] };
+            }
+            let mut q = vec![0.0; n];
+            cpu::laplacian_2d_row(&mut q, after, here, &want, h).unwrap();
+            let mut got = before.to_vec();
+            let pq = cpu::row_cg_direction_2d(&mut got, r_after.as_slice().unwrap(), beta, after, here, h).unwrap();
+            same(&format!("row_cg_direction_2d beta={beta:?} n={n}"), pq, chunked_dot(p, &q));
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "row_cg_direction_2d n={n}: the updated row differs");
+        }
+
+        let (x0, r0) = (random(n), random(n));
+        let alpha = -0.37;
+        let (mut x, mut r) = (x0.to_vec(), r0.to_vec());
+        let rr = cpu::row_cg_step_2d(&mut x, &mut r, alpha, before, here, after, h).unwrap();
+        let (mut xw, mut rw) = (x0.to_vec(), r0.to_vec());
+        for j in 0..n {
+            xw[j] += alpha * p[j];
+            rw[j] += alpha * q[j];
+        }
+        same(&format!("row_cg_step_2d r.r n={n}"), rr, chunked_dot(&rw, &rw));
+        let differ = x.iter().zip(&xw).chain(r.iter().zip(&rw)).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "row_cg_step_2d n={n}: {differ} values of x and r differ");
+    }
+    // Rows that do not fit together are refused.
+    let (a, b) = (vec![0.0; 5], vec![0.0; 7]);
+    assert!(matches!(cpu::row_dot_laplacian_2d(&a, &a, &a, h), Err(Error::Shape(_))));
+    assert!(matches!(cpu::row_dot_laplacian_2d(&a, &b[..1], &a, h), Err(Error::Shape(_))));
+    assert!(matches!(cpu::row_cg_step_2d(&mut [0.0; 5], &mut [0.0; 4], 1.0, &a, &b, &a, h), Err(Error::Shape(_))));
+    assert!(matches!(cpu::dot_in_order(&a, &b), Err(Error::Shape(_))));
+    assert!(matches!(cpu::row_cg_direction_2d(&mut [0.0; 5], &a[..4], None, &a, &b, h), Err(Error::Shape(_))));
+}
+
+#[test]
 fn stencils_work_in_f32_and_on_views_of_a_larger_array() {
     let big = random((30, 40));
     // A sub-block view: rows are contiguous, the view is not.

@@ -283,11 +283,19 @@ impl ExactSum {
     pub fn all_reduce(&self, comm: &impl Communicator) -> f64 {
         let mut a = self.clone();
         a.normalise();
-        let mut limbs = [0i64; LIMBS];
+        // One message: the limbs and, after them, how many ranks hold an infinity or a NaN; only
+        // then (every rank sees the same count) a second all-reduce sums those. A CG iteration
+        // waits on each all-reduce, and a rank that lost its core makes the others wait.
+        let (mut send, mut limbs) = ([0i64; LIMBS + 1], [0i64; LIMBS + 1]);
+        send[..LIMBS].copy_from_slice(&a.limbs);
+        send[LIMBS] = i64::from(a.special != 0.0);
         // Limbs below 2^32 from fewer than 2^31 ranks cannot overflow.
-        comm.all_reduce_into(&a.limbs[..], &mut limbs[..], SystemOperation::sum());
+        comm.all_reduce_into(&send[..], &mut limbs[..], SystemOperation::sum());
         let mut special = 0.0;
-        comm.all_reduce_into(&a.special, &mut special, SystemOperation::sum());
+        if limbs[LIMBS] > 0 {
+            comm.all_reduce_into(&a.special, &mut special, SystemOperation::sum());
+        }
+        let limbs = limbs[..LIMBS].try_into().expect("LIMBS limbs");
         ExactSum { limbs, pending: 0, special }.value()
     }
 }

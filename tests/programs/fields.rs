@@ -289,8 +289,14 @@ fn sums(rt: &Runtime, global: &[usize]) -> Result<(), E> {
     ones.fill_with(|g| g[0] as f64 + 1.0);
     let mut small: Field<f32> = Field::new(&d, 1);
     small.fill_with(|g| g.iter().sum::<usize>() as f32 - 3.0);
+    // An infinity on the first rank only, and with minus infinity on the last: IEEE rules.
+    let last: Vec<usize> = global.iter().map(|n| n - 1).collect();
+    let mut inf: Field<f64> = Field::new(&d, 1);
+    inf.fill_with(|g| if g.iter().all(|&k| k == 0) { f64::INFINITY } else { 1.0 });
+    let mut nan: Field<f64> = Field::new(&d, 1);
+    nan.fill_with(|g| if g.iter().all(|&k| k == 0) { f64::INFINITY } else if g == last { f64::NEG_INFINITY } else { 1.0 });
     println!(
-        "rank={} repro={:016x} plain={:016x} rdot={:016x} min={} max={} sum_int={} dot_int={} norm2_int={} f32sum={} f32min={} f32max={} f32repro={}",
+        "rank={} repro={:016x} plain={:016x} rdot={:016x} min={} max={} sum_int={} dot_int={} norm2_int={} f32sum={} f32min={} f32max={} f32repro={} repro_inf={} repro_nan={}",
         rt.rank(),
         reduce::reproducible_sum(&f).to_bits(),
         reduce::sum(&f).to_bits(),
@@ -304,6 +310,8 @@ fn sums(rt: &Runtime, global: &[usize]) -> Result<(), E> {
         reduce::min(&small),
         reduce::max(&small),
         reduce::reproducible_sum(&small),
+        reduce::reproducible_sum(&inf),
+        reduce::reproducible_sum(&nan),
     );
     // The true values, from the formulas over every global index, in one process.
     let all: Vec<Vec<usize>> = ndarray::indices(global).into_iter().map(|i| i.slice().to_vec()).collect();

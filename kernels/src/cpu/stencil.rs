@@ -5,12 +5,180 @@
 use ndarray::{s, ArrayView, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Dimension, NdFloat};
 use rayon::prelude::*;
 
+use super::vector::OrderedDot;
 use crate::{Error, Result};
 
 /// `dst = lap(src)` on the interior of a 2-D block with `g` ghost layers; `h` is the grid
 /// spacing along each axis. `dst`'s ghosts are left alone.
 pub fn laplacian_2d<T: NdFloat>(src: ArrayView2<T>, dst: ArrayViewMut2<T>, g: usize, h: [T; 2]) -> Result<()> {
     stencil_2d(src, None, dst, g, h, T::zero(), T::one())
+}
+
+/// One row of [`laplacian_2d`], with the same rounding: `out = lap(u)` at the cells `here[1..=n]`
+/// (`n = out.len()`; `here[0]` and `here[n + 1]` are the cells beside the row, ghosts or not),
+/// `north` and `south` the `n` cells above and below them. For codes that fuse the stencil with
+/// other work row by row (a CG step: the direction update before it, a dot product after it,
+/// while the row is in the L1 cache).
+pub fn laplacian_2d_row<T: NdFloat>(out: &mut [T], north: &[T], here: &[T], south: &[T], h: [T; 2]) -> Result<()> {
+    let n = out.len();
+    if here.len() != n + 2 || north.len() != n || south.len() != n {
+        return Err(Error::Shape(format!(
+            "a row of {n} cells needs {} cells with the two beside it and {n} above and below; got {}, {} and {}",
+            n + 2,
+            here.len(),
+            north.len(),
+            south.len()
+        )));
+    }
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    row_kernel(out, here, &[(north, south, cx)], cy, None, T::zero(), T::one());
+    Ok(())
+}
+
+/// `p . lap(p)` on one row of a 2-D block, `lap` as [`laplacian_2d_row`] computes it (`here`
+/// with the cells beside the row, `before` and `after` the row's cells in the rows on either
+/// side), summed as [`dot_in_order`](super::dot_in_order), without storing `lap(p)`: the bits of
+/// the two calls, in one loop. The `p . A p` of a CG step.
+pub fn row_dot_laplacian_2d<T: NdFloat>(before: &[T], here: &[T], after: &[T], h: [T; 2]) -> Result<T> {
+    check_row(before.len(), here, after.len())?;
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return Ok(unsafe { dot_laplacian_avx2(before, here, after, cx, cy) });
+    }
+    Ok(dot_laplacian(before, here, after, cx, cy))
+}
+
+/// A CG step's update on one row of a 2-D block: `x += alpha p` and `r += alpha lap(p)` (for
+/// `A = -lap`, `r -= alpha A p`), then returns `r . r`, with `lap` as [`laplacian_2d_row`] and
+/// the sum as [`dot_in_order`](super::dot_in_order): the bits of those calls and the two axpys,
+/// in one loop. `x` and `r` are the row's cells, `p` as in [`row_dot_laplacian_2d`].
+pub fn row_cg_step_2d<T: NdFloat>(x: &mut [T], r: &mut [T], alpha: T, before: &[T], here: &[T], after: &[T], h: [T; 2]) -> Result<T> {
+    check_row(before.len(), here, after.len())?;
+    let n = here.len() - 2;
+    if x.len() != n || r.len() != n {
+        return Err(Error::Shape(format!("a row of {n} cells of p with rows of {} and {} cells of x and r", x.len(), r.len())));
+    }
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return Ok(unsafe { cg_step_avx2(x, r, alpha, before, here, after, cx, cy) });
+    }
+    Ok(cg_step(x, r, alpha, before, here, after, cx, cy))
+}
+
+fn check_row<T>(before: usize, here: &[T], after: usize) -> Result<()> {
+    if here.len() < 2 || before != here.len() - 2 || after != here.len() - 2 {
+        return Err(Error::Shape(format!(
+            "a row with the two cells beside it ({} cells) needs two fewer above and below; got {before} and {after}",
+            here.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Cells per block of the fused row loops: `lap(p)` of a block waits in a buffer of the stack
+/// (the L1 cache) for the rest of the loop. A multiple of the dot's lanes dividing its chunk.
+const ROW_BLOCK: usize = 256;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_laplacian_avx2<T: NdFloat>(before: &[T], here: &[T], after: &[T], cx: T, cy: T) -> T {
+    dot_laplacian(before, here, after, cx, cy)
+}
+
+#[inline(always)]
+fn dot_laplacian<T: NdFloat>(before: &[T], here: &[T], after: &[T], cx: T, cy: T) -> T {
+    let n = here.len() - 2;
+    let mut q = [T::zero(); ROW_BLOCK];
+    let mut dot = OrderedDot::new();
+    for j in (0..n).step_by(ROW_BLOCK) {
+        let m = ROW_BLOCK.min(n - j);
+        block_dot_laplacian(&mut q[..m], &before[j..j + m], &here[j..j + m + 2], &after[j..j + m], cx, cy, &mut dot);
+    }
+    dot.finish()
+}
+
+/// `q = lap(p)` on a block of a row (`here` with the cells beside it) and its `p . q` into `dot`.
+#[inline(always)]
+fn block_dot_laplacian<T: NdFloat>(q: &mut [T], before: &[T], here: &[T], after: &[T], cx: T, cy: T, dot: &mut OrderedDot<T>) {
+    row_loop::<T, 1, false>(q, here, &[(before, after, cx)], cy, &[], T::zero(), T::one());
+    dot.add(&here[1..q.len() + 1], q);
+}
+
+/// [`row_dot_laplacian_2d`] with a CG step's direction update of the row after `here` fused in:
+/// first `after = r_after + beta after` (`after = r_after` without `beta`), block by block just
+/// ahead of the stencil that reads it. `after` and `r_after` are that row's cells (its ghosts,
+/// which the stencil of `here` does not read, are the caller's to set). The bits of the update
+/// loop and [`row_dot_laplacian_2d`] one after the other.
+pub fn row_cg_direction_2d<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], h: [T; 2]) -> Result<T> {
+    check_row(before.len(), here, after.len())?;
+    if r_after.len() != after.len() {
+        return Err(Error::Shape(format!("a row of {} cells of p with {} cells of r", after.len(), r_after.len())));
+    }
+    let [cx, cy] = h.map(|h| (h * h).recip());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return Ok(unsafe { direction_avx2(after, r_after, beta, before, here, cx, cy) });
+    }
+    Ok(direction(after, r_after, beta, before, here, cx, cy))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn direction_avx2<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], cx: T, cy: T) -> T {
+    direction(after, r_after, beta, before, here, cx, cy)
+}
+
+#[inline(always)]
+fn direction<T: NdFloat>(after: &mut [T], r_after: &[T], beta: Option<T>, before: &[T], here: &[T], cx: T, cy: T) -> T {
+    let n = here.len() - 2;
+    let mut q = [T::zero(); ROW_BLOCK];
+    let mut dot = OrderedDot::new();
+    for j in (0..n).step_by(ROW_BLOCK) {
+        let m = ROW_BLOCK.min(n - j);
+        let (p, r) = (&mut after[j..j + m], &r_after[j..j + m]);
+        match beta {
+            None => p.copy_from_slice(r),
+            Some(beta) => {
+                for k in 0..m {
+                    p[k] = r[k] + beta * p[k];
+                }
+            }
+        }
+        block_dot_laplacian(&mut q[..m], &before[j..j + m], &here[j..j + m + 2], p, cx, cy, &mut dot);
+    }
+    dot.finish()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn cg_step_avx2<T: NdFloat>(x: &mut [T], r: &mut [T], alpha: T, before: &[T], here: &[T], after: &[T], cx: T, cy: T) -> T {
+    cg_step(x, r, alpha, before, here, after, cx, cy)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cg_step<T: NdFloat>(x: &mut [T], r: &mut [T], alpha: T, before: &[T], here: &[T], after: &[T], cx: T, cy: T) -> T {
+    let n = here.len() - 2;
+    let mut q = [T::zero(); ROW_BLOCK];
+    let mut dot = OrderedDot::new();
+    for j in (0..n).step_by(ROW_BLOCK) {
+        let m = ROW_BLOCK.min(n - j);
+        let q = &mut q[..m];
+        row_loop::<T, 1, false>(q, &here[j..j + m + 2], &[(&before[j..j + m], &after[j..j + m], cx)], cy, &[], T::zero(), T::one());
+        let (x, r, p) = (&mut x[j..j + m], &mut r[j..j + m], &here[j + 1..j + 1 + m]);
+        for k in 0..m {
+            x[k] += alpha * p[k];
+            r[k] += alpha * q[k];
+        }
+        dot.add(r, r);
+    }
+    dot.finish()
 }
 
 /// `dst = lap(src)` on the interior of a 3-D block with `g` ghost layers.

@@ -71,8 +71,67 @@ pub fn dot<T: NdFloat, D: Dimension>(x: ArrayView<T, D>, y: ArrayView<T, D>) -> 
     Ok(z.par_fold(T::zero, |s, &x, &y| s + x * y, |a, b| a + b))
 }
 
+/// Values per chunk of [`dot_in_order`]: short enough that [`dot`] sums one on one thread.
+pub const DOT_CHUNK: usize = 4096;
+
+const LANES: usize = 8;
+
+/// The inner product `x . y` summed in one fixed order, whatever the threads: chunks of
+/// [`DOT_CHUNK`] values, each summed as [`dot`] sums it (eight lanes), added left to right. A
+/// reproducible partial sum (a grid row's, say) that the fused kernels (`row_dot_laplacian_2d`,
+/// `row_cg_step_2d`) take in the same order.
+pub fn dot_in_order<T: NdFloat>(x: &[T], y: &[T]) -> Result<T> {
+    same_shape(&[x.len()], &[y.len()])?;
+    Ok(x.chunks(DOT_CHUNK).zip(y.chunks(DOT_CHUNK)).fold(T::zero(), |s, (x, y)| s + dot_lanes(x, y)))
+}
+
+/// [`dot_in_order`] fed a block at a time, so that a fused loop sums what it has just computed
+/// while it is in the L1 cache. Blocks must not straddle a chunk: a multiple of [`LANES`] that
+/// divides [`DOT_CHUNK`], all but the row's last.
+pub(crate) struct OrderedDot<T> {
+    total: T,
+    acc: [T; LANES],
+    tail: T,
+    /// Values of the current chunk summed so far.
+    filled: usize,
+}
+
+impl<T: NdFloat> OrderedDot<T> {
+    pub(crate) fn new() -> Self {
+        OrderedDot { total: T::zero(), acc: [T::zero(); LANES], tail: T::zero(), filled: 0 }
+    }
+
+    #[inline(always)]
+    pub(crate) fn add(&mut self, x: &[T], y: &[T]) {
+        if self.filled == DOT_CHUNK {
+            self.end_chunk();
+        }
+        let y = &y[..x.len()];
+        let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+        // Only the row's last block has a remainder: it is the chunk's tail, as in `dot_lanes`.
+        self.tail = xc.remainder().iter().zip(yc.remainder()).fold(self.tail, |s, (&x, &y)| s + x * y);
+        for (x, y) in xc.zip(yc) {
+            for l in 0..LANES {
+                self.acc[l] += x[l] * y[l];
+            }
+        }
+        self.filled += x.len();
+    }
+
+    fn end_chunk(&mut self) {
+        self.total += self.acc.iter().fold(self.tail, |s, &a| s + a);
+        (self.acc, self.tail, self.filled) = ([T::zero(); LANES], T::zero(), 0);
+    }
+
+    pub(crate) fn finish(mut self) -> T {
+        if self.filled > 0 {
+            self.end_chunk();
+        }
+        self.total
+    }
+}
+
 fn dot_lanes<T: NdFloat>(x: &[T], y: &[T]) -> T {
-    const LANES: usize = 8;
     let mut acc = [T::zero(); LANES];
     let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
     let tail = xc.remainder().iter().zip(yc.remainder()).fold(T::zero(), |s, (&x, &y)| s + x * y);
