@@ -340,8 +340,8 @@ fn as_f64_mut<T: 'static>(v: &mut [T]) -> Option<&mut [f64]> {
 }
 
 /// [`row_loop`] with the output streamed: the same operations in the same order, eight points
-/// to a 64-byte line, each line written with one non-temporal store. The points before the
-/// first line boundary and after the last full line go through [`row_loop`].
+/// to a 64-byte line, each whole line of `o` written with one non-temporal store; the partial
+/// lines at either end of the row are written with masked plain stores.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn row_avx512_streaming<const K: usize>(
@@ -372,33 +372,44 @@ unsafe fn streaming_loop<const K: usize, const HAS_F: bool>(
 ) {
     use std::arch::x86_64::*;
     let n = o.len();
-    let head = o.as_ptr().align_offset(64).min(n);
-    let end = head + (n - head) / 8 * 8;
-    let plain = |o: &mut [f64], from: usize, to: usize| {
-        let nb = nbrs.map(|(m, p, k)| (&m[from..to], &p[from..to], k));
-        let f = if HAS_F { &f[from..to] } else { f };
-        row_loop::<f64, K, HAS_F>(&mut o[from..to], &c[from..to + 2], &nb, cw, f, a, b)
-    };
-    plain(o, 0, head);
-    plain(o, end, n);
-    // Bounds checked once here, so that the loop below reads without checks.
-    let (w, cc, e) = (&c[..n], &c[1..n + 1], &c[2..n + 2]);
-    let nb = nbrs.map(|(m, p, k)| (&m[..n], &p[..n], _mm512_set1_pd(k)));
-    let f = if HAS_F { &f[..n] } else { f };
+    // Every slice holds the row's n points (c two more): lanes past them are masked off below.
+    assert!(c.len() >= n + 2 && nbrs.iter().all(|(m, p, _)| m.len() >= n && p.len() >= n) && (!HAS_F || f.len() >= n));
+    let (w, e) = (c.as_ptr(), c.as_ptr().add(2));
+    let c = c.as_ptr().add(1);
+    let nb = nbrs.map(|(m, p, k)| (m.as_ptr(), p.as_ptr(), _mm512_set1_pd(k)));
     let (two, cw, av, bv) = (_mm512_set1_pd(2.0), _mm512_set1_pd(cw), _mm512_set1_pd(a), _mm512_set1_pd(b));
-    let load = |v: &[f64], j: usize| _mm512_loadu_pd(v.as_ptr().add(j));
+    // The eight points from j on; those outside `mask` read as zeros and are never stored. A
+    // macro, not a closure, so that the intrinsics are inlined into this AVX-512 function.
+    macro_rules! points {
+        ($j:expr, $mask:expr) => {{
+            let (j, mask) = ($j, $mask);
+            let centre = _mm512_maskz_loadu_pd(mask, c.add(j));
+            let c2 = _mm512_mul_pd(two, centre);
+            let (wv, ev) = (_mm512_maskz_loadu_pd(mask, w.add(j)), _mm512_maskz_loadu_pd(mask, e.add(j)));
+            let mut lap = _mm512_mul_pd(cw, _mm512_sub_pd(_mm512_add_pd(wv, ev), c2));
+            for &(m, p, k) in &nb {
+                let (mv, pv) = (_mm512_maskz_loadu_pd(mask, m.add(j)), _mm512_maskz_loadu_pd(mask, p.add(j)));
+                lap = _mm512_add_pd(lap, _mm512_mul_pd(k, _mm512_sub_pd(_mm512_add_pd(mv, pv), c2)));
+            }
+            if HAS_F {
+                lap = _mm512_add_pd(lap, _mm512_maskz_loadu_pd(mask, f.as_ptr().add(j)));
+            }
+            _mm512_add_pd(_mm512_mul_pd(av, centre), _mm512_mul_pd(bv, lap))
+        }};
+    }
+    let out = o.as_mut_ptr();
+    let head = out.align_offset(64).min(n);
+    let end = head + (n - head) / 8 * 8;
+    if head > 0 {
+        _mm512_mask_storeu_pd(out, (1 << head) - 1, points!(0, (1 << head) - 1));
+    }
     for j in (head..end).step_by(8) {
-        let centre = load(cc, j);
-        let c2 = _mm512_mul_pd(two, centre);
-        let mut lap = _mm512_mul_pd(cw, _mm512_sub_pd(_mm512_add_pd(load(w, j), load(e, j)), c2));
-        for (m, p, k) in &nb {
-            lap = _mm512_add_pd(lap, _mm512_mul_pd(*k, _mm512_sub_pd(_mm512_add_pd(load(m, j), load(p, j)), c2)));
-        }
-        if HAS_F {
-            lap = _mm512_add_pd(lap, load(f, j));
-        }
-        // o + j is 64-byte aligned and j + 8 <= end <= n.
-        _mm512_stream_pd(o.as_mut_ptr().add(j), _mm512_add_pd(_mm512_mul_pd(av, centre), _mm512_mul_pd(bv, lap)));
+        // out + j is 64-byte aligned and j + 8 <= n.
+        _mm512_stream_pd(out.add(j), points!(j, 0xff));
+    }
+    if end < n {
+        let mask = (1 << (n - end)) - 1;
+        _mm512_mask_storeu_pd(out.add(end), mask, points!(end, mask));
     }
 }
 
