@@ -126,6 +126,7 @@ pub(crate) fn stencil_3d<T: NdFloat>(
 }
 
 /// The 3-D sweep itself, with the choice of stores made (shapes checked).
+#[allow(clippy::too_many_arguments)]
 fn sweep_3d<T: NdFloat>(u: ArrayView3<T>, f: Option<ArrayView3<T>>, mut out: ArrayViewMut3<T>, g: usize, h: [T; 3], a: T, b: T, stores: Stores) {
     let (nx, ny, nz) = u.dim();
     let [cx, cy, cz] = h.map(|h| (h * h).recip());
