@@ -109,11 +109,13 @@ fn cpu_benchmarks() {
     compare("copy", 2.0 * w, t, best_pair(&mut triad, &mut || cpu::copy(b.view(), y.view_mut()).unwrap()));
     drop(y);
 
-    // Stencils move 16 bytes a point (read u, write v), Jacobi 24 (and f), counted as STREAM
-    // counts. A plain store also reads the line it writes (write-allocate): the triad really
-    // moves 32 bytes for its 24, a stencil 24 for its 16, Jacobi 32 for 24. So a stencil that
-    // runs at the triad's true bandwidth shows 0.89 here, Jacobi 1.0; "copy" (one array in,
-    // one out) has the stencil's shape. Their arrays are as large as the triad's.
+    // Bytes counted as STREAM counts them: each array read or written once, write-allocate
+    // traffic not counted. The triad 24 a point, a stencil 16 (read u, write v), Jacobi 24 (and
+    // f). A plain store also reads the line it writes: the triad really moves 32 bytes for its
+    // 24, the 2-D stencils 24 for 16. The 3-D stencils on f64 arrays that outgrow the
+    // last-level cache write with streaming stores (AVX-512), which skip that read: they move
+    // what is counted. "copy" (one array in, one out) has the stencil's shape. The stencils'
+    // arrays are as large as the triad's.
     let cols = 4096;
     let u2 = Array2::from_shape_fn((n / cols, cols), |(i, j)| (i * j % 1000) as f64);
     let mut v2 = u2.clone();

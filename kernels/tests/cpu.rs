@@ -116,7 +116,9 @@ fn blocked_3d_stencils_are_bit_identical_to_a_plain_sweep() {
     let h = [0.3, 0.5, 0.9];
     // Odd sizes: sequential, one tile per thread, many tiles with a short last one (rows of
     // 517 doubles), and runs of planes with a short last run (73 and 66 planes).
-    for (shape, g) in [((7, 9, 11), 1), ((13, 11, 9), 2), ((33, 129, 67), 1), ((9, 301, 517), 1), ((11, 203, 301), 2), ((75, 41, 33), 1), ((70, 9, 517), 2)] {
+    // Thin domains: one to three planes, one row, one point per row.
+    let thin = [((3, 9, 11), 1), ((5, 7, 9), 1), ((5, 9, 11), 2), ((9, 3, 11), 1), ((9, 11, 3), 1)];
+    for (shape, g) in [((7, 9, 11), 1), ((13, 11, 9), 2), ((33, 129, 67), 1), ((9, 301, 517), 1), ((11, 203, 301), 2), ((75, 41, 33), 1), ((70, 9, 517), 2)].into_iter().chain(thin) {
         let (u, f, dst0) = (random(shape), random(shape), random(shape));
         let same = |what: &str, got: &Array3<f64>, want: &Array3<f64>| {
             let diff = got.iter().zip(want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();

@@ -267,7 +267,7 @@ pub(crate) fn stencil_2d<T: NdFloat>(
         let o = o.as_slice_mut().expect("checked contiguous");
         let fr = f.as_ref().map(|f| &row(f, i)[g..ny - g]);
         let (c, n, s) = (row(&u, i), row(&u, i - 1), row(&u, i + 1));
-        row_kernel(&mut o[g..ny - g], &c[g - 1..], &[(&n[g..], &s[g..], cx)], cy, fr, a, b);
+        row_kernel(&mut o[g..ny - g], &c[g - 1..], &[(&n[g..], &s[g..], cx)], cy, fr, a, b, Stores::Plain, None);
     };
     if u.len() < super::PAR_MIN {
         rows.axis_iter_mut(Axis(0)).enumerate().for_each(body);
@@ -281,13 +281,21 @@ pub(crate) fn stencil_2d<T: NdFloat>(
 pub(crate) fn stencil_3d<T: NdFloat>(
     u: ArrayView3<T>,
     f: Option<ArrayView3<T>>,
-    mut out: ArrayViewMut3<T>,
+    out: ArrayViewMut3<T>,
     g: usize,
     h: [T; 3],
     a: T,
     b: T,
 ) -> Result<()> {
     check_views(&u, f.as_ref(), &out, g)?;
+    let touched = (u.len() + out.len() + f.as_ref().map_or(0, |f| f.len())) * std::mem::size_of::<T>();
+    sweep_3d(u, f, out, g, h, a, b, Stores::for_sweep::<T>(touched));
+    Ok(())
+}
+
+/// The 3-D sweep itself, with the choice of stores made (shapes checked).
+#[allow(clippy::too_many_arguments)]
+fn sweep_3d<T: NdFloat>(u: ArrayView3<T>, f: Option<ArrayView3<T>>, mut out: ArrayViewMut3<T>, g: usize, h: [T; 3], a: T, b: T, stores: Stores) {
     let (nx, ny, nz) = u.dim();
     let [cx, cy, cz] = h.map(|h| (h * h).recip());
     fn plane<'a, T>(v: &ArrayView3<'a, T>, i: usize) -> ArrayView2<'a, T> {
@@ -311,14 +319,18 @@ pub(crate) fn stencil_3d<T: NdFloat>(
             let i = g + r * run + p;
             let (down, here, up) = (plane(&u, i - 1), plane(&u, i), plane(&u, i + 1));
             let f_here = f.as_ref().map(|f| plane(f, i));
+            let last = g + t * tile + out_plane.len_of(Axis(0));
             for (q, mut o) in out_plane.axis_iter_mut(Axis(0)).enumerate() {
                 let j = g + t * tile + q;
                 let o = o.as_slice_mut().expect("checked contiguous");
                 let fr = f_here.as_ref().map(|f| &row(f, j)[g..nz - g]);
                 let nbrs = [(&row(&down, j)[g..], &row(&up, j)[g..], cx), (&row(&here, j - 1)[g..], &row(&here, j + 1)[g..], cy)];
-                row_kernel(&mut o[g..nz - g], &row(&here, j)[g - 1..], &nbrs, cz, fr, a, b);
+                // The row of the next plane this tile reads from memory a few rows from now.
+                let ahead = (j + AHEAD <= last).then(|| &row(&up, j + AHEAD)[g..nz - g]);
+                row_kernel(&mut o[g..nz - g], &row(&here, j)[g - 1..], &nbrs, cz, fr, a, b, stores, ahead);
             }
         }
+        stores.fence();
     };
     let tasks = chunks(interior, Axis(0), run)
         .into_iter()
@@ -329,7 +341,6 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     } else {
         tasks.collect::<Vec<_>>().into_par_iter().for_each(body);
     }
-    Ok(())
 }
 
 /// `v` cut along `axis` into consecutive pieces of `size` (the last one shorter).
@@ -343,6 +354,9 @@ fn chunks<T>(mut v: ArrayViewMut3<'_, T>, axis: Axis, size: usize) -> Vec<ArrayV
     pieces.push(v);
     pieces
 }
+
+/// How many rows ahead a streamed 3-D sweep prefetches the next plane into the L2 cache.
+const AHEAD: usize = 3;
 
 /// The fewest planes a task of a 3-D sweep runs over (it reads two more).
 const MIN_RUN: usize = 32;
@@ -360,15 +374,27 @@ fn tile_bytes() -> usize {
 
 /// The size of cpu0's level-2 cache, from Linux's sysfs.
 fn l2_cache() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    caches().into_iter().find_map(|(level, size)| (level == 2).then_some(size))
+}
+
+/// The size of cpu0's last-level cache (the largest it lists), read once.
+fn last_level_cache() -> Option<usize> {
+    static BYTES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| caches().into_iter().map(|(_, size)| size).max())
+}
+
+/// cpu0's caches as (level, bytes), from Linux's sysfs.
+fn caches() -> Vec<(u32, usize)> {
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return Vec::new() };
     dir.filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| std::fs::read_to_string(p.join("level")).is_ok_and(|l| l.trim() == "2"))
-        .find_map(|p| {
+        .filter_map(|p| {
+            let level = std::fs::read_to_string(p.join("level")).ok()?.trim().parse().ok()?;
             let s = std::fs::read_to_string(p.join("size")).ok()?;
             let s = s.trim();
             let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            Some(num.parse::<usize>().ok()? << match unit { "K" => 10, "M" => 20, _ => 0 })
+            Some((level, num.parse::<usize>().ok()? << match unit { "K" => 10, "M" => 20, "G" => 30, _ => 0 }))
         })
+        .collect()
 }
 
 /// Rows per tile of a 3-D sweep over `rows` rows of `row_bytes` each on `threads` threads: the
@@ -393,6 +419,7 @@ fn slice_of<T>(v: ndarray::ArrayView1<'_, T>) -> &[T] {
 /// One row of the stencil: `c` starts one cell before `o` (the west neighbour), `nbrs` are the
 /// pairs of rows beside it across the other axes with their `1/h^2`, `cw` is the along-row
 /// `1/h^2`. The terms are summed in the order the CUDA kernels use, so both round alike.
+#[allow(clippy::too_many_arguments)]
 fn row_kernel<T: NdFloat, const K: usize>(
     o: &mut [T],
     c: &[T],
@@ -401,7 +428,18 @@ fn row_kernel<T: NdFloat, const K: usize>(
     f: Option<&[T]>,
     a: T,
     b: T,
+    stores: Stores,
+    ahead: Option<&[T]>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if stores == Stores::Streaming && Stores::available() {
+        if let Some(o) = as_f64_mut(o) {
+            let nbrs = nbrs.map(|(m, p, k)| (as_f64(m), as_f64(p), k.to_f64().expect("f64")));
+            let (cw, a, b) = (cw.to_f64().expect("f64"), a.to_f64().expect("f64"), b.to_f64().expect("f64"));
+            // Safety: the CPU has AVX-512F, checked just above.
+            return unsafe { row_avx512_streaming(o, as_f64(c), &nbrs, cw, f.map(as_f64), a, b, ahead.map(as_f64)) };
+        }
+    }
     // The default x86-64 target has only 2-wide SSE2, and the stencil is then limited by
     // arithmetic, not memory: use 4-wide AVX2 where the CPU has it (same operations, same
     // rounding: Rust never contracts to FMA on its own).
@@ -425,6 +463,138 @@ unsafe fn row_avx2<T: NdFloat, const K: usize>(
     b: T,
 ) {
     row_any(o, c, nbrs, cw, f, a, b)
+}
+
+/// How a sweep writes its output: `Streaming` sends it to memory with non-temporal stores, which
+/// skip reading each line before writing it (a third of a stencil's memory traffic). Only for
+/// `f64` sweeps on CPUs with AVX-512F, whose 64-byte stores fill a whole line at once (half-line
+/// streaming stores measured slower than plain ones), and only where the arrays outgrow the
+/// last-level cache, so that the output would not have stayed in it anyway.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stores {
+    Plain,
+    Streaming,
+}
+
+impl Stores {
+    /// The stores for a sweep over arrays of `touched` bytes in all.
+    fn for_sweep<T: 'static>(touched: usize) -> Stores {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>() && Stores::available() && last_level_cache().is_some_and(|c| touched > c) {
+            Stores::Streaming
+        } else {
+            Stores::Plain
+        }
+    }
+
+    fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Orders a task's streaming stores before whatever the task does next (rayon's hand-over
+    /// to the caller included): they are weakly ordered.
+    fn fence(self) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Stores::Streaming {
+            // Safety: SSE is part of x86-64.
+            unsafe { std::arch::x86_64::_mm_sfence() }
+        }
+    }
+}
+
+fn as_f64<T: 'static>(v: &[T]) -> &[f64] {
+    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f64>());
+    // Safety: T is f64, checked just above.
+    unsafe { &*(v as *const [T] as *const [f64]) }
+}
+
+fn as_f64_mut<T: 'static>(v: &mut [T]) -> Option<&mut [f64]> {
+    // Safety: T is f64, checked first.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>()).then(|| unsafe { &mut *(v as *mut [T] as *mut [f64]) })
+}
+
+/// [`row_loop`] with the output streamed: the same operations in the same order, eight points
+/// to a 64-byte line, each whole line of `o` written with one non-temporal store; the partial
+/// lines at either end of the row are written with masked plain stores.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_avx512_streaming<const K: usize>(
+    o: &mut [f64],
+    c: &[f64],
+    nbrs: &[(&[f64], &[f64], f64); K],
+    cw: f64,
+    f: Option<&[f64]>,
+    a: f64,
+    b: f64,
+    ahead: Option<&[f64]>,
+) {
+    let ahead = ahead.filter(|r| r.len() >= o.len()).map_or(std::ptr::null(), |r| r.as_ptr());
+    match f {
+        Some(f) => streaming_loop::<K, true>(o, c, nbrs, cw, f, a, b, ahead),
+        None => streaming_loop::<K, false>(o, c, nbrs, cw, &[], a, b, ahead),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn streaming_loop<const K: usize, const HAS_F: bool>(
+    o: &mut [f64],
+    c: &[f64],
+    nbrs: &[(&[f64], &[f64], f64); K],
+    cw: f64,
+    f: &[f64],
+    a: f64,
+    b: f64,
+    ahead: *const f64,
+) {
+    use std::arch::x86_64::*;
+    let n = o.len();
+    // Every slice holds the row's n points (c two more): lanes past them are masked off below.
+    assert!(c.len() >= n + 2 && nbrs.iter().all(|(m, p, _)| m.len() >= n && p.len() >= n) && (!HAS_F || f.len() >= n));
+    let (w, e) = (c.as_ptr(), c.as_ptr().add(2));
+    let c = c.as_ptr().add(1);
+    let nb = nbrs.map(|(m, p, k)| (m.as_ptr(), p.as_ptr(), _mm512_set1_pd(k)));
+    let (two, cw, av, bv) = (_mm512_set1_pd(2.0), _mm512_set1_pd(cw), _mm512_set1_pd(a), _mm512_set1_pd(b));
+    // The eight points from j on; those outside `mask` read as zeros and are never stored. A
+    // macro, not a closure, so that the intrinsics are inlined into this AVX-512 function.
+    macro_rules! points {
+        ($j:expr, $mask:expr) => {{
+            let (j, mask) = ($j, $mask);
+            let centre = _mm512_maskz_loadu_pd(mask, c.add(j));
+            let c2 = _mm512_mul_pd(two, centre);
+            let (wv, ev) = (_mm512_maskz_loadu_pd(mask, w.add(j)), _mm512_maskz_loadu_pd(mask, e.add(j)));
+            let mut lap = _mm512_mul_pd(cw, _mm512_sub_pd(_mm512_add_pd(wv, ev), c2));
+            for &(m, p, k) in &nb {
+                let (mv, pv) = (_mm512_maskz_loadu_pd(mask, m.add(j)), _mm512_maskz_loadu_pd(mask, p.add(j)));
+                lap = _mm512_add_pd(lap, _mm512_mul_pd(k, _mm512_sub_pd(_mm512_add_pd(mv, pv), c2)));
+            }
+            if HAS_F {
+                lap = _mm512_add_pd(lap, _mm512_maskz_loadu_pd(mask, f.as_ptr().add(j)));
+            }
+            _mm512_add_pd(_mm512_mul_pd(av, centre), _mm512_mul_pd(bv, lap))
+        }};
+    }
+    let out = o.as_mut_ptr();
+    let head = out.align_offset(64).min(n);
+    let end = head + (n - head) / 8 * 8;
+    if head > 0 {
+        _mm512_mask_storeu_pd(out, (1 << head) - 1, points!(0, (1 << head) - 1));
+    }
+    for j in (head..end).step_by(8) {
+        // out + j is 64-byte aligned and j + 8 <= n.
+        if !ahead.is_null() {
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(j) as *const i8);
+        }
+        _mm512_stream_pd(out.add(j), points!(j, 0xff));
+    }
+    if end < n {
+        let mask = (1 << (n - end)) - 1;
+        _mm512_mask_storeu_pd(out.add(end), mask, points!(end, mask));
+    }
 }
 
 #[inline(always)]
@@ -475,7 +645,69 @@ fn row_loop<T: NdFloat, const K: usize, const HAS_F: bool>(
 
 #[cfg(test)]
 mod tests {
-    use super::{tile_bytes, tile_rows_within, TILE_BYTES};
+    use ndarray::{s, Array1, Array3};
+
+    use super::{sweep_3d, tile_bytes, tile_rows_within, Stores, TILE_BYTES};
+
+    /// `a u + b (lap(u) + f)` point by point, the terms in the kernels' order.
+    fn naive(u: &Array3<f64>, f: Option<&Array3<f64>>, dst: &mut Array3<f64>, g: usize, h: [f64; 3], a: f64, b: f64) {
+        let [cx, cy, cz] = h.map(|h| (h * h).recip());
+        let (nx, ny, nz) = u.dim();
+        for i in g..nx - g {
+            for j in g..ny - g {
+                for k in g..nz - g {
+                    let c = u[[i, j, k]];
+                    let mut lap = cz * (u[[i, j, k - 1]] + u[[i, j, k + 1]] - 2.0 * c);
+                    lap += cx * (u[[i - 1, j, k]] + u[[i + 1, j, k]] - 2.0 * c);
+                    lap += cy * (u[[i, j - 1, k]] + u[[i, j + 1, k]] - 2.0 * c);
+                    if let Some(f) = f {
+                        lap += f[[i, j, k]];
+                    }
+                    dst[[i, j, k]] = a * c + b * lap;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_stores_give_the_same_bits() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = |len: usize| {
+            Array1::from_shape_fn(len, |_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+        };
+        let h = [0.3, 0.5, 0.9];
+        // Thin domains (one to three planes, rows or points per row), rows of every length
+        // modulo 8 around a line of 8, long rows; each block placed at every offset modulo 8
+        // within a larger array, so that its rows start at every position within a 64-byte line.
+        let shapes = [((3, 9, 11), 1), ((5, 7, 9), 1), ((5, 9, 11), 2), ((9, 3, 11), 1), ((9, 11, 3), 1), ((4, 6, 19), 1), ((6, 5, 33), 2), ((5, 9, 517), 1), ((35, 70, 41), 1)];
+        for (shape, g) in shapes {
+            let len = shape.0 * shape.1 * shape.2;
+            for offset in 0..8 {
+                let block = |v: &Array1<f64>| Array3::from_shape_vec(shape, v.slice(s![offset..offset + len]).to_vec()).unwrap();
+                let (u, f, dst0) = (random(len + 8), random(len + 8), random(len + 8));
+                for (a, b, with_f) in [(0.0, 1.0, false), (1.0, 0.01, false), (1.0, 0.07, true)] {
+                    let (ub, fb) = (block(&u), block(&f));
+                    let fv = with_f.then_some(&fb);
+                    let mut want = block(&dst0);
+                    naive(&ub, fv, &mut want, g, h, a, b);
+                    for stores in [Stores::Plain, Stores::Streaming] {
+                        let mut big = dst0.clone();
+                        let mut dst = big.slice_mut(s![offset..offset + len]).into_shape_with_order(shape).unwrap();
+                        let us = u.slice(s![offset..offset + len]).into_shape_with_order(shape).unwrap();
+                        let fs = f.slice(s![offset..offset + len]).into_shape_with_order(shape).unwrap();
+                        sweep_3d(us, with_f.then_some(fs), dst.view_mut(), g, h, a, b, stores);
+                        let diff = dst.iter().zip(&want).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                        assert_eq!(diff, 0, "{stores:?} {shape:?} g={g} offset {offset} a={a} f={with_f}: {diff} values differ");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn tiles_fit_the_cache_and_share_out_evenly() {
