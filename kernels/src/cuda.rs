@@ -343,7 +343,9 @@ impl CudaBackend {
     /// `cpu/stencil.rs`.
     #[allow(clippy::too_many_arguments)]
     fn stencil_interior<D: Dimension>(&self, u: &DeviceArray<D>, f: Option<&DeviceArray<D>>, out: &mut DeviceArray<D>, g: usize, h: &[f64], a: f64, b: f64) -> Result<()> {
-        check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)?;
+        if !check_block(u.shape(), &[], &[out.shape(), f.unwrap_or(u).shape()], g)? {
+            return Ok(());
+        }
         let cells: Vec<Range<usize>> = u.shape().iter().map(|&n| g..n - g).collect();
         self.stencil(u, f, out, &cells, h, a, b)
     }

@@ -31,7 +31,7 @@ pub fn laplacian_2d_row<T: NdFloat>(out: &mut [T], north: &[T], here: &[T], sout
         )));
     }
     let [cx, cy] = h.map(|h| (h * h).recip());
-    row_kernel(out, here, &[(north, south, cx)], cy, None, T::zero(), T::one());
+    row_kernel(out, here, &[(north, south, cx)], cy, None, T::zero(), T::one(), Stores::Plain, None);
     Ok(())
 }
 
@@ -225,21 +225,23 @@ pub fn jacobi_3d<T: NdFloat>(
     stencil_3d(u, Some(f), dst, g, h, T::one(), omega / diag)
 }
 
-/// Shapes equal, at least one ghost layer, a non-empty interior, contiguous last axis.
-pub(crate) fn check_block(u: &[usize], strides: &[&[isize]], others: &[&[usize]], g: usize) -> Result<()> {
+/// Shapes equal, at least one ghost layer on every side, contiguous last axis. Whether there is
+/// an interior to work on: a rank that owns no cells of an axis (more ranks than cells) has
+/// ghosts alone, and a stencil there does nothing.
+pub(crate) fn check_block(u: &[usize], strides: &[&[isize]], others: &[&[usize]], g: usize) -> Result<bool> {
     if let Some(o) = others.iter().find(|o| **o != u) {
         return Err(Error::Shape(format!("block {u:?} and block {o:?} differ")));
     }
-    if g == 0 || u.iter().any(|&n| n <= 2 * g) {
-        return Err(Error::Shape(format!("block {u:?} with {g} ghost layers has no interior (need g >= 1, every side > 2g)")));
+    if g == 0 || u.iter().any(|&n| n < 2 * g) {
+        return Err(Error::Shape(format!("block {u:?} cannot hold {g} ghost layers on every side (need g >= 1, every side >= 2g)")));
     }
     if strides.iter().any(|s| s[s.len() - 1] != 1) {
         return Err(Error::Layout("the last axis of a block must be contiguous (stride 1)".into()));
     }
-    Ok(())
+    Ok(u.iter().all(|&n| n > 2 * g))
 }
 
-fn check_views<T, D: Dimension>(u: &ArrayView<T, D>, f: Option<&ArrayView<T, D>>, out: &ArrayViewMut<T, D>, g: usize) -> Result<()> {
+fn check_views<T, D: Dimension>(u: &ArrayView<T, D>, f: Option<&ArrayView<T, D>>, out: &ArrayViewMut<T, D>, g: usize) -> Result<bool> {
     // Without f, u stands in for it: no allocation per call.
     let f = f.unwrap_or(u);
     check_block(u.shape(), &[u.strides(), out.strides(), f.strides()], &[out.shape(), f.shape()], g)
@@ -255,7 +257,9 @@ pub(crate) fn stencil_2d<T: NdFloat>(
     a: T,
     b: T,
 ) -> Result<()> {
-    check_views(&u, f.as_ref(), &out, g)?;
+    if !check_views(&u, f.as_ref(), &out, g)? {
+        return Ok(());
+    }
     let (nx, ny) = u.dim();
     let [cx, cy] = h.map(|h| (h * h).recip());
     fn row<'a, T>(v: &ArrayView2<'a, T>, i: usize) -> &'a [T] {
@@ -287,7 +291,9 @@ pub(crate) fn stencil_3d<T: NdFloat>(
     a: T,
     b: T,
 ) -> Result<()> {
-    check_views(&u, f.as_ref(), &out, g)?;
+    if !check_views(&u, f.as_ref(), &out, g)? {
+        return Ok(());
+    }
     let touched = (u.len() + out.len() + f.as_ref().map_or(0, |f| f.len())) * std::mem::size_of::<T>();
     sweep_3d(u, f, out, g, h, a, b, Stores::for_sweep::<T>(touched));
     Ok(())
