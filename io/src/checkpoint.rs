@@ -132,12 +132,16 @@ impl<'c> CheckpointWriter<'c> {
         }
         let ds = b.create(name).context(|| format!("creating field `{name}`"))?;
         // The checksum is summed on a thread of its own while HDF5 writes (one core sums faster
-        // than a disk writes), so a checkpoint costs the write alone.
-        let (mode, sum) = std::thread::scope(|s| {
-            let summing = s.spawn(|| checksum::block_sum_serial(global, start, &block));
-            let mode = hyperslab::write(&ds, start, &block).context(|| format!("writing field `{name}`"));
-            (mode, summing.join().expect("summing a block does not panic"))
-        });
+        // than a disk writes), so a checkpoint costs the write alone. Not in the background,
+        // where a second busy thread would take its core from the step loop.
+        let write = || hyperslab::write(&ds, start, &block).context(|| format!("writing field `{name}`"));
+        let (mode, sum) = match crate::flush::in_background() {
+            true => (write(), checksum::block_sum_serial(global, start, &block)),
+            false => std::thread::scope(|s| {
+                let summing = s.spawn(|| checksum::block_sum_serial(global, start, &block));
+                (write(), summing.join().expect("summing a block does not panic"))
+            }),
+        };
         let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)))?;
         let sum = global_sum(self.comm, sum);
         meta::put(&ds, "checksum", &sum)?;
