@@ -328,8 +328,8 @@ int rankwise_checkpoints_list(const struct rankwise_checkpoints *c, size_t *coun
 int rankwise_checkpoint_verify(const char *path, uint64_t *step);
 
 /**
- * Collective. Draw the field as a PNG on rank 0 (gathered there; a 3-D field's middle plane
- * along the first axis), colours from its smallest to its largest value.
+ * Collective. Draw the field as a PNG on rank 0 (a 3-D field's middle plane along the first
+ * axis, the only plane gathered there), colours from its smallest to its largest value.
  *
  * # Safety
  * `path` a NUL-terminated string.
