@@ -412,9 +412,11 @@ impl<'c> Checkpoint<'c> {
             Mode::Deliver => {
                 let staged = self.take::<T>(name, &start, field.data().shape())?;
                 // Handing a large block back to the system takes a while (40 ms a GiB); the
-                // program need not wait for it.
+                // program need not wait for it (where no thread can be had, it is freed here).
                 let old = field.replace_interior(staged);
-                std::thread::spawn(move || drop(old));
+                if old.len() * std::mem::size_of::<T>() >= 64 << 20 {
+                    let _ = std::thread::Builder::new().name("rankwise-free".into()).spawn(move || drop(old));
+                }
                 Ok(())
             }
         }
