@@ -35,18 +35,6 @@ fn gflops(what: &str, n: usize, secs: f64) {
     println!("{what:<26} {:7.1} GFLOP/s", 2.0 * (n as f64).powi(3) / secs / 1e9);
 }
 
-/// The last-level cache of this machine in bytes (the largest cache sysfs lists for cpu0).
-fn last_level_cache() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
-        .filter_map(|s| {
-            let s = s.trim();
-            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            Some(num.parse::<usize>().ok()? << match unit { "K" => 10, "M" => 20, "G" => 30, _ => 0 })
-        })
-        .max()
-}
-
 /// Bytes of memory the kernel says can be had without swapping.
 fn available_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -62,7 +50,7 @@ fn array_bytes() -> usize {
         println!("arrays of {mib} MiB (KERNELS_BENCH_MIB)");
         return mib << 20;
     }
-    let llc = last_level_cache();
+    let llc = cpu::last_level_cache();
     let want = llc.map_or(0, |c| 4 * c).max(64 << 20);
     let most = available_memory().map_or(usize::MAX, |m| m / 16);
     let llc = llc.map_or("unknown".into(), |c| format!("{} MiB", c >> 20));

@@ -9,7 +9,7 @@ mod vector;
 
 pub use dense::{cholesky, eigh, gemm, lu_solve, matmul};
 pub use sparse::spmv;
-pub use stencil::{heat_step_2d, heat_step_3d, jacobi_2d, jacobi_3d, laplacian_2d, laplacian_2d_row, laplacian_3d, row_cg_direction_2d, row_cg_step_2d, row_dot_laplacian_2d};
+pub use stencil::{heat_step_2d, heat_step_3d, jacobi_2d, last_level_cache, jacobi_3d, laplacian_2d, laplacian_2d_row, laplacian_3d, row_cg_direction_2d, row_cg_step_2d, row_dot_laplacian_2d};
 pub(crate) use stencil::check_block;
 pub use vector::{axpby, axpy, copy, dot, dot_in_order, fill, norm2, scale, DOT_CHUNK};
 

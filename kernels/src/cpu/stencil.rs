@@ -383,8 +383,8 @@ fn l2_cache() -> Option<usize> {
     caches().into_iter().find_map(|(level, size)| (level == 2).then_some(size))
 }
 
-/// The size of cpu0's last-level cache (the largest it lists), read once.
-fn last_level_cache() -> Option<usize> {
+/// The size of cpu0's last-level cache (the largest it lists), read once from Linux's sysfs.
+pub fn last_level_cache() -> Option<usize> {
     static BYTES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     *BYTES.get_or_init(|| caches().into_iter().map(|(_, size)| size).max())
 }
