@@ -9,7 +9,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice, Zip};
-use rankwise_runtime::Field;
+use rankwise_runtime::{memory, Field};
 
 use crate::catalogue::CheckpointDir;
 use crate::checksum::{self, Element};
@@ -402,7 +402,7 @@ impl<'c> Checkpoint<'c> {
         match self.mode() {
             Mode::Direct => self.read_block_into(name, d.global_shape(), &start, field.interior_mut()),
             Mode::Stage => {
-                let mut staged = ArrayD::from_elem(field.data().raw_dim(), T::default());
+                let mut staged = memory::zeroed::<T>(field.data().raw_dim());
                 let (g, local) = (field.ghost(), d.local_shape());
                 let interior = staged.slice_each_axis_mut(|ax| Slice::from(g..g + local[ax.axis.index()]));
                 self.read_verified_into(name, d.global_shape(), &start, interior)?;

@@ -35,7 +35,7 @@ impl<T: Equivalence + Copy + Default> Field<T> {
             id: next_id(),
             decomposition: d.clone(),
             ghost,
-            data: ArrayD::from_elem(IxDyn(&shape), T::default()),
+            data: crate::memory::zeroed(IxDyn(&shape)),
             halo_buffers: Mutex::default(),
         }
     }

@@ -6,9 +6,9 @@
 //! memory; [`reduce`] gives global
 //! reductions, including a reproducible sum; [`Timers`] report min/avg/max over ranks;
 //! [`Config`] reads an inputs file with `--set` overrides; [`threads`] sizes each rank's thread
-//! pools to the cores it may use; [`stop`] turns signals and time limits
-//! into a collective decision to checkpoint and stop; [`status`] tells a supervising launcher how
-//! far the run got.
+//! pools to the cores it may use; [`memory`] puts large blocks on huge pages; [`stop`] turns
+//! signals and time limits into a collective decision to checkpoint and stop; [`status`] tells a
+//! supervising launcher how far the run got.
 
 mod config;
 mod decomposition;
@@ -18,6 +18,7 @@ mod field;
 mod gpu;
 mod halo;
 mod logging;
+pub mod memory;
 pub mod reduce;
 mod runtime;
 pub mod status;
