@@ -7,9 +7,8 @@
 # slowest rank's time inside the step, is printed beside it). Rankwise keeps large blocks on
 # transparent huge pages (runtime/src/memory.rs), the C code as written does not: it runs a second
 # time with glibc's malloc asking for them too (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), and heat
-# is printed against both. Same grid, steps and
-# rank counts; the programs take turns in every round so that load on the machine hits all of them,
-# and each figure is the median of REPEAT rounds.
+# is printed against both. Same grid, steps and rank counts; the programs take turns in every
+# round so that load on the machine hits all of them, and each figure is the median of REPEAT rounds.
 #   scripts/bench-heat.sh            N=4096 STEPS=200 at 1, 2 and 4 ranks, median of REPEAT=3
 #   N=2048 STEPS=50 RANKS="1 2" REPEAT=5 scripts/bench-heat.sh
 set -euo pipefail

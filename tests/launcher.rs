@@ -142,6 +142,14 @@ fn dry_run_prints_the_exact_command() {
 }
 
 #[test]
+fn a_scripts_own_arguments_come_before_the_inputs() {
+    let o = run(rankwise(&["run", "-n", "2", "--dry-run", "python3", "heat.py", "x", "-i", "/dev/null", "-s", "a=1", "--", "-v"]));
+    o.assert_success();
+    let line = o.stdout.trim();
+    assert!(line.ends_with("/python3 heat.py x --inputs /dev/null --set a=1 -v"), "{line}");
+}
+
+#[test]
 fn dry_run_with_a_hostfile_passes_it_and_its_slots_to_mpirun() {
     let hello = program("hello");
     let s = Scratch::new("launcher-hostfile");

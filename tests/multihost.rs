@@ -345,6 +345,8 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
             assert!(matches!(show().state(), "RUNNING" | "PENDING" | "CONFIGURING"), "the job ended before crash {k}\n{}", log());
             std::thread::sleep(Duration::from_millis(if *when == When::DuringWrite { 1 } else { 20 }));
         }
+        // (12000 steps in the jobs crashed so: a run of some 2 s, which a test starved of CPU
+        // for a moment by the others could otherwise see end before its crash lands.)
         if *when == When::AfterCheckpoint {
             std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
         }
@@ -470,7 +472,7 @@ fn too_few_nodes_left_end_the_job_with_one_clear_line() {
 #[test]
 fn a_lost_node_is_replaced_by_the_spare_inside_the_allocation() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 6000, &[]);
+    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 12000, &[]);
     assert!(text.contains("lost rw-node2 at ") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
     assert!(text.contains("(4 ranks wrote it, 4 now)"), "{text}");
 }
@@ -502,7 +504,7 @@ fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
 #[test]
 fn a_lost_batch_host_is_recovered_by_the_standby_with_no_manual_step() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 6000, &[]);
+    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 12000, &[]);
     assert!(text.contains("lost rw-node1 at ") && text.contains("the batch script died with it, the standby on rw-node3 supervises from now"), "{text}");
     // It cannot start twice: one takeover, one restore, and the new standby it started never
     // took over (its batch host, rw-node3, lived).

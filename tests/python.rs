@@ -157,11 +157,10 @@ fn heat_py_through_the_launcher() {
     cmd.current_dir(s.path())
         .args(["run", "-n", "4"])
         .arg(python())
-        .arg("--")
         .arg(root().join("examples/python/heat.py"))
         .args(["--set", "n=16", "--set", "steps=20"])
         .env("PYTHONPATH", site());
-    let o = common::run_with_timeout(cmd, "rankwise run -n 4 python3 -- heat.py".into(), std::time::Duration::from_secs(300), 4);
+    let o = common::run_with_timeout(cmd, "rankwise run -n 4 python3 heat.py".into(), std::time::Duration::from_secs(300), 4);
     assert_eq!(o.code, Some(0), "{}", o.show());
     assert!(o.stdout.lines().any(|l| l == reference), "{reference}\n{}", o.show());
 }

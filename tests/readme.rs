@@ -46,7 +46,7 @@ const COVERED: &[(&str, &str)] = &[
     ("rankwise run -n 4 ./heat-c -i examples/inputs/heat.toml --set n=256", "tests/capi.rs::rankwise_run_launches_them_with_the_inputs_file"),
     ("python3 -m venv --system-site-packages $HOME/rankwise-py", "tests/python.rs::a_venv_installs_the_package_with_pip"),
     ("$HOME/rankwise-py/bin/pip install ./python", "tests/python.rs::a_venv_installs_the_package_with_pip"),
-    ("rankwise run -n 4 $HOME/rankwise-py/bin/python -- examples/python/heat.py -i examples/inputs/heat.toml --set n=256", "tests/python.rs::heat_py_through_the_launcher"),
+    ("rankwise run -n 4 $HOME/rankwise-py/bin/python examples/python/heat.py -i examples/inputs/heat.toml --set n=256", "tests/python.rs::heat_py_through_the_launcher"),
 ];
 
 /// The README's build command, which leaves the binaries its console blocks use.

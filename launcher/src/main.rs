@@ -183,9 +183,11 @@ struct RunArgs {
     status_file: Option<PathBuf>,
     /// The program: a path, an example name, or a command on PATH.
     program: String,
-    /// Further arguments for the program, after `--`.
-    #[arg(last = true)]
+    /// Its first arguments, before --inputs and --set (`python3 heat.py`: the script).
     args: Vec<String>,
+    /// Further arguments for the program, after `--`, passed after --inputs and --set as they are.
+    #[arg(last = true)]
+    rest: Vec<String>,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -266,14 +268,14 @@ fn run(a: RunArgs) -> Result<i32> {
             None => std::env::temp_dir().join(name),
         }
     });
-    let mut args = Vec::new();
+    let mut args = a.args;
     if let Some(f) = &a.inputs {
         args.extend(["--inputs".to_string(), f.to_string_lossy().into_owned()]);
     }
     for s in &a.sets {
         args.extend(["--set".to_string(), s.clone()]);
     }
-    args.extend(a.args);
+    args.extend(a.rest);
     let req = Request {
         np: a.np,
         ranks_per_node: a.ranks_per_node,

@@ -63,9 +63,25 @@ impl Slurm {
         id.parse().map_err(|_| Error::Parse(format!("sbatch printed `{}`, not a job id", out.trim())))
     }
 
+    /// [`Slurm::output`] for a query, which changes nothing and so may be asked again: once more
+    /// (up to three tries, 0.1 and 0.2 s apart) when a signal ended the command. A client whose
+    /// connection the busy controller closes dies of SIGPIPE, before it could say anything.
+    pub fn query(&self, program: &str, args: &[&str]) -> Result<String> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.output(program, args) {
+                Err(Error::Command { status, .. }) if status.starts_with("signal") && wait <= Duration::from_millis(200) => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Every record `scontrol show job` has for `id` (an array job has one per task).
     pub fn show_job(&self, id: &str) -> Result<Vec<JobInfo>> {
-        let out = self.output("scontrol", &["show", "job", "--oneliner", id])?;
+        let out = self.query("scontrol", &["show", "job", "--oneliner", id])?;
         Ok(out.lines().filter(|l| !l.trim().is_empty()).map(JobInfo::parse).collect())
     }
 
@@ -74,7 +90,7 @@ impl Slurm {
     pub fn accounting(&self, id: &str) -> Result<Vec<JobInfo>> {
         const KEYS: [&str; 6] = ["JobId", "JobState", "ExitCode", "RunTime", "NodeList", "JobName"];
         let format = "JobID,State,ExitCode,Elapsed,NodeList,JobName"; // the name last: it may hold `|`
-        let out = self.output("sacct", &["--noheader", "--parsable2", "--allocations", "--jobs", id, "--format", format])?;
+        let out = self.query("sacct", &["--noheader", "--parsable2", "--allocations", "--jobs", id, "--format", format])?;
         Ok(out
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -84,20 +100,20 @@ impl Slurm {
 
     /// The queued or running jobs of `id` (array tasks too), as `(job id, state)`, from squeue.
     pub fn queue(&self, id: &str) -> Result<Vec<(String, String)>> {
-        let out = self.output("squeue", &["--noheader", "--jobs", id, "--format", "%i %T"])?;
+        let out = self.query("squeue", &["--noheader", "--jobs", id, "--format", "%i %T"])?;
         Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(i, s)| (i.into(), s.trim().into())).collect())
     }
 
     /// The steps of job `id` now, as `ID.STEP` (`ID.batch` and `ID.extern` too), from squeue.
     pub fn steps(&self, id: &str) -> Result<Vec<String>> {
-        let out = self.output("squeue", &["--noheader", "--steps", "--jobs", id, "--format", "%i"])?;
+        let out = self.query("squeue", &["--noheader", "--steps", "--jobs", id, "--format", "%i"])?;
         Ok(out.split_whitespace().map(str::to_string).collect())
     }
 
     /// When Slurm will end job `id` (queued or running), from `squeue -o %e`; `None` if unknown
     /// or unlimited.
     pub fn end_time(&self, id: &str) -> Result<Option<SystemTime>> {
-        let out = self.output("squeue", &["--noheader", "--jobs", id, "--format", "%e"])?;
+        let out = self.query("squeue", &["--noheader", "--jobs", id, "--format", "%e"])?;
         match out.lines().next() {
             Some(t) => parse_timestamp(t),
             None => Err(Error::Parse(format!("squeue knows no job {id}"))),
@@ -218,6 +234,36 @@ mod tests {
         assert_eq!((j.state(), j.restarts(), j.exit_code()), ("RUNNING", 1, Some((0, 0))));
         assert_eq!(j.time_limit().unwrap(), Some(Duration::from_secs(120)));
         assert!(j.end_time().unwrap().is_some());
+    }
+
+    /// A query killed by a signal is asked again; one that fails with a message is not.
+    #[test]
+    fn a_query_killed_by_a_signal_is_asked_again() {
+        let dir = std::env::temp_dir().join(format!("rankwise-query-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = |body: &str| {
+            let path = dir.join("scontrol");
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        };
+        let slurm = Slurm::new().program_dir(&dir);
+        let tries = dir.join("tries");
+        let t = tries.display();
+        // Dies of SIGPIPE twice, then answers.
+        script(&format!("echo x >> {t}; [ $(wc -l < {t}) -le 2 ] && kill -PIPE $$; echo 'JobId=7 JobState=RUNNING'"));
+        assert_eq!(slurm.show_job("7").unwrap()[0].state(), "RUNNING");
+        assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 3);
+        // Always killed: the third try's error comes back.
+        std::fs::remove_file(&tries).unwrap();
+        script(&format!("echo x >> {t}; kill -PIPE $$"));
+        assert!(matches!(slurm.show_job("7"), Err(Error::Command { status, .. }) if status.contains("signal")));
+        assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 3);
+        // A refusal is an answer: asked once.
+        std::fs::remove_file(&tries).unwrap();
+        script(&format!("echo x >> {t}; echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"));
+        assert!(slurm.show_job("7").unwrap_err().to_string().contains("Invalid job id"));
+        assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
