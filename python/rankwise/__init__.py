@@ -26,6 +26,25 @@ from ._rankwise import (  # noqa: F401
     StopAction, StopDecision, Checkpoints, CheckpointInfo, Restored, EXIT_REQUEUE, EXIT_BAD_INPUT,
 )
 
+
+def _one_mpi():
+    """Refuse a process with two MPI libraries (mpi4py built for one MPI, Rankwise for another),
+    which would crash at the first MPI call. Each MPI maps one core library (Open MPI's
+    libmpi.so.40, MPICH's libmpich.so.12, Intel MPI's libmpi.so.12): more than one is two MPIs."""
+    try:
+        with open("/proc/self/maps") as maps:
+            names = {line.rsplit("/", 1)[-1].strip() for line in maps if "/libmpi" in line}
+    except OSError:
+        return
+    core = sorted(n for n in names if n.startswith(("libmpi.so.", "libmpich.so.")))
+    if len(core) > 1:
+        raise ImportError(
+            f"two MPI libraries in one process ({', '.join(core)}): mpi4py and Rankwise must be built for the same MPI"
+        )
+
+
+_one_mpi()
+
 __all__ = [n for n in dir() if not n.startswith("_")]
 
 import atexit as _atexit  # noqa: E402
