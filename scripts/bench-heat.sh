@@ -37,7 +37,7 @@ for np in $RANKS; do
   c_lines="" ch_lines="" r_lines="" heat_secs="" heat_step="" sum_line="" final=""
   for _ in $(seq "$REPEAT"); do
     c_lines+=$($mpirun -np "$np" "$target/heat2d-c" "$N" "$STEPS" | grep '^RESULT')$'\n'
-    ch_lines+=$(GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $mpirun -x GLIBC_TUNABLES -np "$np" "$target/heat2d-c" "$N" "$STEPS" | grep '^RESULT')$'\n'
+    ch_lines+=$(GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $mpirun -np "$np" "$target/heat2d-c" "$N" "$STEPS" | grep '^RESULT')$'\n'
     out=$($mpirun -np "$np" "$rust" --set n="$N" --set steps="$STEPS")
     r_lines+=$(grep '^RESULT' <<<"$out")$'\n'
     sum_line=$(grep '^SUM' <<<"$out")

@@ -331,7 +331,7 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
     let mut newest_before = 0;
     for (k, (host, when)) in crashes.iter().enumerate() {
         // Heat runs fast: poll often, and give up only when the job is over.
-        let start = Instant::now();
+        let (start, mut asked) = (Instant::now(), Instant::now());
         loop {
             let n = names();
             let ready = match when {
@@ -342,9 +342,13 @@ fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], s
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(120), "crash {k}: its moment never came\n{:?}\n{}", show(), log());
-            // From the job's output, not scontrol: a query of a busy controller can take a second,
-            // and the crash would land that much later.
+            // From the job's output each time, from scontrol once a second: a query of a busy
+            // controller can take a second, and the crash would land that much later.
             assert!(!log().contains("final step="), "the job ended before crash {k}\n{:?}\n{}", show(), log());
+            if asked.elapsed() >= Duration::from_secs(1) {
+                assert!(matches!(show().state(), "RUNNING" | "PENDING" | "CONFIGURING"), "the job ended before crash {k}\n{}", log());
+                asked = Instant::now();
+            }
             std::thread::sleep(Duration::from_millis(if *when == When::DuringWrite { 1 } else { 20 }));
         }
         if *when == When::AfterCheckpoint {

@@ -63,20 +63,17 @@ impl Slurm {
         id.parse().map_err(|_| Error::Parse(format!("sbatch printed `{}`, not a job id", out.trim())))
     }
 
-    /// [`Slurm::output`] for a query, which changes nothing and so may be asked again: once more
-    /// (up to three tries, 0.1 and 0.2 s apart) when a signal ended the command. A client whose
-    /// connection the busy controller closes dies of SIGPIPE, before it could say anything.
+    /// [`Slurm::output`] for a query, which changes nothing and so may be asked again: up to three
+    /// tries, 0.1 and 0.2 s apart, while a signal ends the command. A client whose connection the
+    /// busy controller closes dies of SIGPIPE, before it could say anything.
     pub fn query(&self, program: &str, args: &[&str]) -> Result<String> {
-        let mut wait = Duration::from_millis(100);
-        loop {
+        for wait in [100, 200] {
             match self.output(program, args) {
-                Err(Error::Command { status, .. }) if status.starts_with("signal") && wait <= Duration::from_millis(200) => {
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
+                Err(Error::Command { status, .. }) if status.starts_with("signal") => std::thread::sleep(Duration::from_millis(wait)),
                 r => return r,
             }
         }
+        self.output(program, args)
     }
 
     /// Every record `scontrol show job` has for `id` (an array job has one per task).

@@ -122,7 +122,7 @@ impl Slurm {
         let list = job.get("NodeList").filter(|l| !l.is_empty() && *l != "(null)");
         let Some(list) = list else { return Ok(Vec::new()) };
         let nodes = expand_hostlist(list)?;
-        let out = self.output("sinfo", &["--noheader", "--Node", "--format=%N %T", "--nodes", list])?;
+        let out = self.query("sinfo", &["--noheader", "--Node", "--format=%N %T", "--nodes", list])?;
         let unusable: Vec<&str> = out.lines().filter_map(|l| l.split_once(' ')).filter(|(_, s)| is_unusable(s.trim())).map(|(n, _)| n).collect();
         Ok(nodes.into_iter().filter(|n| !unusable.contains(&n.as_str())).collect())
     }
