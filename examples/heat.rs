@@ -11,12 +11,12 @@
 //! ```
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::{Ix2, Ix3, Slice};
-use rankwise::io::{checksum, flush, image, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
+use rankwise::io::{checksum, flush, image, make_dir, Checkpoint, CheckpointDir, CheckpointWriter, IoError};
 use rankwise::kernels::cpu;
 use rankwise::runtime::status::Progress;
 use rankwise::runtime::{self, overlap_boxes, reduce, BadInput, Config, Decomposition, Exit, Field, InitOptions, Runtime, Stencil, StopOptions, StopPolicy, Threading};
@@ -160,6 +160,17 @@ fn main() {
                 None => cat,
             }
         });
+        // The directories named in the inputs are made (and written to) now: one that cannot be
+        // used is bad input before the first step, not a failure at the first checkpoint or the end.
+        if let Some(cat) = &catalogue {
+            cat.make(d.comm())?;
+        }
+        if let Some(dir) = &inp.out_dir {
+            make_dir(d.comm(), dir, "output directory", false)?;
+        }
+        if let Some(folder) = inp.png.as_deref().and_then(Path::parent).filter(|f| !f.as_os_str().is_empty()) {
+            make_dir(d.comm(), folder, "folder of output.png", false)?;
+        }
         let mut step = 0u64;
         if let Some(cat) = &catalogue {
             let load = |ck: &Checkpoint| {

@@ -14,6 +14,7 @@ fn main() {
         let steps: u64 = cfg.get_or("steps", 100)?;
         let dir = CheckpointDir::new(cfg.get_or("checkpoint.dir", "quickstart-ckpt".to_string())?);
         cfg.finish()?; // an unknown key is an error, not a silent typo
+        dir.make(rt.world())?; // a directory that cannot be used is an error now, not at the end
 
         // n x n cells on the periodic unit square, split over the ranks; one ghost layer.
         let d = Arc::new(Decomposition::new(rt, &[n, n], &[true, true])?);

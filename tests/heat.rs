@@ -98,6 +98,32 @@ fn bad_inputs_are_one_line_and_exit_2() {
     }
 }
 
+/// A directory named in the inputs that cannot be made (here under a plain file) is one line of
+/// bad input before the first step: nothing else is printed, no step runs, nothing is written.
+#[test]
+fn a_directory_that_cannot_be_used_is_one_line_before_any_step() {
+    let s = Scratch::new("heat-dirs");
+    let file = s.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let f = file.display();
+    for (sets, msg) in [
+        (vec![format!("checkpoint.dir={f}/ck")], format!("error: cannot make the checkpoint directory {f}/ck: Not a directory (os error 20)")),
+        (
+            vec![format!("checkpoint.dir={}", s.path().join("ck").display()), format!("checkpoint.local={f}/local")],
+            format!("error: cannot make the node-local checkpoint directory {f}/local: Not a directory (os error 20)"),
+        ),
+        (vec![format!("output.dir={f}/out")], format!("error: cannot make the output directory {f}/out: Not a directory (os error 20)")),
+        (vec![format!("output.png={f}/u.png")], format!("error: cannot make the folder of output.png {f}: File exists (os error 17)")),
+    ] {
+        let sets: Vec<String> = ["n=16", "steps=10", "progress.every=1"].iter().map(|s| s.to_string()).chain(sets).collect();
+        let o = Job::new(2, "heat").args(sets.iter().flat_map(|s| ["--set", s])).run();
+        assert_eq!(o.code, Some(2), "{}", o.show());
+        assert_eq!(o.rank_errs[0].iter().filter(|l| l.starts_with("error:")).collect::<Vec<_>>(), vec![&msg], "{}", o.show());
+        assert!(!o.stdout.contains("final ") && !o.stderr.contains("step 1/10") && !o.stderr.contains("MPI_ABORT"), "{}", o.show());
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
 #[test]
 fn cuda_without_a_gpu_is_one_line_and_exit_2_and_auto_runs_on_the_cpu() {
     if rankwise::kernels::CudaBackend::new(0).is_ok() {

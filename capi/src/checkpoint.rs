@@ -22,7 +22,7 @@ impl Handle for rankwise_checkpoints {
 fn io(e: IoError) -> Failure {
     match e {
         // The program and the file disagree: another run's checkpoint, the user's to sort out.
-        IoError::Param { .. } | IoError::Shape { .. } | IoError::MissingField { .. } | IoError::Dtype { .. } => fail(RANKWISE_ERR_INPUT, e.to_string()),
+        IoError::Param { .. } | IoError::Shape { .. } | IoError::MissingField { .. } | IoError::Dtype { .. } | IoError::Directory(_) => fail(RANKWISE_ERR_INPUT, e.to_string()),
         e => fail(RANKWISE_ERR_IO, e.to_string()),
     }
 }

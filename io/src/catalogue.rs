@@ -105,6 +105,18 @@ impl CheckpointDir {
         self.local.is_none() || forced || n % self.flush_every == 0
     }
 
+    /// Collective. Create the directory, and the node-local one, where missing, and check that
+    /// this run can write in them ([`make_dir`]). A run calls it before anything else, so that a
+    /// directory that cannot be used is one line of bad input before the first step, not a
+    /// failed job at the first checkpoint.
+    pub fn make(&self, comm: &SimpleCommunicator) -> Result<()> {
+        make_dir(comm, &self.root, "checkpoint directory", false)?;
+        match &self.local {
+            Some(local) => make_dir(comm, local, "node-local checkpoint directory", true),
+            None => Ok(()),
+        }
+    }
+
     /// Collective. Remove this rank's node-local files (a run that completed keeps none).
     pub fn clear_local(&self, comm: &SimpleCommunicator) -> Result<()> {
         crate::flush::wait()?;
@@ -358,3 +370,23 @@ fn field_sum<T: Element>(ck: &Checkpoint<'_>, name: &str, shape: &[usize]) -> Re
     Ok(sum)
 }
 
+/// Collective. Create the directory `dir` (the program's `what`) where it is missing and check
+/// that a file can be written in it, by rank 0 alone (a shared directory) or by every rank
+/// (`every_rank`: one on each node's own disk). Every rank returns the same verdict:
+/// [`IoError::Directory`], the user's input, naming the first rank's reason.
+pub fn make_dir(comm: &SimpleCommunicator, dir: &Path, what: &str, every_rank: bool) -> Result<()> {
+    let mine = (every_rank || comm.rank() == 0).then(|| writable(dir, what).err()).flatten();
+    match crate::checkpoint::lowest_message(comm, mine) {
+        Some(msg) => Err(IoError::Directory(rankwise_runtime::BadInput(msg))),
+        None => Ok(()),
+    }
+}
+
+/// Why this process cannot create `dir` (the program's `what`) or write a file in it, if it cannot.
+fn writable(dir: &Path, what: &str) -> std::result::Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make the {what} {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".rankwise-probe-{}-{}", hostname(), std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(|e| format!("cannot write in the {what} {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}

@@ -712,19 +712,28 @@ pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> R
 /// Collective. The damage the lowest-numbered rank that found some reports, on every rank, so
 /// that all of them say the same and the log names the file and the reason.
 fn first_damage(comm: &SimpleCommunicator, mine: Option<IoError>) -> IoError {
+    let mine = mine.map(|e| match e {
+        IoError::Corrupt { path, reason } => format!("{}\0{reason}", path.display()),
+        _ => String::new(),
+    });
+    let text = lowest_message(comm, mine).unwrap_or_default();
+    let (path, reason) = text.split_once('\0').unwrap_or(("(another rank)", &text));
+    IoError::Corrupt { path: path.into(), reason: reason.into() }
+}
+
+/// Collective. `mine` of the lowest rank that has one, on every rank (`None` where none has).
+pub(crate) fn lowest_message(comm: &SimpleCommunicator, mine: Option<String>) -> Option<String> {
     let me = if mine.is_some() { comm.rank() } else { i32::MAX };
     let mut first = 0i32;
     comm.all_reduce_into(&me, &mut first, SystemOperation::min());
-    let mut msg = match &mine {
-        Some(IoError::Corrupt { path, reason }) if comm.rank() == first => format!("{}\0{reason}", path.display()).into_bytes(),
-        _ => vec![],
-    };
+    if first == i32::MAX {
+        return None;
+    }
+    let mut msg = mine.filter(|_| comm.rank() == first).unwrap_or_default().into_bytes();
     let root = comm.process_at_rank(first);
     let mut len = msg.len() as u64;
     root.broadcast_into(&mut len);
     msg.resize(len as usize, 0);
     root.broadcast_into(&mut msg[..]);
-    let text = String::from_utf8_lossy(&msg);
-    let (path, reason) = text.split_once('\0').unwrap_or(("(another rank)", &text));
-    IoError::Corrupt { path: path.into(), reason: reason.into() }
+    Some(String::from_utf8_lossy(&msg).into_owned())
 }

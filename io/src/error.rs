@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use rankwise_runtime::BadInput;
 use thiserror::Error;
 
 /// Errors of checkpoint/restart and output.
@@ -42,6 +43,10 @@ pub enum IoError {
     Flush(String),
     #[error("another rank failed in {0}")]
     OtherRank(String),
+    /// A directory the program was given (for checkpoints or output) cannot be made or written:
+    /// the user's input, so its source is a [`BadInput`] (`runtime::run` exits 2 with one line).
+    #[error("{0}")]
+    Directory(#[source] BadInput),
 }
 
 impl IoError {

@@ -38,7 +38,7 @@ pub mod image;
 mod meta;
 pub mod xdmf;
 
-pub use catalogue::{inspect, verify, CheckpointDir, Restored};
+pub use catalogue::{inspect, make_dir, verify, CheckpointDir, Restored};
 pub use checkpoint::{Checkpoint, CheckpointWriter, Layout};
 pub use checksum::Element;
 pub use error::{IoError, Result};

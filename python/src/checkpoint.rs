@@ -36,7 +36,7 @@ fn _finish_background_checkpoint() {
 pub(crate) fn io(e: IoError) -> PyErr {
     match e {
         // The program and the file disagree: another run's checkpoint, the user's to sort out.
-        IoError::Param { .. } | IoError::Shape { .. } | IoError::MissingField { .. } | IoError::Dtype { .. } => InputError::new_err(e.to_string()),
+        IoError::Param { .. } | IoError::Shape { .. } | IoError::MissingField { .. } | IoError::Dtype { .. } | IoError::Directory(_) => InputError::new_err(e.to_string()),
         e => CheckpointError::new_err(e.to_string()),
     }
 }
