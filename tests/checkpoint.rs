@@ -161,11 +161,12 @@ fn user_errors_are_clear() {
     o.assert_success();
     for r in 0..3 {
         let errs: Vec<&String> = o.ranks[r].iter().filter(|l| l.starts_with("error: ")).collect();
-        assert_eq!(errs.len(), 4, "{}", o.show());
+        assert_eq!(errs.len(), 5, "{}", o.show());
         assert!(errs[0].ends_with("no field `nope` (it has: a1, b2, c3, d3, tiny)"), "{}", errs[0]);
         assert_eq!(errs[1], "error: field `a1`: global shape [37] in the file, [38] expected");
         assert_eq!(errs[2], "error: field `b2`: element type f32 in the file, f64 expected");
         assert_eq!(errs[3], "error: field `a1`: block at [30] of shape [10] does not fit in the global shape [37]");
+        assert_eq!(errs[4], "error: field `x`: block at [3] of shape [2] does not fit in the global shape [4]; partial left: false");
     }
     // A damaged version number is damage: skipped, never taken for a newer format.
     let path = h5(d, 3);

@@ -163,6 +163,9 @@ fn heat_py_bad_inputs_are_one_line() {
     one_error(&heat_py(2, &["n=abc"], s.path()), "n");
     one_error(&heat_py(2, &["checkpoint.every=5"], s.path()), "needs checkpoint.dir");
     one_error(&heat_py(2, &["checkpoint.mode=fast"], s.path()), "expected sync or async");
+    std::fs::write(s.path().join("file"), "").unwrap();
+    let under_a_file = format!("checkpoint.dir={}", s.path().join("file/ckpt").display());
+    one_error(&heat_py(2, &["n=12", "steps=10", &under_a_file], s.path()), "cannot make the checkpoint directory");
     // Another run's checkpoint: refused in one line, and left where it is.
     let dir = format!("checkpoint.dir={}", s.path().join("ckpt").display());
     final_line(&heat_py(2, &["n=12", "steps=10", "checkpoint.every=5", &dir], s.path()));

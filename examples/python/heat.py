@@ -134,6 +134,7 @@ def run(rt):
         # background if asynchronous; the next checkpoint, a stop and the end wait for it.
         catalogue = rankwise.Checkpoints(inp["ckpt_dir"], keep=inp["ckpt_keep"], asynchronous=inp["ckpt_async"],
                                          local=inp["ckpt_local"], flush_every=inp["flush_every"] if inp["ckpt_local"] else None)
+        catalogue.make(rt)  # a folder that cannot be used is bad input now, not at the first checkpoint
     step = 0
     if catalogue is not None:
         try:

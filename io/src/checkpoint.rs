@@ -142,7 +142,7 @@ impl<'c> CheckpointWriter<'c> {
                 (write(), summing.join().expect("summing a block does not panic"))
             }),
         };
-        let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)))?;
+        let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)).map_err(|e| short_of_space(e, &self.partial)))?;
         let sum = global_sum(self.comm, sum);
         meta::put(&ds, "checksum", &sum)?;
         meta::put_str(&ds, "dtype", T::DTYPE)?;
@@ -214,6 +214,35 @@ impl<'c> CheckpointWriter<'c> {
         crate::xdmf::write(&self.path, self.step, self.time, &self.fields)?;
         self.dir.prune()
     }
+}
+
+impl Drop for CheckpointWriter<'_> {
+    /// A checkpoint abandoned before its commit (a write failed: a full disk) leaves no
+    /// `.partial` behind to hold the space the next one needs.
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            drop(file);
+            if self.comm.rank() == 0 {
+                let _ = std::fs::remove_file(&self.partial);
+            }
+        }
+    }
+}
+
+/// `e`, with the free space of `file`'s filesystem when it is nearly full (under 1 MiB free).
+fn short_of_space(e: IoError, file: &Path) -> IoError {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return e };
+    // SAFETY: a NUL-terminated path and a statvfs the call fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return e;
+    }
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    if free >= 1 << 20 {
+        return e;
+    }
+    IoError::NoSpace { path: dir.into(), free, source: Box::new(e) }
 }
 
 /// A checkpoint opened for reading: collectively (every rank reads its own block) or, for serial

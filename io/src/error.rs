@@ -43,6 +43,9 @@ pub enum IoError {
     Flush(String),
     #[error("another rank failed in {0}")]
     OtherRank(String),
+    /// A write failed on a filesystem with almost no space left.
+    #[error("{source} (the filesystem of {} has {free} bytes free)", path.display())]
+    NoSpace { path: PathBuf, free: u64, source: Box<IoError> },
     /// A directory the program was given (for checkpoints or output) cannot be made or written:
     /// the user's input, so its source is a [`BadInput`] (`runtime::run` exits 2 with one line).
     #[error("{0}")]

@@ -269,6 +269,8 @@ class Checkpoints:
         ``stop``: the last before a stop, to the shared file whatever ``flush_every`` says."""
     def wait(self) -> Optional[Path]:
         """Collective. Wait for the background checkpoint in flight; the path it committed."""
+    def make(self, runtime: Runtime) -> None:
+        """Collective. Create the folders and write there (InputError if one cannot be used)."""
     def clear_local(self, runtime: Runtime) -> None:
         """Collective. Wait, then remove this rank's node-local files."""
     def restore(self, fields: Dict[str, Field], expect: Optional[Dict[str, ParamValue]] = None) -> Optional[Restored]:

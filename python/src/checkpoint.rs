@@ -211,6 +211,13 @@ impl Checkpoints {
     fn wait(&self) -> PyResult<Option<PathBuf>> {
         collective(|| rankwise_io::flush::wait().map_err(io))
     }
+    /// Collective. Create the folder (and the node-local one) where missing and write a file
+    /// there: a folder that cannot be used raises :class:`InputError` before the first step,
+    /// not :class:`CheckpointError` at the first checkpoint.
+    fn make(&self, runtime: PyRef<'_, Runtime>) -> PyResult<()> {
+        let rt = runtime.get()?;
+        collective(|| self.dir.make(rt.world()).map_err(io))
+    }
     /// Collective. Wait for any background checkpoint, then remove this rank's node-local files
     /// (a run that completed keeps none).
     fn clear_local(&self, runtime: PyRef<'_, Runtime>) -> PyResult<()> {

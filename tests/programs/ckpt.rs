@@ -325,4 +325,10 @@ fn errors(w: &SimpleCommunicator, dir: &CheckpointDir) {
     show(ck.read_block::<f64>("a1", &[38], &start, &shape));
     show(ck.read_block::<f64>("b2", &[13, 11], &[0, 0], &[0, 0]));
     show(ck.read_block::<f64>("a1", &[37], &[30], &[10]));
+    // A checkpoint abandoned after a failed write leaves no `.partial` file behind.
+    let mut writer = dir.create(w, 99, 0.0).expect("a writer");
+    let failed = writer.write_block("x", &[4], &[3], ArrayD::<f64>::zeros(IxDyn(&[2])).view()).map(drop).unwrap_err();
+    drop(writer);
+    w.barrier();
+    println!("error: {failed}; partial left: {}", dir.path_for(99).with_extension("h5.partial").exists());
 }
