@@ -124,6 +124,54 @@ fn a_directory_that_cannot_be_used_is_one_line_before_any_step() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
 }
 
+/// A small filesystem of its own (tmpfs), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `size` for mount's `-o size=`; None (the test skips) where this process may not mount.
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).status().is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A checkpoint that does not fit on its disk fails the run with the disk's free space in its
+/// error, leaves the checkpoints before it valid and no `.partial`; once space is made, the run
+/// continues from the last one and ends with the bits of an uninterrupted run.
+#[test]
+fn a_full_disk_keeps_the_checkpoints_before_it_and_the_run_resumes_once_there_is_room() {
+    let s = Scratch::new("heat-full-disk");
+    // Two 512 KiB checkpoints fit, a third does not.
+    let Some(disk) = SmallDisk::mount(s.path().join("small"), "1200k") else {
+        eprintln!("skipping: no tmpfs can be mounted here (needs root)");
+        return;
+    };
+    let ckpt = format!("checkpoint.dir={}", disk.0.display());
+    let sets = |steps: &str| ["n=256", steps, "checkpoint.every=100", "checkpoint.keep=2", &ckpt].map(String::from);
+    let o = Job::new(2, "heat").args(sets("steps=300").iter().flat_map(|s| ["--set", s])).run();
+    assert_eq!(o.code, Some(1), "{}", o.show());
+    assert!(o.stderr.contains("(the filesystem of ") && o.stderr.contains(" bytes free)"), "{}", o.show());
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&disk.0), ["ckpt-0000000100.h5", "ckpt-0000000100.xmf", "ckpt-0000000200.h5", "ckpt-0000000200.xmf"]);
+    // The user makes room; the run goes on from step 200.
+    std::fs::remove_file(disk.0.join("ckpt-0000000100.h5")).unwrap();
+    let o = Job::new(2, "heat").args(sets("steps=300").iter().flat_map(|s| ["--set", s])).run();
+    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 200")), "{}", o.show());
+    let reference = heat(2, &["n=256", "steps=300"]);
+    assert_eq!(final_line(&o), final_line(&reference));
+}
+
 #[test]
 fn cuda_without_a_gpu_is_one_line_and_exit_2_and_auto_runs_on_the_cpu() {
     if rankwise::kernels::CudaBackend::new(0).is_ok() {
