@@ -172,7 +172,15 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let (from, to) = partners(comm);
     let copy = exchange(comm, &pieces, to, from);
     let copied = put(&copy_path(root, step, from, size), &[&copy]);
-    agree(comm, "writing the partner copy", copied)
+    agree(comm, "writing the partner copy", copied)?;
+    // Every rank has this step now: older ones than the one before it go (two at most, each
+    // with its copies, however many come between shared flushes: node-local disks are small).
+    let mut steps: Vec<u64> = listing(root).iter().map(|f| f.step).filter(|&s| s < step).collect();
+    steps.sort_unstable();
+    if let Some(&previous) = steps.last().filter(|&&p| p > 0) {
+        prune(root, Some(previous - 1));
+    }
+    Ok(())
 }
 
 /// Send `pieces` to `to` while receiving `from`'s as one buffer, in messages below MPI's 32-bit
@@ -206,7 +214,11 @@ fn put(path: &Path, pieces: &[&[u8]]) -> Result<()> {
     use std::io::Write;
     let partial = crate::checkpoint::partial_name(path);
     let written = std::fs::File::create(&partial).and_then(|mut f| pieces.iter().try_for_each(|p| f.write_all(p)));
-    written.and_then(|()| std::fs::rename(&partial, path)).map_err(|source| IoError::File { path: path.into(), source })
+    written.and_then(|()| std::fs::rename(&partial, path)).map_err(|source| {
+        // A full node-local disk is not left full.
+        let _ = std::fs::remove_file(&partial);
+        IoError::File { path: path.into(), source }
+    })
 }
 
 /// Collective. Every rank's blocks of the checkpoint of `step` back with the rank they belong
