@@ -164,6 +164,7 @@ fn main() {
         // used is bad input before the first step, not a failure at the first checkpoint or the end.
         if let Some(cat) = &catalogue {
             cat.make(d.comm())?;
+            cat.reserve(&u);
         }
         if let Some(dir) = &inp.out_dir {
             make_dir(d.comm(), dir, "output directory", false)?;

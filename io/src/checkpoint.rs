@@ -624,6 +624,67 @@ pub(crate) fn copy_rows<T: Element>(mut dst: ArrayViewMutD<T>, src: &ArrayViewD<
     }
 }
 
+/// [`copy_rows`] for a copy that another thread reads much later (a snapshot's flush): stores
+/// that bypass the cache, where the CPU has them, spare reading the destination in first, a third
+/// of the memory traffic. Each task copies whole sub-blocks along the first axis and fences once.
+pub(crate) fn stream_rows<T: Element>(mut dst: ArrayViewMutD<T>, src: &ArrayViewD<T>) {
+    let copy = |mut d: ArrayViewMutD<T>, s: ArrayViewD<T>| {
+        let n = d.ndim();
+        for (mut d, s) in d.lanes_mut(Axis(n - 1)).into_iter().zip(s.lanes(Axis(n - 1))) {
+            match (d.as_slice_mut(), s.as_slice()) {
+                (Some(d), Some(s)) => stream_copy(d, s),
+                (_, _) => d.assign(&s),
+            }
+        }
+        stream_fence();
+    };
+    match dst.ndim() {
+        0 => dst.assign(src),
+        1 => copy(dst, src.view()),
+        _ => {
+            use ndarray::parallel::prelude::*;
+            dst.axis_iter_mut(Axis(0)).into_par_iter().zip(src.axis_iter(Axis(0))).for_each(|(d, s)| copy(d.into_dyn(), s.into_dyn()))
+        }
+    }
+}
+
+/// `dst = src` with non-temporal stores (AVX), else a plain copy. [`stream_fence`] must follow
+/// before another thread reads `dst`.
+fn stream_copy<T: Copy>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX; both slices hold `len` elements, and do not overlap (one is
+        // borrowed mutably).
+        return unsafe { stream_avx(dst.as_mut_ptr().cast(), src.as_ptr().cast(), std::mem::size_of_val(src)) };
+    }
+    dst.copy_from_slice(src);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn stream_avx(dst: *mut u8, src: *const u8, len: usize) {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_stream_si256};
+    // Plain stores up to the first 32-byte boundary of `dst`, streaming ones from there.
+    let head = dst.align_offset(32).min(len);
+    std::ptr::copy_nonoverlapping(src, dst, head);
+    let mut i = head;
+    while i + 32 <= len {
+        _mm256_stream_si256(dst.add(i).cast::<__m256i>(), _mm256_loadu_si256(src.add(i).cast::<__m256i>()));
+        i += 32;
+    }
+    std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
+}
+
+/// Order this thread's non-temporal stores before what it does next.
+fn stream_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 /// The addresses from `v`'s first element to past its last.
 fn span<T>(v: &ArrayViewD<T>) -> (usize, usize) {
     let last: isize = v.shape().iter().zip(v.strides()).map(|(&n, &s)| (n.max(1) as isize - 1) * s).sum();
@@ -765,4 +826,31 @@ pub(crate) fn lowest_message(comm: &SimpleCommunicator, mine: Option<String>) ->
     msg.resize(len as usize, 0);
     root.broadcast_into(&mut msg[..]);
     Some(String::from_utf8_lossy(&msg).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Dimension, SliceInfoElem};
+
+    /// Streamed copies equal plain ones bit for bit: every dimension, views with ghosts (rows
+    /// that start anywhere in a cache line), lengths off any vector width, f32 and f64.
+    #[test]
+    fn streamed_rows_equal_copied_ones() {
+        fn check<T: Element + PartialEq + std::fmt::Debug>(value: impl Fn(usize) -> T) {
+            for shape in [vec![1usize], vec![77], vec![3, 5], vec![9, 33], vec![4, 6, 31], vec![2, 3, 130], vec![0, 4]] {
+                for ghost in [0usize, 1, 3] {
+                    let outer: Vec<usize> = shape.iter().map(|n| n + 2 * ghost).collect();
+                    let src = ArrayD::from_shape_fn(IxDyn(&outer), |i| value(i.slice().iter().fold(0, |a, &k| a * 131 + k)));
+                    let inner: Vec<SliceInfoElem> = shape.iter().map(|&n| SliceInfoElem::from(ghost..ghost + n)).collect();
+                    let src = src.slice(inner.as_slice());
+                    let mut streamed = ArrayD::<T>::default(IxDyn(&shape));
+                    stream_rows(streamed.view_mut(), &src.view());
+                    assert_eq!(streamed.view(), src, "{shape:?} ghost {ghost}");
+                }
+            }
+        }
+        check(|k| k as f64 * 0.37 - 11.0);
+        check(|k| k as f32 * -1.25 + 3.0);
+    }
 }

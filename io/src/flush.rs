@@ -22,7 +22,7 @@ use ndarray::{ArrayD, ArrayViewD};
 use rankwise_runtime::Field;
 
 use crate::catalogue::CheckpointDir;
-use crate::checkpoint::{copy_rows, Layout};
+use crate::checkpoint::{stream_rows, Layout};
 use crate::local::Item;
 use crate::checksum::Element;
 use crate::error::{IoError, Result};
@@ -109,7 +109,7 @@ impl Snapshot {
         // Small pages, unlike a field's (rankwise_runtime::memory): the first buffer is touched
         // inside the step loop, where a huge page's first touch costs more than it saves later.
         let mut copy = self.dir.spare_buffer::<T>(block.shape()).unwrap_or_else(|| ArrayD::from_elem(block.raw_dim(), T::default()));
-        copy_rows(copy.view_mut(), &block);
+        stream_rows(copy.view_mut(), &block);
         self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy) });
         self
     }
