@@ -161,7 +161,8 @@ fn main() {
             }
         });
         // The directories named in the inputs are made (and written to) now: one that cannot be
-        // used is bad input before the first step, not a failure at the first checkpoint or the end.
+        // used is bad input before the first step, not a failure at the first checkpoint or the
+        // end. The first snapshot's buffer is taken now too, not in the step loop.
         if let Some(cat) = &catalogue {
             cat.make(d.comm())?;
             cat.reserve(&u);

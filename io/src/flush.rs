@@ -106,8 +106,8 @@ impl Snapshot {
     /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]), on the
     /// rank's threads, into a buffer the previous snapshot of this directory used if it fits.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
-        // Small pages, unlike a field's (rankwise_runtime::memory): the first buffer is touched
-        // inside the step loop, where a huge page's first touch costs more than it saves later.
+        // Small pages, unlike a field's (rankwise_runtime::memory): a buffer not reserved is first
+        // touched inside the step loop, where a huge page's first touch costs more than it saves.
         let mut copy = self.dir.spare_buffer::<T>(block.shape()).unwrap_or_else(|| ArrayD::from_elem(block.raw_dim(), T::default()));
         stream_rows(copy.view_mut(), &block);
         self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy) });

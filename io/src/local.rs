@@ -175,9 +175,7 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     agree(comm, "writing the partner copy", copied)?;
     // Every rank has this step now: older ones than the one before it go (two at most, each
     // with its copies, however many come between shared flushes: node-local disks are small).
-    let mut steps: Vec<u64> = listing(root).iter().map(|f| f.step).filter(|&s| s < step).collect();
-    steps.sort_unstable();
-    if let Some(&previous) = steps.last().filter(|&&p| p > 0) {
+    if let Some(previous) = listing(root).iter().map(|f| f.step).filter(|&s| s < step).max().filter(|&p| p > 0) {
         prune(root, Some(previous - 1));
     }
     Ok(())
