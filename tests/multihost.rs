@@ -290,9 +290,9 @@ struct Cost {
 /// Checks what every recovery must give: each crash is one recovery line, the job is never
 /// requeued, at most one checkpoint interval is redone, and the final line has the bits of an
 /// uninterrupted 1-host run. Returns the job's output and what each crash cost.
-fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], steps: u64, sets: &[&str]) -> (String, Vec<Cost>) {
+fn recovery_job(name: &str, nodes: u32, spares: u32, crashes: &[(&str, When)], n: usize, steps: u64, sets: &[&str]) -> (String, Vec<Cost>) {
     let every = 200;
-    let run_args = heat_args(&["n=256", &format!("steps={steps}")]);
+    let run_args = heat_args(&[&format!("n={n}"), &format!("steps={steps}")]);
     let reference = heat_on_1_host(&run_args);
     let scratch = Scratch::new(name);
     let ckpt = scratch.path().join("ckpt");
@@ -476,7 +476,7 @@ fn too_few_nodes_left_end_the_job_with_one_clear_line() {
 #[test]
 fn a_lost_node_is_replaced_by_the_spare_inside_the_allocation() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 12000, &[]);
+    let (text, _) = recovery_job("recover-spare", 2, 1, &[("rw-node2", When::AfterCheckpoint)], 256, 12000, &[]);
     assert!(text.contains("lost rw-node2 at ") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
     assert!(text.contains("(4 ranks wrote it, 4 now)"), "{text}");
 }
@@ -487,7 +487,9 @@ fn a_lost_node_is_replaced_by_the_spare_inside_the_allocation() {
 #[test]
 fn a_crash_during_a_checkpoint_write_goes_on_with_fewer_ranks() {
     require!(slurm_unavailable());
-    let (text, costs) = recovery_job("recover-fewer", 2, 0, &[("rw-node2", When::DuringWrite)], 6000, &["checkpoint.mode=async"]);
+    // A field of 8 MiB: its write lasts longer than a crash takes to land (at 512 KiB the write
+    // was over first, once in three full runs of the suite).
+    let (text, costs) = recovery_job("recover-fewer", 2, 0, &[("rw-node2", When::DuringWrite)], 1024, 1600, &["checkpoint.mode=async"]);
     assert!(text.contains("now 2 ranks on rw-node1"), "{text}");
     assert!(text.contains(&format!("restarted from step {} (4 ranks wrote it, 2 now)", costs[0].restored_step)), "{text}");
 }
@@ -497,7 +499,7 @@ fn a_crash_during_a_checkpoint_write_goes_on_with_fewer_ranks() {
 fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
     require!(slurm_unavailable());
     let crashes = [("rw-node2", When::AfterCheckpoint), ("rw-node3", When::AfterCheckpoint)];
-    let (text, _) = recovery_job("recover-twice", 2, 1, &crashes, 9000, &[]);
+    let (text, _) = recovery_job("recover-twice", 2, 1, &crashes, 256, 9000, &[]);
     assert!(text.contains("recovery 1 (relaunch 1 of 3): lost rw-node2") && text.contains("now 4 ranks on rw-node1,rw-node3"), "{text}");
     assert!(text.contains("recovery 2 (relaunch 2 of 3): lost rw-node3") && text.contains("now 2 ranks on rw-node1"), "{text}");
 }
@@ -508,7 +510,7 @@ fn two_crashes_in_one_job_take_the_spare_then_fewer_ranks() {
 #[test]
 fn a_lost_batch_host_is_recovered_by_the_standby_with_no_manual_step() {
     require!(slurm_unavailable());
-    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 12000, &[]);
+    let (text, _) = recovery_job("recover-batch-host", 2, 1, &[("rw-node1", When::AfterCheckpoint)], 256, 12000, &[]);
     assert!(text.contains("lost rw-node1 at ") && text.contains("the batch script died with it, the standby on rw-node3 supervises from now"), "{text}");
     // It cannot start twice: one takeover, one restore, and the new standby it started never
     // took over (its batch host, rw-node3, lived).
