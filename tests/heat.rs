@@ -2,7 +2,7 @@
 //! of a Fourier mode, and restart from a checkpoint on another rank count.
 
 mod common;
-use common::{Job, Outcome, Scratch};
+use common::{names, Job, Outcome, Scratch};
 
 fn final_line(o: &Outcome) -> String {
     o.assert_success();
@@ -128,11 +128,12 @@ fn a_directory_that_cannot_be_used_is_one_line_before_any_step() {
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
-    /// `size` for mount's `-o size=`; None (the test skips) where this process may not mount.
-    fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+    /// `size` for mount's `-o size=`. Mounting needs root, as the multi-host tests do.
+    fn mount(at: std::path::PathBuf, size: &str) -> SmallDisk {
         std::fs::create_dir_all(&at).unwrap();
-        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).status().is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(at))
+        let o = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).output().expect("cannot run mount");
+        assert!(o.status.success(), "a tmpfs of the test's own needs root: run the tests as root (`sudo make test`): {}", String::from_utf8_lossy(&o.stderr));
+        SmallDisk(at)
     }
 }
 
@@ -149,20 +150,12 @@ impl Drop for SmallDisk {
 fn a_full_disk_keeps_the_checkpoints_before_it_and_the_run_resumes_once_there_is_room() {
     let s = Scratch::new("heat-full-disk");
     // Two 512 KiB checkpoints fit, a third does not.
-    let Some(disk) = SmallDisk::mount(s.path().join("small"), "1200k") else {
-        eprintln!("skipping: no tmpfs can be mounted here (needs root)");
-        return;
-    };
+    let disk = SmallDisk::mount(s.path().join("small"), "1200k");
     let ckpt = format!("checkpoint.dir={}", disk.0.display());
     let sets = |steps: &str| ["n=256", steps, "checkpoint.every=100", "checkpoint.keep=2", &ckpt].map(String::from);
     let o = Job::new(2, "heat").args(sets("steps=300").iter().flat_map(|s| ["--set", s])).run();
     assert_eq!(o.code, Some(1), "{}", o.show());
     assert!(o.stderr.contains("(the filesystem of ") && o.stderr.contains(" bytes free)"), "{}", o.show());
-    let names = |d: &std::path::Path| -> Vec<String> {
-        let mut n: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        n.sort();
-        n
-    };
     assert_eq!(names(&disk.0), ["ckpt-0000000100.h5", "ckpt-0000000100.xmf", "ckpt-0000000200.h5", "ckpt-0000000200.xmf"]);
     // The user makes room; the run goes on from step 200.
     std::fs::remove_file(disk.0.join("ckpt-0000000100.h5")).unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{mpi_env, program, rankwise_bin, Job, Outcome, Scratch};
+use common::{mpi_env, names, program, rankwise_bin, Job, Outcome, Scratch};
 
 fn ckpt(np: usize, args: &[&str]) -> Outcome {
     let o = Job::new(np, "ckpt").args(args).run();
@@ -26,12 +26,6 @@ fn restored_step(o: &Outcome, np: usize) -> u64 {
         .collect();
     assert!(steps.iter().all(|&s| s == steps[0]), "{}", o.show());
     steps[0]
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut n: Vec<String> = std::fs::read_dir(dir).map_or(vec![], |d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
-    n.sort();
-    n
 }
 
 #[test]

@@ -269,6 +269,13 @@ fn split_tagged(stdout: &str, stderr: &str, np: usize) -> (Vec<Vec<String>>, Vec
     (outs, errs)
 }
 
+/// The names in `dir`, sorted (none where it does not exist).
+pub fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir).map_or(vec![], |d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+    n.sort();
+    n
+}
+
 /// A fresh scratch directory under target/, removed when dropped unless the test panicked; its
 /// own on every call (tests of one binary run side by side and may ask for the same name).
 pub struct Scratch(pub PathBuf);
