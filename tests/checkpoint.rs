@@ -51,22 +51,29 @@ fn round_trip_at_1_to_4_ranks_and_restart_on_other_rank_counts() {
     let s = Scratch::new("ckpt-roundtrip");
     let mut sums = None;
     for np in 1..=4 {
-        let dir = s.path().join(format!("w{np}"));
-        let o = write(np, &dir, 7, &[]);
-        for r in 0..np {
-            // Every field, including the ones this rank owns none of, went through collective I/O.
-            assert_eq!(o.line(r, "rank="), format!("rank={r} modes={}", ["contiguous-collective"; 5].join(",")), "{}", o.show());
+        // Through MPI-IO (the test's fields are too small for direct writes by default), and
+        // straight into the file past the page cache, whatever the runs' length.
+        for (name, direct, mode) in [("w", "262144", "contiguous-collective"), ("d", "0", "direct")] {
+            let dir = s.path().join(format!("{name}{np}"));
+            let o = Job::new(np, "ckpt").args(["write", dir.to_str().unwrap(), "7"]).env("RANKWISE_CKPT_DIRECT_RUN", direct).run();
+            o.assert_success();
+            for r in 0..np {
+                // Every field, including the ones this rank owns none of, went the same way.
+                assert_eq!(o.line(r, "rank="), format!("rank={r} modes={}", [mode; 5].join(",")), "{}", o.show());
+            }
+            // The checksums depend on neither the rank count nor the way.
+            let got = written_sums(&o);
+            assert_eq!(sums.get_or_insert_with(|| got.clone()), &got);
+            assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
         }
-        // The checksums do not depend on the rank count.
-        let got = written_sums(&o);
-        assert_eq!(sums.get_or_insert_with(|| got.clone()), &got);
-        assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
     }
     let sums = sums.unwrap();
-    // N -> N, 4 -> 1, 2, 3 and 1, 2, 3 -> 4.
+    // N -> N, 4 -> 1, 2, 3 and 1, 2, 3 -> 4; the direct writes' files the same way.
     for (w, r) in [(1, 1), (2, 2), (3, 3), (4, 4), (4, 1), (4, 2), (4, 3), (1, 4), (2, 4), (3, 4)] {
-        let o = read(r, &s.path().join(format!("w{w}")));
-        assert_restored(&o, r, 7, w, &sums);
+        for name in ["w", "d"] {
+            let o = read(r, &s.path().join(format!("{name}{w}")));
+            assert_restored(&o, r, 7, w, &sums);
+        }
     }
 }
 
@@ -75,9 +82,12 @@ fn an_independent_reader_sees_the_shapes_values_metadata_and_checksums() {
     let s = Scratch::new("ckpt-h5py");
     write(3, s.path(), 5, &[]);
     write(3, s.path(), 6, &["deflate=4"]);
+    // Written by each rank straight into the file.
+    let direct = s.path().join("direct");
+    Job::new(3, "ckpt").args(["write", direct.to_str().unwrap(), "5"]).env("RANKWISE_CKPT_DIRECT_RUN", "0").run().assert_success();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/checkpoint_h5py.py");
-    for (step, compression) in [(5, "None"), (6, "gzip")] {
-        let out = Command::new("/usr/bin/python3").arg(script).arg(h5(s.path(), step)).arg(step.to_string()).arg("3").output().unwrap();
+    for (file, step, compression) in [(h5(s.path(), 5), 5, "None"), (h5(s.path(), 6), 6, "gzip"), (h5(&direct, 5), 5, "None")] {
+        let out = Command::new("/usr/bin/python3").arg(script).arg(file).arg(step.to_string()).arg("3").output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && text.contains("h5py ok"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains(&format!("c3 ok {compression}")), "{text}");

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use hdf5::dataset::FillTime;
+use hdf5::dataset::{AllocTime, FillTime};
 use mpi::collective::SystemOperation;
 use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
@@ -22,6 +22,12 @@ use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
 /// default 32 MiB), each summed while the next is read.
 fn slab_bytes() -> usize {
     std::env::var("RANKWISE_CKPT_READ_SLAB").ok().and_then(|v| v.parse().ok()).unwrap_or(32 << 20).max(1)
+}
+
+/// A field is written past the page cache where every rank's runs in the file are at least this
+/// many bytes (`RANKWISE_CKPT_DIRECT_RUN`, default 256 KiB; 0 wherever the dataset allows).
+fn direct_run() -> u64 {
+    std::env::var("RANKWISE_CKPT_DIRECT_RUN").ok().and_then(|v| v.parse().ok()).unwrap_or(256 << 10)
 }
 
 /// How fields are laid out in the file.
@@ -69,8 +75,9 @@ impl<'c> CheckpointWriter<'c> {
         let partial = partial_name(&path);
         let prep = if comm.rank() == 0 { dir.prepare() } else { Ok(()) };
         agree(comm, "preparing the checkpoint directory", prep)?;
+        // Large datasets start on a page boundary, where direct transfers can begin.
         let file = hdf5::File::with_options()
-            .with_fapl(|p| p.mpio(comm.as_raw(), None))
+            .with_fapl(|p| p.mpio(comm.as_raw(), None).alignment(64 << 10, crate::direct::ALIGN as u64))
             .create(&partial)
             .context(|| format!("creating {}", partial.display()));
         let file = agree(comm, "creating the checkpoint file", file)?;
@@ -124,17 +131,34 @@ impl<'c> CheckpointWriter<'c> {
         let fits = check_name(name).and_then(|()| check_block(name, global, start, block.shape()));
         agree(self.comm, "checking the blocks", fits)?;
         let mut b = self.file().new_dataset::<T>().shape(global).fill_time(FillTime::Never);
-        if let Some(chunk) = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global))) {
-            b = b.chunk(chunk);
+        let chunk = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global)));
+        // Where every rank's block lies in long runs of a contiguous dataset, each rank writes its
+        // runs straight into the space HDF5 allocated for it (allocated now), past the page cache:
+        // collective buffering has nothing to gather there.
+        let direct = chunk.is_none() && {
+            let mut shortest = 0u64;
+            self.comm.all_reduce_into(&(hyperslab::file_run::<T>(global, block.shape()) as u64), &mut shortest, SystemOperation::min());
+            shortest >= direct_run()
+        };
+        match chunk {
+            Some(chunk) => b = b.chunk(chunk),
+            None => b = b.alloc_time(Some(AllocTime::Early)),
         }
         if let Some(level) = self.layout.deflate {
             b = b.deflate(level);
         }
         let ds = b.create(name).context(|| format!("creating field `{name}`"))?;
-        // The checksum is summed on a thread of its own while HDF5 writes (one core sums faster
-        // than a disk writes), so a checkpoint costs the write alone. Not in the background,
-        // where a second busy thread would take its core from the step loop.
-        let write = || hyperslab::write(&ds, start, &block).context(|| format!("writing field `{name}`"));
+        // The checksum is summed on a thread of its own while the data are written (one core sums
+        // faster than a disk writes), so a checkpoint costs the write alone. Not in the
+        // background, where a second busy thread would take its core from the step loop.
+        let write = || {
+            let direct = direct.then(|| hyperslab::write_direct(self.file(), &ds, &self.partial, global, start, &block)).flatten();
+            match direct {
+                Some(written) => written.map(|()| IoMode::DIRECT),
+                None => hyperslab::write(&ds, start, &block),
+            }
+            .context(|| format!("writing field `{name}`"))
+        };
         let (mode, sum) = match crate::flush::in_background() {
             true => (write(), checksum::block_sum_serial(global, start, &block)),
             false => std::thread::scope(|s| {
@@ -746,7 +770,7 @@ fn check_block(name: &str, global: &[usize], start: &[usize], shape: &[usize]) -
 }
 
 fn collective(name: &str, mode: IoMode) -> Result<IoMode> {
-    if mode.is_collective() {
+    if mode.is_collective() || mode.is_direct() {
         Ok(mode)
     } else {
         Err(IoError::NotCollective { name: name.into(), mode: mode.to_string() })

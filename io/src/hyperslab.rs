@@ -12,7 +12,9 @@ use hdf5_sys::h5p::H5FD_mpio_xfer_t::H5FD_MPIO_COLLECTIVE;
 use hdf5_sys::h5i::H5I_INVALID_HID;
 use hdf5_sys::h5p::{H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER};
 use hdf5_sys::h5s::{H5S_seloper_t::H5S_SELECT_SET, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5Sselect_none};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension, IxDyn};
+
+use crate::direct::DirectWriter;
 
 
 extern "C" {
@@ -20,15 +22,23 @@ extern "C" {
     fn H5Pget_mpio_actual_io_mode(plist: hid_t, mode: *mut H5D_mpio_actual_io_mode_t) -> herr_t;
 }
 
-/// How HDF5 actually carried out a transfer (`H5Pget_mpio_actual_io_mode`).
+/// How a transfer was carried out: by HDF5 (`H5Pget_mpio_actual_io_mode`), or by each rank
+/// straight into the file ([`write_direct`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoMode(H5D_mpio_actual_io_mode_t);
+pub struct IoMode(Option<H5D_mpio_actual_io_mode_t>);
 
 impl IoMode {
+    pub(crate) const DIRECT: IoMode = IoMode(None);
+
     /// Whether MPI-IO did it as one collective operation (contiguous or chunked).
     pub fn is_collective(self) -> bool {
         use H5D_mpio_actual_io_mode_t::*;
-        matches!(self.0, H5D_MPIO_CONTIGUOUS_COLLECTIVE | H5D_MPIO_CHUNK_COLLECTIVE)
+        matches!(self.0, Some(H5D_MPIO_CONTIGUOUS_COLLECTIVE | H5D_MPIO_CHUNK_COLLECTIVE))
+    }
+
+    /// Whether each rank wrote its runs straight into the file, past the page cache.
+    pub fn is_direct(self) -> bool {
+        self.0.is_none()
     }
 }
 
@@ -36,11 +46,12 @@ impl fmt::Display for IoMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use H5D_mpio_actual_io_mode_t::*;
         f.write_str(match self.0 {
-            H5D_MPIO_NO_COLLECTIVE => "independent",
-            H5D_MPIO_CHUNK_INDEPENDENT => "chunk-independent",
-            H5D_MPIO_CHUNK_COLLECTIVE => "chunk-collective",
-            H5D_MPIO_CHUNK_MIXED => "chunk-mixed",
-            H5D_MPIO_CONTIGUOUS_COLLECTIVE => "contiguous-collective",
+            None => "direct",
+            Some(H5D_MPIO_NO_COLLECTIVE) => "independent",
+            Some(H5D_MPIO_CHUNK_INDEPENDENT) => "chunk-independent",
+            Some(H5D_MPIO_CHUNK_COLLECTIVE) => "chunk-collective",
+            Some(H5D_MPIO_CHUNK_MIXED) => "chunk-mixed",
+            Some(H5D_MPIO_CONTIGUOUS_COLLECTIVE) => "contiguous-collective",
         })
     }
 }
@@ -116,7 +127,7 @@ fn prepare(ds: &Dataset, start: &[usize], shape: &[usize], strides: &[isize], co
 fn actual_mode(dxpl: &Id) -> hdf5::Result<IoMode> {
     let mut mode = H5D_mpio_actual_io_mode_t::H5D_MPIO_NO_COLLECTIVE;
     hdf5::h5check(unsafe { H5Pget_mpio_actual_io_mode(dxpl.0, &mut mode) })?;
-    Ok(IoMode(mode))
+    Ok(IoMode(Some(mode)))
 }
 
 /// Collective. Write `block` into `ds` at `start` (in the dataset's index space).
@@ -136,6 +147,72 @@ pub(crate) fn write<T: hdf5::H5Type + Copy + Default>(ds: &Dataset, start: &[usi
         hdf5::h5check(unsafe { H5Dwrite(ds.id(), ty.id(), mem.0, file.0, dxpl.0, buf.cast()) })?;
         actual_mode(&dxpl)
     })
+}
+
+/// The shortest run, in bytes, that a block of `shape` at `start` of an array of `global` shape
+/// makes in the file (a row-major contiguous dataset): the product of its trailing axes that
+/// are whole in the array, times its first axis that is not. `usize::MAX` for an empty block.
+pub(crate) fn file_run<T>(global: &[usize], shape: &[usize]) -> usize {
+    if shape.iter().any(|&n| n == 0) {
+        return usize::MAX;
+    }
+    let k = (1..shape.len()).rev().find(|&j| shape[j] != global[j]).unwrap_or(0);
+    shape[k..].iter().product::<usize>() * std::mem::size_of::<T>()
+}
+
+/// Write `block` at `start` of `ds` (global shape `global`) straight into the file at `path`, past
+/// the page cache ([`DirectWriter`]), one file-contiguous run after another: HDF5 and MPI-IO would
+/// copy it into the cache first. Only for a dataset whose space is allocated as one contiguous run
+/// of `T` in this machine's byte order, unfiltered, in a file with no user block (`None`
+/// otherwise, the same answer on every rank). The caller decides, alike on every rank, that the
+/// runs are long enough to be worth it ([`file_run`]).
+pub(crate) fn write_direct<T: hdf5::H5Type + Copy>(file: &hdf5::File, ds: &Dataset, path: &std::path::Path, global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> Option<hdf5::Result<()>> {
+    let base = contiguous_offset::<T>(file, ds, global)?;
+    let written = (|| -> std::io::Result<()> {
+        let mut w = DirectWriter::open(path)?;
+        if block.is_empty() {
+            return Ok(());
+        }
+        let n = global.len();
+        let k = (1..n).rev().find(|&j| block.shape()[j] != global[j]).unwrap_or(0);
+        let size = std::mem::size_of::<T>();
+        let gstride: Vec<usize> = (0..n).map(|j| global[j + 1..].iter().product()).collect();
+        // One run per index of the axes before `k`; inside a run, the rows in order.
+        for idx in ndarray::indices(&block.shape()[..k]) {
+            let idx = idx.slice();
+            let at: usize = (0..n).map(|j| (start[j] + idx.get(j).copied().unwrap_or(0)) * gstride[j]).sum();
+            w.seek(base + (at * size) as u64)?;
+            let mut run = block.view();
+            for &i in idx {
+                run.index_axis_inplace(Axis(0), i);
+            }
+            if run.ndim() == 0 {
+                w.push(bytes_of(std::slice::from_ref(&run[IxDyn(&[])])))?;
+                continue;
+            }
+            for row in run.lanes(Axis(run.ndim() - 1)) {
+                match row.as_slice() {
+                    Some(s) => w.push(bytes_of(s))?,
+                    None => w.push(bytes_of(&row.to_vec()))?,
+                }
+            }
+        }
+        w.finish()
+    })();
+    Some(written.map_err(|e| hdf5::Error::from(format!("writing {}: {e}", path.display()))))
+}
+
+/// The bytes of plain numbers.
+fn bytes_of<T: Copy>(s: &[T]) -> &[u8] {
+    // SAFETY: `T` is a plain number type (an HDF5 element), with no padding.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
+}
+
+/// Where `ds` starts in the file, if it is stored as one contiguous, allocated run of `T` in this
+/// machine's byte order, of shape `global`, unfiltered, in a file with no user block.
+fn contiguous_offset<T: hdf5::H5Type>(file: &hdf5::File, ds: &Dataset, global: &[usize]) -> Option<u64> {
+    let native = ds.dtype().is_ok_and(|t| t.is::<T>());
+    ds.offset().filter(|_| !global.is_empty() && native && ds.shape() == global && !ds.is_chunked() && ds.filters().is_empty() && file.userblock() == 0)
 }
 
 /// Read the block at `start` of `ds` into `out`, in place when its layout allows (see
@@ -187,8 +264,7 @@ fn read_direct_in<T: hdf5::H5Type + Copy + Default>(
 ) -> Option<hdf5::Result<()>> {
     use std::os::unix::fs::FileExt;
     let n = global.len();
-    let native = ds.dtype().is_ok_and(|t| t.is::<T>());
-    let base = ds.offset().filter(|_| n > 0 && native && ds.shape() == global && !ds.is_chunked() && ds.filters().is_empty() && file.userblock() == 0)?;
+    let base = contiguous_offset::<T>(file, ds, global)?;
     if out.is_empty() {
         return Some(Ok(()));
     }
@@ -239,6 +315,56 @@ fn read_direct_in<T: hdf5::H5Type + Copy + Default>(
 mod tests {
     use super::*;
     use ndarray::{s, Array3, ArrayD, IxDyn, SliceInfoElem};
+
+    /// Every block shape a decomposition makes, from plain arrays, from views with ghosts and from
+    /// transposed views, written straight into the file: HDF5 reads back exactly the block there
+    /// and the rest as it was.
+    #[test]
+    fn direct_writes_land_where_hdf5_reads_them() {
+        let dir = std::env::temp_dir().join(format!("rankwise-direct-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.h5");
+        let global = [5usize, 6, 700];
+        let data = Array3::from_shape_fn(global, |(i, j, k)| (i * 100_000 + j * 1000 + k) as f64 + 0.5);
+        let blocks: [([usize; 3], [usize; 3]); 6] =
+            [([0, 0, 0], [5, 6, 700]), ([2, 0, 0], [2, 6, 700]), ([1, 3, 0], [3, 3, 700]), ([0, 0, 400], [5, 6, 300]), ([4, 5, 6], [1, 1, 1]), ([1, 2, 3], [0, 2, 2])];
+        for (start, shape) in blocks {
+            let region = s![start[0]..start[0] + shape[0], start[1]..start[1] + shape[1], start[2]..start[2] + shape[2]];
+            let want = data.slice(region).into_dyn();
+            let mut ghosted = ArrayD::<f64>::from_elem(IxDyn(&shape.map(|n| n + 2)), -1.0);
+            let inner: Vec<SliceInfoElem> = shape.iter().map(|&n| SliceInfoElem::from(1..n as isize + 1)).collect();
+            ghosted.slice_mut(inner.as_slice()).assign(&want);
+            let transposed = want.t().to_owned();
+            for block in [want.view(), ghosted.slice(inner.as_slice()), transposed.t()] {
+                let fresh = ArrayD::<f64>::from_elem(IxDyn(&global), -2.0);
+                {
+                    let f = hdf5::File::create(&path).unwrap();
+                    f.new_dataset::<f64>().shape(global).alloc_time(Some(hdf5::dataset::AllocTime::Early)).create("u").unwrap().write(&fresh).unwrap();
+                }
+                let f = hdf5::File::open_rw(&path).unwrap();
+                let ds = f.dataset("u").unwrap();
+                write_direct(&f, &ds, &path, &global, &start, &block).unwrap().unwrap();
+                drop((ds, f));
+                let got: ArrayD<f64> = hdf5::File::open(&path).unwrap().dataset("u").unwrap().read_dyn().unwrap();
+                let mut expected = fresh.clone();
+                expected.slice_mut(region).assign(&want);
+                assert!(got == expected, "{start:?} {shape:?}");
+            }
+        }
+        // Not for a chunked dataset, another element type or another shape.
+        let f = hdf5::File::create(&path).unwrap();
+        let c = f.new_dataset::<f64>().shape(global).chunk([2, 2, 2]).create("c").unwrap();
+        let u = f.new_dataset::<f64>().shape(global).alloc_time(Some(hdf5::dataset::AllocTime::Early)).create("u").unwrap();
+        let block = ArrayD::<f64>::zeros(IxDyn(&global));
+        assert!(write_direct(&f, &c, &path, &global, &[0, 0, 0], &block.view()).is_none());
+        assert!(write_direct(&f, &u, &path, &global, &[0, 0, 0], &block.mapv(|v| v as f32).view()).is_none());
+        assert!(write_direct(&f, &u, &path, &[5, 6, 8], &[0, 0, 0], &block.view()).is_none());
+        assert_eq!(file_run::<f64>(&global, &[2, 6, 700]), 2 * 6 * 700 * 8);
+        assert_eq!(file_run::<f32>(&global, &[5, 3, 700]), 3 * 700 * 4);
+        assert_eq!(file_run::<f64>(&global, &[5, 6, 300]), 300 * 8);
+        assert_eq!(file_run::<f64>(&global, &[0, 6, 700]), usize::MAX);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Every block shape a decomposition makes (whole, rows, columns, corners, one cell), into
     /// plain arrays and into views with ghosts, read directly in pieces of every size and through

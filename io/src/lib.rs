@@ -29,6 +29,7 @@
 pub mod checksum;
 mod catalogue;
 mod checkpoint;
+mod direct;
 mod error;
 pub mod flush;
 mod guard;
