@@ -2,7 +2,8 @@
 //! [--set reps=R]` under mpirun (see scripts/bench-ckpt.sh).
 //!
 //! The field is 2-D `[rows, 16384]` f64 with one ghost layer (as heat's), split into row slabs. Rank 0 first writes the same
-//! number of bytes sequentially to one plain file (write + fsync) and reads them back cold into
+//! number of bytes sequentially to one plain file (write + fsync, through the page cache and past
+//! it with `O_DIRECT`: `raw_write_direct`) and reads them back cold into
 //! one 8 MiB buffer; then every rank reads its rows of that file cold into memory it allocates
 //! just then, as a hand-written restart reads into its fresh arrays (the first touch of each page
 //! is part of its time, as it is of a restore's: `fresh_ratio`); then
@@ -54,14 +55,15 @@ fn main() {
             std::fs::create_dir_all(&dir)?;
         }
         let (mut raw_w, mut raw_r, mut ck_w, mut ck_r, mut slab_r, mut bg_w) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-        let (mut stall, mut raw_fresh) = (f64::MAX, f64::MAX);
+        let (mut stall, mut raw_fresh, mut raw_dw) = (f64::MAX, f64::MAX, f64::MAX);
         for rep in 0..reps {
             if rank == 0 {
                 let raw = dir.join("raw.bin");
                 let block = u.interior().to_owned();
                 let data = block.as_slice().unwrap();
                 let chunk = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 8) };
-                raw_w = raw_w.min(timed(|| raw_write(&raw, chunk, bytes))?);
+                raw_w = raw_w.min(timed(|| raw_write(&raw, chunk, bytes, false))?);
+                raw_dw = raw_dw.min(timed(|| raw_write(&raw, chunk, bytes, true))?);
                 raw_r = raw_r.min(timed(|| raw_read(&raw, bytes))?);
             }
             // A hand-written restart: every rank reads its rows of the raw file into memory it
@@ -121,8 +123,8 @@ fn main() {
         if rank == 0 {
             let gbs = |t: f64| bytes as f64 / t / 1e9;
             println!(
-                "ranks={size} bytes={bytes} raw_write={:.2}GB/s ckpt_write={:.2}GB/s write_ratio={:.2} raw_read={:.2}GB/s raw_read_fresh={:.2}GB/s ckpt_read={:.2}GB/s read_ratio={:.2} fresh_ratio={:.2} (unverified {:.2}GB/s ratio {:.2}) async_write={:.2}GB/s async_ratio={:.2} (stall {:.3}s)",
-                gbs(raw_w), gbs(ck_w), raw_w / ck_w, gbs(raw_r), gbs(raw_fresh), gbs(ck_r), raw_r / ck_r, raw_fresh / ck_r, gbs(slab_r), raw_r / slab_r, gbs(bg_w), raw_w / bg_w, stall
+                "ranks={size} bytes={bytes} raw_write={:.2}GB/s raw_write_direct={:.2}GB/s ckpt_write={:.2}GB/s write_ratio={:.2} (direct {:.2}) raw_read={:.2}GB/s raw_read_fresh={:.2}GB/s ckpt_read={:.2}GB/s read_ratio={:.2} fresh_ratio={:.2} (unverified {:.2}GB/s ratio {:.2}) async_write={:.2}GB/s async_ratio={:.2} (direct {:.2}) (stall {:.3}s)",
+                gbs(raw_w), gbs(raw_dw), gbs(ck_w), raw_w / ck_w, raw_dw / ck_w, gbs(raw_r), gbs(raw_fresh), gbs(ck_r), raw_r / ck_r, raw_fresh / ck_r, gbs(slab_r), raw_r / slab_r, gbs(bg_w), raw_w / bg_w, raw_dw / bg_w, stall
             );
             std::fs::remove_dir_all(dir.join("ckpt"))?;
             std::fs::remove_dir_all(dir.join("async")).ok();
@@ -137,12 +139,24 @@ fn timed(f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// `bytes` to a fresh file from `chunk` over and over, in 8 MiB writes, then fsync.
-fn raw_write(path: &Path, chunk: &[u8], bytes: usize) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
+/// `bytes` to a fresh file from `chunk` over and over, in 8 MiB writes, then fsync; with
+/// `direct`, past the page cache (`O_DIRECT`, from an aligned buffer, as the checkpoint's writes).
+fn raw_write(path: &Path, chunk: &[u8], bytes: usize, direct: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if direct { libc::O_DIRECT } else { 0 };
+    let mut f = std::fs::File::options().write(true).create(true).truncate(true).custom_flags(flags).open(path)?;
+    let mut aligned = vec![0u8; (8 << 20) + 4096];
+    let at = aligned.as_ptr().align_offset(4096);
+    let aligned = &mut aligned[at..at + (8 << 20)];
     let mut left = bytes;
     while left > 0 {
         for piece in chunk.chunks(8 << 20) {
+            let piece = if direct && piece.len() % 4096 == 0 {
+                aligned[..piece.len()].copy_from_slice(piece);
+                &aligned[..piece.len()]
+            } else {
+                piece
+            };
             let n = piece.len().min(left);
             f.write_all(&piece[..n])?;
             left -= n;

@@ -25,7 +25,8 @@ fn slab_bytes() -> usize {
 }
 
 /// A field is written past the page cache where every rank's runs in the file are at least this
-/// many bytes (`RANKWISE_CKPT_DIRECT_RUN`, default 256 KiB; 0 wherever the dataset allows).
+/// many bytes (`RANKWISE_CKPT_DIRECT_RUN`, default 256 KiB), on a filesystem where that helps
+/// (`0`: wherever the dataset allows, on any filesystem).
 fn direct_run() -> u64 {
     std::env::var("RANKWISE_CKPT_DIRECT_RUN").ok().and_then(|v| v.parse().ok()).unwrap_or(256 << 10)
 }
@@ -136,9 +137,11 @@ impl<'c> CheckpointWriter<'c> {
         // runs straight into the space HDF5 allocated for it (allocated now), past the page cache:
         // collective buffering has nothing to gather there.
         let direct = chunk.is_none() && {
+            let least = direct_run();
+            let run = if least == 0 || crate::direct::helps(&self.partial) { hyperslab::file_run::<T>(global, block.shape()) as u64 } else { 0 };
             let mut shortest = 0u64;
-            self.comm.all_reduce_into(&(hyperslab::file_run::<T>(global, block.shape()) as u64), &mut shortest, SystemOperation::min());
-            shortest >= direct_run()
+            self.comm.all_reduce_into(&run, &mut shortest, SystemOperation::min());
+            shortest >= least.max(1)
         };
         match chunk {
             Some(chunk) => b = b.chunk(chunk),

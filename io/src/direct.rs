@@ -6,7 +6,8 @@
 //!
 //! `O_DIRECT` needs file offsets, lengths and memory aligned to the device's blocks: the bytes
 //! of a run go through one aligned buffer; the unaligned ends of a run (under 4 KiB each) and the
-//! whole run on a filesystem without `O_DIRECT` (tmpfs before Linux 6.6) go through the cache.
+//! whole run on a filesystem without `O_DIRECT` go through the cache. Not used on a filesystem in
+//! memory ([`helps`]).
 
 use std::fs::File;
 use std::io;
@@ -17,6 +18,21 @@ use std::sync::Mutex;
 /// Alignment of direct transfers: a page, a multiple of every common device block.
 pub(crate) const ALIGN: usize = 4096;
 const BUFFER: usize = 8 << 20;
+
+/// Whether writing past the page cache helps on the filesystem of `path` (which exists): not on
+/// one that lives in memory (tmpfs, ramfs), where the cache is the file and the aligned buffer
+/// one copy more.
+pub(crate) fn helps(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a NUL-terminated path and a statfs the call fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    const RAMFS_MAGIC: libc::__fsword_t = 0x8584_58f6;
+    st.f_type != libc::TMPFS_MAGIC && st.f_type != RAMFS_MAGIC
+}
 
 /// One aligned buffer kept for the next writer: a fresh one would be first touched every time.
 static SPARE: Mutex<Option<Aligned>> = Mutex::new(None);
