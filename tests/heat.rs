@@ -149,20 +149,24 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_keeps_the_checkpoints_before_it_and_the_run_resumes_once_there_is_room() {
     let s = Scratch::new("heat-full-disk");
-    // Two 512 KiB checkpoints fit, a third does not.
-    let disk = SmallDisk::mount(s.path().join("small"), "1200k");
-    let ckpt = format!("checkpoint.dir={}", disk.0.display());
-    let sets = |steps: &str| ["n=256", steps, "checkpoint.every=100", "checkpoint.keep=2", &ckpt].map(String::from);
-    let o = Job::new(2, "heat").args(sets("steps=300").iter().flat_map(|s| ["--set", s])).run();
-    assert_eq!(o.code, Some(1), "{}", o.show());
-    assert!(o.stderr.contains("(the filesystem of ") && o.stderr.contains(" bytes free)"), "{}", o.show());
-    assert_eq!(names(&disk.0), ["ckpt-0000000100.h5", "ckpt-0000000100.xmf", "ckpt-0000000200.h5", "ckpt-0000000200.xmf"]);
-    // The user makes room; the run goes on from step 200.
-    std::fs::remove_file(disk.0.join("ckpt-0000000100.h5")).unwrap();
-    let o = Job::new(2, "heat").args(sets("steps=300").iter().flat_map(|s| ["--set", s])).run();
-    assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 200")), "{}", o.show());
     let reference = heat(2, &["n=256", "steps=300"]);
-    assert_eq!(final_line(&o), final_line(&reference));
+    // Through MPI-IO, and written by each rank straight into the file (RANKWISE_CKPT_DIRECT_RUN).
+    for direct in ["262144", "0"] {
+        // Two 512 KiB checkpoints fit, a third does not.
+        let disk = SmallDisk::mount(s.path().join(format!("small-{direct}")), "1200k");
+        let ckpt = format!("checkpoint.dir={}", disk.0.display());
+        let sets = ["n=256", "steps=300", "checkpoint.every=100", "checkpoint.keep=2", &ckpt].map(String::from);
+        let run = || Job::new(2, "heat").args(sets.iter().flat_map(|s| ["--set", s])).env("RANKWISE_CKPT_DIRECT_RUN", direct).run();
+        let o = run();
+        assert_eq!(o.code, Some(1), "{}", o.show());
+        assert!(o.stderr.contains("(the filesystem of ") && o.stderr.contains(" bytes free)"), "{}", o.show());
+        assert_eq!(names(&disk.0), ["ckpt-0000000100.h5", "ckpt-0000000100.xmf", "ckpt-0000000200.h5", "ckpt-0000000200.xmf"]);
+        // The user makes room; the run goes on from step 200.
+        std::fs::remove_file(disk.0.join("ckpt-0000000100.h5")).unwrap();
+        let o = run();
+        assert!(o.rank_errs[0].iter().any(|l| l.contains("restarted from step 200")), "{}", o.show());
+        assert_eq!(final_line(&o), final_line(&reference), "direct run {direct}");
+    }
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //!
 //! One HDF5 file per checkpoint, written by every rank through the MPI-IO driver: each field is one
 //! dataset of its global shape and each rank writes its block as a hyperslab with a collective
-//! transfer (checked with `H5Pget_mpio_actual_io_mode`). Metadata are attributes: step, time,
+//! transfer (checked with `H5Pget_mpio_actual_io_mode`), or, where every rank's block lies in long
+//! runs of a contiguous dataset, straight into the dataset's space past the page cache
+//! ([`IoMode::is_direct`]). Metadata are attributes: step, time,
 //! format and Rankwise versions, the rank count, user parameters (group `parameters`), and per
 //! field its element type, every writing rank's block and a checksum that does not depend on the rank count
 //! ([`checksum`]). A checkpoint is written as `NAME.partial`, closed, fsynced and renamed, so a
