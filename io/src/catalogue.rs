@@ -100,7 +100,7 @@ impl CheckpointDir {
     /// faults (on a VM, as long again as the copy itself).
     pub fn reserve<T: Element>(&self, field: &Field<T>) {
         if self.asynchronous || self.local.is_some() {
-            let mut buffer = ArrayD::<T>::default(field.interior().raw_dim());
+            let mut buffer = crate::flush::buffer::<T>(field.interior().shape());
             buffer.fill(T::default());
             self.spare.0.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(buffer));
         }
