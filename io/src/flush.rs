@@ -169,9 +169,9 @@ impl Snapshot {
         if provided != Threading::Multiple {
             return Err(IoError::Threading(provided));
         }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "rankwise-checkpoint".into()).build().map_err(|e| IoError::Flush(e.to_string()))?;
         let comm = duplicate(comm);
         rankwise_runtime::at_finalize(wait_at_finalize);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "rankwise-checkpoint".into()).build().map_err(|e| IoError::Flush(e.to_string()))?;
         let done = path.clone();
         let flush = move || {
             pool.install(move || {
