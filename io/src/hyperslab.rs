@@ -12,7 +12,7 @@ use hdf5_sys::h5p::H5FD_mpio_xfer_t::H5FD_MPIO_COLLECTIVE;
 use hdf5_sys::h5i::H5I_INVALID_HID;
 use hdf5_sys::h5p::{H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER};
 use hdf5_sys::h5s::{H5S_seloper_t::H5S_SELECT_SET, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5Sselect_none};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension};
 
 use crate::direct::DirectWriter;
 
@@ -156,8 +156,12 @@ pub(crate) fn file_run<T>(global: &[usize], shape: &[usize]) -> usize {
     if shape.iter().any(|&n| n == 0) {
         return usize::MAX;
     }
-    let k = (1..shape.len()).rev().find(|&j| shape[j] != global[j]).unwrap_or(0);
-    shape[k..].iter().product::<usize>() * std::mem::size_of::<T>()
+    shape[run_axis(global, shape)..].iter().product::<usize>() * std::mem::size_of::<T>()
+}
+
+/// The first axis of a block's runs in the file: every later one is whole in the array.
+fn run_axis(global: &[usize], shape: &[usize]) -> usize {
+    (1..shape.len()).rev().find(|&j| shape[j] != global[j]).unwrap_or(0)
 }
 
 /// Write `block` at `start` of `ds` (global shape `global`) straight into the file at `path`, past
@@ -173,8 +177,7 @@ pub(crate) fn write_direct<T: hdf5::H5Type + Copy>(file: &hdf5::File, ds: &Datas
         if block.is_empty() {
             return Ok(());
         }
-        let n = global.len();
-        let k = (1..n).rev().find(|&j| block.shape()[j] != global[j]).unwrap_or(0);
+        let (n, k) = (global.len(), run_axis(global, block.shape()));
         let size = std::mem::size_of::<T>();
         let gstride: Vec<usize> = (0..n).map(|j| global[j + 1..].iter().product()).collect();
         // One run per index of the axes before `k`; inside a run, the rows in order.
@@ -182,13 +185,10 @@ pub(crate) fn write_direct<T: hdf5::H5Type + Copy>(file: &hdf5::File, ds: &Datas
             let idx = idx.slice();
             let at: usize = (0..n).map(|j| (start[j] + idx.get(j).copied().unwrap_or(0)) * gstride[j]).sum();
             w.seek(base + (at * size) as u64)?;
+            // At least one axis is left: `k` < n.
             let mut run = block.view();
             for &i in idx {
                 run.index_axis_inplace(Axis(0), i);
-            }
-            if run.ndim() == 0 {
-                w.push(bytes_of(std::slice::from_ref(&run[IxDyn(&[])])))?;
-                continue;
             }
             for row in run.lanes(Axis(run.ndim() - 1)) {
                 match row.as_slice() {
