@@ -49,12 +49,14 @@ fn python(script: &str, args: &[&str]) -> String {
 #[test]
 fn round_trip_at_1_to_4_ranks_and_restart_on_other_rank_counts() {
     let s = Scratch::new("ckpt-roundtrip");
+    let shm = Scratch::under(Path::new("/dev/shm"), "ckpt-roundtrip");
     let mut sums = None;
     for np in 1..=4 {
         // Through MPI-IO (the test's fields are too small for direct writes by default), and
-        // straight into the file past the page cache, whatever the runs' length.
-        for (name, direct, mode) in [("w", "262144", "contiguous-collective"), ("d", "0", "direct")] {
-            let dir = s.path().join(format!("{name}{np}"));
+        // straight into the file whatever the runs' length: past the page cache on a disk, from
+        // the block into the file's pages on a filesystem in memory.
+        for (name, root, direct, mode) in [("w", &s, "262144", "contiguous-collective"), ("d", &s, "0", "direct"), ("m", &shm, "0", "direct")] {
+            let dir = root.path().join(format!("{name}{np}"));
             let o = Job::new(np, "ckpt").args(["write", dir.to_str().unwrap(), "7"]).env("RANKWISE_CKPT_DIRECT_RUN", direct).run();
             o.assert_success();
             for r in 0..np {
@@ -69,9 +71,9 @@ fn round_trip_at_1_to_4_ranks_and_restart_on_other_rank_counts() {
     }
     let sums = sums.unwrap();
     // N -> N, 4 -> 1, 2, 3 and 1, 2, 3 -> 4; the direct writes' files on as many, fewer and more.
-    let direct = [(4, 4), (4, 1), (1, 4), (3, 2)].map(|(w, r)| ("d", w, r));
-    for (name, w, r) in [(1, 1), (2, 2), (3, 3), (4, 4), (4, 1), (4, 2), (4, 3), (1, 4), (2, 4), (3, 4)].map(|(w, r)| ("w", w, r)).into_iter().chain(direct) {
-        let o = read(r, &s.path().join(format!("{name}{w}")));
+    let direct = [(4, 4), (4, 1), (1, 4), (3, 2)].map(|(w, r)| ("d", &s, w, r)).into_iter().chain([("m", &shm, 2, 3), ("m", &shm, 4, 4)]);
+    for (name, root, w, r) in [(1, 1), (2, 2), (3, 3), (4, 4), (4, 1), (4, 2), (4, 3), (1, 4), (2, 4), (3, 4)].map(|(w, r)| ("w", &s, w, r)).into_iter().chain(direct) {
+        let o = read(r, &root.path().join(format!("{name}{w}")));
         assert_restored(&o, r, 7, w, &sums);
     }
 }

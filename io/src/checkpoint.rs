@@ -24,9 +24,9 @@ fn slab_bytes() -> usize {
     std::env::var("RANKWISE_CKPT_READ_SLAB").ok().and_then(|v| v.parse().ok()).unwrap_or(32 << 20).max(1)
 }
 
-/// A field is written past the page cache where every rank's runs in the file are at least this
-/// many bytes (`RANKWISE_CKPT_DIRECT_RUN`, default 256 KiB), on a filesystem where that helps
-/// (`0`: wherever the dataset allows, on any filesystem).
+/// Each rank writes a field's runs straight into the file ([`hyperslab::write_direct`]) where every
+/// rank's runs are at least this many bytes (`RANKWISE_CKPT_DIRECT_RUN`, default 256 KiB; `0`:
+/// wherever the dataset allows).
 fn direct_run() -> u64 {
     std::env::var("RANKWISE_CKPT_DIRECT_RUN").ok().and_then(|v| v.parse().ok()).unwrap_or(256 << 10)
 }
@@ -134,14 +134,13 @@ impl<'c> CheckpointWriter<'c> {
         let mut b = self.file().new_dataset::<T>().shape(global).fill_time(FillTime::Never);
         let chunk = self.layout.chunk.clone().or_else(|| self.layout.deflate.map(|_| default_chunk::<T>(global)));
         // Where every rank's block lies in long runs of a contiguous dataset, each rank writes its
-        // runs straight into the space HDF5 allocated for it (allocated now), past the page cache:
-        // collective buffering has nothing to gather there.
+        // runs straight into the space HDF5 allocated for it (allocated now), past the page cache
+        // on a disk: collective buffering has nothing to gather there.
         let direct = chunk.is_none() && {
-            let least = direct_run();
-            let run = if least == 0 || crate::direct::helps(&self.partial) { hyperslab::file_run::<T>(global, block.shape()) as u64 } else { 0 };
+            let run = hyperslab::file_run::<T>(global, block.shape()) as u64;
             let mut shortest = 0u64;
             self.comm.all_reduce_into(&run, &mut shortest, SystemOperation::min());
-            shortest >= least.max(1)
+            shortest >= direct_run().max(1)
         };
         match chunk {
             Some(chunk) => b = b.chunk(chunk),
@@ -153,9 +152,10 @@ impl<'c> CheckpointWriter<'c> {
         let ds = b.create(name).context(|| format!("creating field `{name}`"))?;
         // The checksum is summed on a thread of its own while the data are written (one core sums
         // faster than a disk writes), so a checkpoint costs the write alone. Not in the
-        // background, where a second busy thread would take its core from the step loop.
-        let write = || {
-            let direct = direct.then(|| hyperslab::write_direct(self.file(), &ds, &self.partial, global, start, &block)).flatten();
+        // background, where a second busy thread would take its core from the step loop: there
+        // each piece is summed as it is written directly, else after the write.
+        let write = |fused: Option<&mut u64>| {
+            let direct = direct.then(|| hyperslab::write_direct(self.file(), &ds, &self.partial, global, start, &block, fused)).flatten();
             match direct {
                 Some(written) => written.map(|()| IoMode::DIRECT),
                 None => hyperslab::write(&ds, start, &block),
@@ -163,10 +163,19 @@ impl<'c> CheckpointWriter<'c> {
             .context(|| format!("writing field `{name}`"))
         };
         let (mode, sum) = match crate::flush::in_background() {
-            true => (write(), checksum::block_sum_serial(global, start, &block)),
+            true => {
+                let mut fused = 0;
+                let mode = write(Some(&mut fused));
+                let sum = match &mode {
+                    Ok(m) if m.is_direct() => fused,
+                    Ok(_) => checksum::block_sum_serial(global, start, &block),
+                    Err(_) => 0,
+                };
+                (mode, sum)
+            }
             false => std::thread::scope(|s| {
                 let summing = s.spawn(|| checksum::block_sum_serial(global, start, &block));
-                (write(), summing.join().expect("summing a block does not panic"))
+                (write(None), summing.join().expect("summing a block does not panic"))
             }),
         };
         let mode = agree(self.comm, "writing a field", mode.and_then(|m| collective(name, m)).map_err(|e| short_of_space(e, &self.partial)))?;

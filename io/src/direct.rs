@@ -7,8 +7,9 @@
 //!
 //! `O_DIRECT` needs file offsets, lengths and memory aligned to the device's blocks: the bytes
 //! of a run go through one aligned buffer; the unaligned ends of a run (under 4 KiB each) and the
-//! whole run on a filesystem without `O_DIRECT` go through the cache. Not used on a filesystem in
-//! memory ([`helps`]).
+//! whole run on a filesystem without `O_DIRECT` go through the cache. On a filesystem in memory
+//! ([`helps`]) the runs are written as they come, from the caller's memory: one copy, into the
+//! file's pages.
 
 use std::fs::File;
 use std::io;
@@ -63,9 +64,10 @@ pub(crate) struct DirectWriter {
 }
 
 impl DirectWriter {
-    /// Open `path` for writing (it must exist); `O_DIRECT` where the filesystem has it.
+    /// Open `path` for writing (it must exist); `O_DIRECT` where the filesystem has it and it
+    /// [`helps`]; elsewhere every piece is written as it comes, from the caller's memory.
     pub(crate) fn open(path: &Path) -> io::Result<DirectWriter> {
-        Self::with(path, true)
+        Self::with(path, helps(path))
     }
 
     fn with(path: &Path, direct: bool) -> io::Result<DirectWriter> {

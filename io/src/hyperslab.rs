@@ -14,6 +14,7 @@ use hdf5_sys::h5p::{H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER}
 use hdf5_sys::h5s::{H5S_seloper_t::H5S_SELECT_SET, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5Sselect_none};
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension};
 
+use crate::checksum::{self, Element};
 use crate::direct::DirectWriter;
 
 
@@ -36,7 +37,7 @@ impl IoMode {
         matches!(self.0, Some(H5D_MPIO_CONTIGUOUS_COLLECTIVE | H5D_MPIO_CHUNK_COLLECTIVE))
     }
 
-    /// Whether each rank wrote its runs straight into the file, past the page cache.
+    /// Whether each rank wrote its runs straight into the file (past the page cache on a disk).
     pub fn is_direct(self) -> bool {
         self.0.is_none()
     }
@@ -164,13 +165,17 @@ fn run_axis(global: &[usize], shape: &[usize]) -> usize {
     (1..shape.len()).rev().find(|&j| shape[j] != global[j]).unwrap_or(0)
 }
 
-/// Write `block` at `start` of `ds` (global shape `global`) straight into the file at `path`, past
-/// the page cache ([`DirectWriter`]), one file-contiguous run after another: HDF5 and MPI-IO would
-/// copy it into the cache first. Only for a dataset whose space is allocated as one contiguous run
+/// Write `block` at `start` of `ds` (global shape `global`) straight into the file at `path`
+/// ([`DirectWriter`]: past the page cache where the filesystem has one), one file-contiguous run
+/// after another: HDF5 and MPI-IO would go through a copy of their own. With `sum`, the block's
+/// checksum is added to it on the way, each piece summed just before it is written, so the data
+/// are read from memory once. Only for a dataset whose space is allocated as one contiguous run
 /// of `T` in this machine's byte order, unfiltered, in a file with no user block (`None`
 /// otherwise, the same answer on every rank). The caller decides, alike on every rank, that the
 /// runs are long enough to be worth it ([`file_run`]).
-pub(crate) fn write_direct<T: hdf5::H5Type + Copy>(file: &hdf5::File, ds: &Dataset, path: &std::path::Path, global: &[usize], start: &[usize], block: &ArrayViewD<T>) -> Option<hdf5::Result<()>> {
+pub(crate) fn write_direct<T: Element>(file: &hdf5::File, ds: &Dataset, path: &std::path::Path, global: &[usize], start: &[usize], block: &ArrayViewD<T>, mut sum: Option<&mut u64>) -> Option<hdf5::Result<()>> {
+    // Pieces small enough to be in the cache still when written after being summed.
+    const PIECE: usize = 256 << 10;
     let base = contiguous_offset::<T>(file, ds, global)?;
     let written = (|| -> std::io::Result<()> {
         let mut w = DirectWriter::open(path)?;
@@ -180,20 +185,36 @@ pub(crate) fn write_direct<T: hdf5::H5Type + Copy>(file: &hdf5::File, ds: &Datas
         let (n, k) = (global.len(), run_axis(global, block.shape()));
         let size = std::mem::size_of::<T>();
         let gstride: Vec<usize> = (0..n).map(|j| global[j + 1..].iter().product()).collect();
-        // One run per index of the axes before `k`; inside a run, the rows in order.
+        // One run per index of the axes before `k`; inside a run, the rows in order (or all of
+        // it at once where it is contiguous in memory too, as a snapshot's block is).
         for idx in ndarray::indices(&block.shape()[..k]) {
             let idx = idx.slice();
-            let at: usize = (0..n).map(|j| (start[j] + idx.get(j).copied().unwrap_or(0)) * gstride[j]).sum();
+            let mut at: usize = (0..n).map(|j| (start[j] + idx.get(j).copied().unwrap_or(0)) * gstride[j]).sum();
             w.seek(base + (at * size) as u64)?;
             // At least one axis is left: `k` < n.
             let mut run = block.view();
             for &i in idx {
                 run.index_axis_inplace(Axis(0), i);
             }
-            for row in run.lanes(Axis(run.ndim() - 1)) {
-                match row.as_slice() {
-                    Some(s) => w.push(bytes_of(s))?,
-                    None => w.push(bytes_of(&row.to_vec()))?,
+            let mut put = |row: &[T]| -> std::io::Result<()> {
+                for piece in row.chunks(PIECE / size) {
+                    if let Some(s) = sum.as_deref_mut() {
+                        *s = s.wrapping_add(checksum::run_sum(at as u64, piece));
+                    }
+                    w.push(bytes_of(piece))?;
+                    at += piece.len();
+                }
+                Ok(())
+            };
+            match run.as_slice() {
+                Some(all) => put(all)?,
+                None => {
+                    for row in run.lanes(Axis(run.ndim() - 1)) {
+                        match row.as_slice() {
+                            Some(r) => put(r)?,
+                            None => put(&row.to_vec())?,
+                        }
+                    }
                 }
             }
         }
@@ -324,10 +345,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rankwise-direct-write-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f.h5");
-        let global = [5usize, 6, 700];
-        let data = Array3::from_shape_fn(global, |(i, j, k)| (i * 100_000 + j * 1000 + k) as f64 + 0.5);
+        let global = [5usize, 6, 7000];
+        let data = Array3::from_shape_fn(global, |(i, j, k)| (i * 10_000_000 + j * 10_000 + k) as f64 + 0.5);
         let blocks: [([usize; 3], [usize; 3]); 6] =
-            [([0, 0, 0], [5, 6, 700]), ([2, 0, 0], [2, 6, 700]), ([1, 3, 0], [3, 3, 700]), ([0, 0, 400], [5, 6, 300]), ([4, 5, 6], [1, 1, 1]), ([1, 2, 3], [0, 2, 2])];
+            [([0, 0, 0], [5, 6, 7000]), ([2, 0, 0], [2, 6, 7000]), ([1, 3, 0], [3, 3, 7000]), ([0, 0, 400], [5, 6, 6600]), ([4, 5, 6], [1, 1, 1]), ([1, 2, 3], [0, 2, 2])];
         for (start, shape) in blocks {
             let region = s![start[0]..start[0] + shape[0], start[1]..start[1] + shape[1], start[2]..start[2] + shape[2]];
             let want = data.slice(region).into_dyn();
@@ -343,7 +364,9 @@ mod tests {
                 }
                 let f = hdf5::File::open_rw(&path).unwrap();
                 let ds = f.dataset("u").unwrap();
-                write_direct(&f, &ds, &path, &global, &start, &block).unwrap().unwrap();
+                let mut sum = 0;
+                write_direct(&f, &ds, &path, &global, &start, &block, Some(&mut sum)).unwrap().unwrap();
+                assert_eq!(sum, checksum::block_sum(&global, &start, &block), "{start:?} {shape:?}");
                 drop((ds, f));
                 let got: ArrayD<f64> = hdf5::File::open(&path).unwrap().dataset("u").unwrap().read_dyn().unwrap();
                 let mut expected = fresh.clone();
@@ -356,13 +379,13 @@ mod tests {
         let c = f.new_dataset::<f64>().shape(global).chunk([2, 2, 2]).create("c").unwrap();
         let u = f.new_dataset::<f64>().shape(global).alloc_time(Some(hdf5::dataset::AllocTime::Early)).create("u").unwrap();
         let block = ArrayD::<f64>::zeros(IxDyn(&global));
-        assert!(write_direct(&f, &c, &path, &global, &[0, 0, 0], &block.view()).is_none());
-        assert!(write_direct(&f, &u, &path, &global, &[0, 0, 0], &block.mapv(|v| v as f32).view()).is_none());
-        assert!(write_direct(&f, &u, &path, &[5, 6, 8], &[0, 0, 0], &block.view()).is_none());
-        assert_eq!(file_run::<f64>(&global, &[2, 6, 700]), 2 * 6 * 700 * 8);
-        assert_eq!(file_run::<f32>(&global, &[5, 3, 700]), 3 * 700 * 4);
+        assert!(write_direct(&f, &c, &path, &global, &[0, 0, 0], &block.view(), None).is_none());
+        assert!(write_direct(&f, &u, &path, &global, &[0, 0, 0], &block.mapv(|v| v as f32).view(), None).is_none());
+        assert!(write_direct(&f, &u, &path, &[5, 6, 8], &[0, 0, 0], &block.view(), None).is_none());
+        assert_eq!(file_run::<f64>(&global, &[2, 6, 7000]), 2 * 6 * 7000 * 8);
+        assert_eq!(file_run::<f32>(&global, &[5, 3, 7000]), 3 * 7000 * 4);
         assert_eq!(file_run::<f64>(&global, &[5, 6, 300]), 300 * 8);
-        assert_eq!(file_run::<f64>(&global, &[0, 6, 700]), usize::MAX);
+        assert_eq!(file_run::<f64>(&global, &[0, 6, 7000]), usize::MAX);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

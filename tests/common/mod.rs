@@ -285,10 +285,14 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
+        let exe = std::env::current_exe().unwrap();
+        Scratch::under(&exe.parent().unwrap().parent().unwrap().join("scratch"), name)
+    }
+    /// A scratch folder in `root` (e.g. /dev/shm, for a filesystem in memory).
+    pub fn under(root: &std::path::Path, name: &str) -> Scratch {
         static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap().join("scratch").join(format!("{name}-{}-{n}", std::process::id()));
+        let dir = root.join(format!("rankwise-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
