@@ -6,7 +6,8 @@
 //! the cache, 15 ms this way).
 //!
 //! `O_DIRECT` needs file offsets, lengths and memory aligned to the device's blocks: the bytes
-//! of a run go through one aligned buffer; the unaligned ends of a run (under 4 KiB each) and the
+//! of a run go straight from the caller's memory where it is aligned as the file is (a snapshot's
+//! buffers are), else through one aligned buffer; the unaligned ends of a run (under 4 KiB each) and the
 //! whole run on a filesystem without `O_DIRECT` go through the cache. On a filesystem in memory
 //! ([`helps`]) the runs are written as they come, from the caller's memory: one copy, into the
 //! file's pages.
@@ -83,9 +84,23 @@ impl DirectWriter {
         Ok(())
     }
 
+    /// Whether `bytes`, pushed now, go to the device straight from the caller's memory: on the
+    /// direct path, at an aligned file offset with nothing buffered, from aligned memory.
+    pub(crate) fn takes(&self, bytes: &[u8]) -> bool {
+        self.direct.is_some() && self.fill == 0 && self.at as usize % ALIGN == 0 && bytes.as_ptr() as usize % ALIGN == 0 && bytes.len() >= ALIGN
+    }
+
     /// The next bytes of the current run.
     pub(crate) fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
+            if self.takes(bytes) {
+                // No copy: the aligned part straight from the caller's memory.
+                let n = bytes.len() / ALIGN * ALIGN;
+                put_aligned(&mut self.direct, &self.plain, &bytes[..n], self.at)?;
+                self.at += n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
             let misaligned = self.at as usize % ALIGN;
             if self.direct.is_none() || (self.fill == 0 && misaligned != 0) {
                 // No direct path, or the head up to the run's first aligned offset.
@@ -113,15 +128,7 @@ impl DirectWriter {
         let aligned = fill / ALIGN * ALIGN;
         let bytes = &buf.bytes()[..fill];
         if aligned > 0 {
-            let d = self.direct.as_ref().expect("the buffer fills only on the direct path");
-            match d.write_all_at(&bytes[..aligned], self.at) {
-                // A filesystem that opens with O_DIRECT but takes no such transfer at this alignment.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.direct = None;
-                    self.plain.write_all_at(&bytes[..aligned], self.at)?;
-                }
-                r => r?,
-            }
+            put_aligned(&mut self.direct, &self.plain, &bytes[..aligned], self.at)?;
         }
         self.plain.write_all_at(&bytes[aligned..], self.at + aligned as u64)?;
         self.at += fill as u64;
@@ -137,6 +144,19 @@ impl DirectWriter {
     }
 }
 
+/// Aligned `bytes` at aligned `at` through `direct`, or through `plain` where the filesystem opens
+/// with O_DIRECT but takes no such transfer (EINVAL; then `direct` is dropped for what follows).
+fn put_aligned(direct: &mut Option<File>, plain: &File, bytes: &[u8], at: u64) -> io::Result<()> {
+    let d = direct.as_ref().expect("aligned transfers are made only on the direct path");
+    match d.write_all_at(bytes, at) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            *direct = None;
+            plain.write_all_at(bytes, at)
+        }
+        r => r,
+    }
+}
+
 impl Drop for DirectWriter {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
@@ -149,30 +169,44 @@ impl Drop for DirectWriter {
 mod tests {
     use super::*;
 
-    /// Runs of every alignment and length, adjacent or not, fed in pieces of every size, with and
-    /// without O_DIRECT: the file holds exactly those bytes, and zeros between the runs.
+    /// Runs of every alignment and length, adjacent or not, fed in pieces of every size, from
+    /// memory aligned as the file is and not, with and without O_DIRECT: the file holds exactly
+    /// those bytes, and zeros between the runs.
     #[test]
     fn runs_land_exactly_where_written() {
         let dir = std::env::temp_dir().join(format!("rankwise-odirect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f");
         let len = 3 * BUFFER + 5 * ALIGN + 123;
-        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
+        // The same bytes at a page boundary, where the file offsets are, and one byte off.
+        let mut storage = vec![0u8; len + ALIGN];
+        let page = storage.as_ptr().align_offset(ALIGN);
+        for (i, b) in storage[page..page + len].iter_mut().enumerate() {
+            *b = (i * 7 + i / 4099) as u8;
+        }
+        let mut shifted = vec![0u8; len + ALIGN + 1];
+        let off = shifted.as_ptr().align_offset(ALIGN) + 1;
+        shifted[off..off + len].copy_from_slice(&storage[page..page + len]);
         let runs = [(0, ALIGN), (ALIGN + 1, 10), (2 * ALIGN - 3, BUFFER + 2 * ALIGN + 9), (BUFFER + 4 * ALIGN + 11, 2 * BUFFER + 17), (len - 100, 100)];
-        for direct in [true, false] {
+        for (direct, data) in [(true, &storage[page..page + len]), (true, &shifted[off..off + len]), (false, &storage[page..page + len])] {
             for piece in [1, 4093, ALIGN, BUFFER + 1] {
                 std::fs::write(&path, []).unwrap();
                 let mut w = DirectWriter::with(&path, direct).unwrap();
                 let opened = w.direct.is_some();
+                let mut straight = 0;
                 for &(at, n) in &runs {
                     w.seek(at as u64).unwrap();
                     for p in data[at..at + n].chunks(piece) {
+                        straight += w.takes(p) as usize;
                         w.push(p).unwrap();
                     }
                 }
                 w.write_out().unwrap();
-                // Where the filesystem took O_DIRECT, it took every transfer: they were aligned.
+                // Where the filesystem took O_DIRECT, it took every transfer: they were aligned;
+                // pieces of a page or more went without a copy just where the memory is aligned.
                 assert_eq!(w.direct.is_some(), opened, "piece {piece}");
+                let page_aligned = data.as_ptr() as usize % ALIGN == 0;
+                assert_eq!(straight > 0, opened && page_aligned && piece >= ALIGN, "direct {direct} piece {piece}");
                 w.finish().unwrap();
                 let got = std::fs::read(&path).unwrap();
                 assert_eq!(got.len(), len, "direct {direct} piece {piece}");

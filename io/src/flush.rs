@@ -83,14 +83,15 @@ fn duplicate(comm: &SimpleCommunicator) -> Owned {
     }
 }
 
-/// A snapshot's buffer of `shape`, zeros, its first element on a 64-byte boundary: streaming
-/// stores to part of a cache line cost a whole one, and from malloc's 16-byte alignment every row
-/// of a 3-D block (1.5 KiB at 192^3) began and ended mid-line: its copy took 40% longer.
+/// A snapshot's buffer of `shape`, zeros, its first element on a page boundary: streaming stores
+/// to part of a cache line cost a whole one (from malloc's 16-byte alignment every row of a 3-D
+/// block, 1.5 KiB at 192^3, began and ended mid-line: its copy took 40% longer), and a page-aligned
+/// block goes to the disk past the page cache without a copy ([`crate::direct`]).
 pub(crate) fn buffer<T: Element>(shape: &[usize]) -> ArrayD<T> {
     let n: usize = shape.iter().product();
-    let pad = 64 / std::mem::size_of::<T>().max(1);
+    let pad = crate::direct::ALIGN / std::mem::size_of::<T>().max(1);
     let v = vec![T::default(); n + pad];
-    let k = v.as_ptr().align_offset(64).min(pad);
+    let k = v.as_ptr().align_offset(crate::direct::ALIGN).min(pad);
     let mut a = ndarray::Array1::from_vec(v);
     a.slice_collapse(ndarray::s![k..k + n]);
     a.into_shape_with_order(IxDyn(shape)).expect("a contiguous block takes any shape of its size")
@@ -218,14 +219,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snapshot_buffers_start_on_a_cache_line_and_hold_zeros() {
+    fn snapshot_buffers_start_on_a_page_and_hold_zeros() {
         fn check<T: Element + PartialEq + std::fmt::Debug>() {
             for shape in [vec![0], vec![1], vec![3, 5], vec![96, 192, 192], vec![2, 0, 7]] {
                 for _ in 0..4 {
                     let b = buffer::<T>(&shape);
                     assert_eq!(b.shape(), &shape[..]);
                     assert!(b.is_standard_layout());
-                    assert!(b.is_empty() || b.as_ptr() as usize % 64 == 0, "{shape:?}");
+                    assert!(b.is_empty() || b.as_ptr() as usize % crate::direct::ALIGN == 0, "{shape:?}");
                     assert!(b.iter().all(|x| *x == T::default()));
                 }
             }

@@ -174,7 +174,7 @@ fn run_axis(global: &[usize], shape: &[usize]) -> usize {
 /// otherwise, the same answer on every rank). The caller decides, alike on every rank, that the
 /// runs are long enough to be worth it ([`file_run`]).
 pub(crate) fn write_direct<T: Element>(file: &hdf5::File, ds: &Dataset, path: &std::path::Path, global: &[usize], start: &[usize], block: &ArrayViewD<T>, mut sum: Option<&mut u64>) -> Option<hdf5::Result<()>> {
-    // Pieces small enough to be in the cache still when written after being summed.
+    // Pieces small enough to be in the cache still when copied after being summed.
     const PIECE: usize = 256 << 10;
     let base = contiguous_offset::<T>(file, ds, global)?;
     let written = (|| -> std::io::Result<()> {
@@ -197,7 +197,9 @@ pub(crate) fn write_direct<T: Element>(file: &hdf5::File, ds: &Dataset, path: &s
                 run.index_axis_inplace(Axis(0), i);
             }
             let mut put = |row: &[T]| -> std::io::Result<()> {
-                for piece in row.chunks(PIECE / size) {
+                // Sent from where it is, the row is summed first and written in one go.
+                let piece = if w.takes(bytes_of(row)) { row.len() } else { PIECE / size };
+                for piece in row.chunks(piece.max(1)) {
                     if let Some(s) = sum.as_deref_mut() {
                         *s = s.wrapping_add(checksum::run_sum(at as u64, piece));
                     }
