@@ -7,10 +7,10 @@
 //!
 //! `O_DIRECT` needs file offsets, lengths and memory aligned to the device's blocks: the bytes
 //! of a run go straight from the caller's memory where it is aligned as the file is (a snapshot's
-//! buffers are), else through one aligned buffer; the unaligned ends of a run (under 4 KiB each) and the
-//! whole run on a filesystem without `O_DIRECT` go through the cache. On a filesystem in memory
-//! ([`helps`]) the runs are written as they come, from the caller's memory: one copy, into the
-//! file's pages.
+//! buffers are), else through one aligned buffer; the unaligned ends of a run (under 4 KiB each)
+//! and the whole run on a filesystem without `O_DIRECT` go through the cache. On a filesystem in
+//! memory ([`helps`]) the runs are written as they come, from the caller's memory: one copy, into
+//! the file's pages.
 
 use std::fs::File;
 use std::io;
