@@ -25,7 +25,7 @@ const BUFFER: usize = 8 << 20;
 /// Whether writing past the page cache helps on the filesystem of `path` (which exists): not on
 /// one that lives in memory (tmpfs, ramfs), where the cache is the file and the aligned buffer
 /// one copy more.
-pub(crate) fn helps(path: &Path) -> bool {
+fn helps(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
     // SAFETY: a NUL-terminated path and a statfs the call fills.

@@ -199,7 +199,7 @@ pub(crate) fn write_direct<T: Element>(file: &hdf5::File, ds: &Dataset, path: &s
             let mut put = |row: &[T]| -> std::io::Result<()> {
                 // Sent from where it is, the row is summed first and written in one go.
                 let piece = if w.takes(bytes_of(row)) { row.len() } else { PIECE / size };
-                for piece in row.chunks(piece.max(1)) {
+                for piece in row.chunks(piece) {
                     if let Some(s) = sum.as_deref_mut() {
                         *s = s.wrapping_add(checksum::run_sum(at as u64, piece));
                     }
