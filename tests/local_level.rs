@@ -78,6 +78,35 @@ fn restores_from_its_own_files_or_a_partners_copy_and_falls_back_to_the_shared_f
     assert_eq!(restored_step(&ckpt(3, &["read", sh, &lo]), 3), 40);
 }
 
+#[test]
+fn between_shared_flushes_each_checkpoint_is_written_over_the_files_of_the_one_it_makes_obsolete() {
+    let s = Scratch::new("local-reuse");
+    let (shared, local) = (s.path().join("shared"), s.path().join("local"));
+    let (sh, lo) = (shared.to_str().unwrap(), format!("local={}", local.display()));
+    // Six snapshots, none of them shared: the files of 30 are those of 10 written over (a RAM
+    // disk's pages used again), and so on; 50 and 60 are left, whole.
+    let o = ckpt(3, &["snapshots", sh, "60", &lo, "flush=100"]);
+    let inode = |step: u64, kind: &str, r: usize| -> String {
+        o.line(0, &format!("local ckpt-{step:010}.{kind}-{r}-of-3.bin ")).split("inode=").nth(1).unwrap().to_string()
+    };
+    for kind in ["rank", "copy"] {
+        for r in 0..3 {
+            assert_ne!(inode(10, kind, r), inode(20, kind, r), "{}", o.show());
+            for step in [30, 40, 50, 60] {
+                assert_eq!(inode(step, kind, r), inode(step - 20, kind, r), "{kind} {r} {step}: {}", o.show());
+            }
+        }
+    }
+    let l = names(&local);
+    assert_eq!(l.len(), 12, "{l:?}");
+    assert!(l.iter().all(|n| n.starts_with("ckpt-0000000050.") || n.starts_with("ckpt-0000000060.")), "{l:?}");
+    assert!(!shared.exists() || names(&shared).iter().all(|n| !n.ends_with(".h5")));
+    // Every block of 60 verifies, from each rank's own file and, with rank 0's lost, its copy.
+    assert_eq!(restored_step(&ckpt(3, &["read", sh, &lo]), 3), 60);
+    std::fs::remove_file(local.join("ckpt-0000000060.rank-0-of-3.bin")).unwrap();
+    assert_eq!(restored_step(&ckpt(3, &["read", sh, &lo]), 3), 60);
+}
+
 fn heat_sets(shared: &Path, local: &Path, extra: &[&str]) -> Vec<String> {
     let mut kv = vec![format!("checkpoint.dir={}", shared.display()), format!("checkpoint.local={}", local.display())];
     kv.extend(extra.iter().map(|s| s.to_string()));

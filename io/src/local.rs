@@ -8,6 +8,7 @@
 //! the blocks, and a digest of the header: any damage is [`IoError::Corrupt`]. Only the same rank
 //! count with the same blocks can restore from this level; otherwise the shared file serves.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -167,52 +168,81 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let header = encode(step, time, size, rank, params, items, &sums, &totals);
     let pieces: Vec<&[u8]> = std::iter::once(&header[..]).chain(items.iter().map(|i| i.block.bytes())).collect();
     let prepared = std::fs::create_dir_all(root).map_err(|source| IoError::File { path: root.into(), source });
-    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), &pieces));
-    agree(comm, "writing the node-local checkpoint", mine)?;
+    // This rank's files of the step this one makes obsolete are written over, not deleted:
+    // their pages (a RAM disk's memory) are used again instead of being allocated afresh.
     let (from, to) = partners(comm);
-    let copy = exchange(comm, &pieces, to, from);
-    let copied = put(&copy_path(root, step, from, size), &[&copy]);
+    let older = obsolete(root, step);
+    let spare = |own: bool, whose: usize| older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
+    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), spare(true, rank), |f| pieces.iter().try_for_each(|p| f.write_all(p))));
+    agree(comm, "writing the node-local checkpoint", mine)?;
+    let copied = exchange(comm, &pieces, to, from, &copy_path(root, step, from, size), spare(false, from));
     agree(comm, "writing the partner copy", copied)?;
     // Every rank has this step now: older ones than the one before it go (two at most, each
     // with its copies, however many come between shared flushes: node-local disks are small).
-    if let Some(previous) = listing(root).iter().map(|f| f.step).filter(|&s| s < step).max().filter(|&p| p > 0) {
-        prune(root, Some(previous - 1));
+    for f in obsolete(root, step) {
+        let _ = std::fs::remove_file(f.path);
     }
     Ok(())
 }
 
-/// Send `pieces` to `to` while receiving `from`'s as one buffer, in messages below MPI's 32-bit
-/// counts.
-fn exchange(comm: &SimpleCommunicator, pieces: &[&[u8]], to: usize, from: usize) -> Vec<u8> {
-    const MAX: usize = 1 << 30;
+/// The local files older than the newest step before `step`: the ones a write of `step` leaves
+/// behind.
+fn obsolete(root: &Path, step: u64) -> Vec<Entry> {
+    let files = listing(root);
+    let previous = files.iter().map(|f| f.step).filter(|&s| s < step).max();
+    files.into_iter().filter(|f| previous.is_some_and(|p| f.step < p)).collect()
+}
+
+/// Messages of at most this many bytes: a received one is written to its file while still in cache.
+const CHUNK: usize = 2 << 20;
+
+/// Send `pieces` to `to` while receiving `from`'s into the file `path` (over `reuse`), in
+/// messages of at most [`CHUNK`] bytes. A failed write still receives everything, so that `from`
+/// is never left waiting.
+fn exchange(comm: &SimpleCommunicator, pieces: &[&[u8]], to: usize, from: usize, path: &Path, reuse: Option<PathBuf>) -> Result<()> {
     let (to, from) = (comm.process_at_rank(to as i32), comm.process_at_rank(from as i32));
-    let (n, mut len) = (pieces.iter().map(|p| p.len() as u64).sum::<u64>(), 0u64);
+    let sizes: Vec<u64> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).map(|m| m.len() as u64).collect();
     mpi::request::scope(|s| {
-        let r = to.immediate_send(s, &n);
-        from.receive_into(&mut len);
-        r.wait();
-    });
-    let mut copy = vec![0u8; len as usize];
-    mpi::request::scope(|s| {
-        let sends: Vec<_> = pieces.iter().flat_map(|p| p.chunks(MAX)).map(|m| to.immediate_send(s, m)).collect();
-        let mut at = 0;
-        while at < copy.len() {
-            let end = copy.len().min(at + MAX);
-            let got = from.receive_into(&mut copy[at..end]).count(u8::equivalent_datatype());
-            at += got as usize;
+        let head = to.immediate_send(s, &sizes[..]);
+        let sends: Vec<_> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).map(|m| to.immediate_send(s, m)).collect();
+        let (incoming, _) = from.receive_vec::<u64>();
+        let mut buf = vec![0u8; incoming.iter().copied().max().unwrap_or(0) as usize];
+        let mut left = &incoming[..];
+        let written = put(path, reuse, |f| {
+            while let Some((&n, rest)) = left.split_first() {
+                left = rest;
+                from.receive_into(&mut buf[..n as usize]);
+                f.write_all(&buf[..n as usize])?;
+            }
+            Ok(())
+        });
+        for &n in left {
+            from.receive_into(&mut buf[..n as usize]);
         }
+        head.wait();
         sends.into_iter().for_each(|r| {
             r.wait();
         });
-    });
-    copy
+        written
+    })
 }
 
-fn put(path: &Path, pieces: &[&[u8]]) -> Result<()> {
-    use std::io::Write;
+/// Write `path` through `write`, over the file `reuse` if given (its pages are reused), as
+/// `path.partial` renamed when whole.
+fn put(path: &Path, reuse: Option<PathBuf>, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+    use std::io::Seek;
     let partial = crate::checkpoint::partial_name(path);
-    let written = std::fs::File::create(&partial).and_then(|mut f| pieces.iter().try_for_each(|p| f.write_all(p)));
-    written.and_then(|()| std::fs::rename(&partial, path)).map_err(|source| {
+    let written = (|| {
+        if let Some(old) = reuse {
+            std::fs::rename(old, &partial)?;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&partial)?;
+        write(&mut f)?;
+        let end = f.stream_position()?;
+        f.set_len(end)?;
+        std::fs::rename(&partial, path)
+    })();
+    written.map_err(|source| {
         // A full node-local disk is not left full.
         let _ = std::fs::remove_file(&partial);
         IoError::File { path: path.into(), source }
@@ -548,5 +578,33 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(RankFile::parse("x".into(), bytes[..len].to_vec(), 1, 2).is_err(), "truncated to {len}");
         }
+    }
+
+    #[test]
+    fn a_file_written_over_an_older_one_holds_exactly_its_own_bytes_in_the_same_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("rankwise-local-put-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old.bin"), dir.join("new.bin"));
+        // Over a longer file, a shorter one, and none.
+        for (before, after) in [(vec![0xAAu8; 5000], vec![1u8, 2, 3]), (vec![7u8; 3], vec![9u8; 6000]), (vec![], vec![4u8; 10])] {
+            let reuse = (!before.is_empty()).then(|| {
+                std::fs::write(&old, &before).unwrap();
+                old.clone()
+            });
+            let inode = reuse.as_ref().map(|o| std::fs::metadata(o).unwrap().ino());
+            put(&new, reuse, |f| f.write_all(&after[..1]).and_then(|()| f.write_all(&after[1..]))).unwrap();
+            assert_eq!(std::fs::read(&new).unwrap(), after);
+            assert!(!old.exists() && !crate::checkpoint::partial_name(&new).exists());
+            if let Some(i) = inode {
+                assert_eq!(std::fs::metadata(&new).unwrap().ino(), i, "not written over the older file");
+            }
+        }
+        // A failed write leaves neither the file nor its partial; the older one is gone either way.
+        std::fs::write(&old, b"older").unwrap();
+        let failed = put(&new.with_extension("x"), Some(old.clone()), |_| Err(std::io::Error::other("full")));
+        assert!(matches!(failed, Err(IoError::File { .. })));
+        assert!(!old.exists() && !new.with_extension("x").exists() && !crate::checkpoint::partial_name(&new.with_extension("x")).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -76,9 +76,9 @@ fn main() {
         };
         let step: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
         let mut dir = CheckpointDir::new(dir).keep(opt(&args, "keep").unwrap_or(0));
-        // A node-local level, with the shared file every second snapshot.
+        // A node-local level, with the shared file every second snapshot (flush=K: every K-th).
         if let Some(local) = args.iter().find_map(|a| a.strip_prefix("local=")) {
-            dir = dir.local(local, 2);
+            dir = dir.local(local, opt(&args, "flush").unwrap_or(2) as u64);
         }
         let w = rt.world();
         match mode.as_str() {
@@ -86,7 +86,7 @@ fn main() {
             "read" => read(w, &dir)?,
             "read-sentinel" => read_sentinel(w, &dir)?,
             "async-fail" => async_fail(w, &dir)?,
-            "snapshots" => snapshots(w, &dir, step)?,
+            "snapshots" => snapshots(w, &dir, step, args.iter().find_map(|a| a.strip_prefix("local=")))?,
             "errors" => errors(w, &dir),
             "field-write" => field_write(rt, &dir, step)?,
             "field-read" => field_read(rt, &dir)?,
@@ -218,7 +218,7 @@ fn read_sentinel(w: &SimpleCommunicator, dir: &CheckpointDir) -> Result<(), IoEr
 }
 
 /// Snapshots of steps 10, 20, .. `last` of every field, submitted to `dir`'s levels.
-fn snapshots(w: &SimpleCommunicator, dir: &CheckpointDir, last: u64) -> Result<(), IoError> {
+fn snapshots(w: &SimpleCommunicator, dir: &CheckpointDir, last: u64, local: Option<&str>) -> Result<(), IoError> {
     let (rank, size) = (w.rank() as usize, w.size() as usize);
     for step in (10..=last).step_by(10) {
         let mut s = dir.snapshot(step, step as f64 * 0.1);
@@ -233,6 +233,13 @@ fn snapshots(w: &SimpleCommunicator, dir: &CheckpointDir, last: u64) -> Result<(
         let at = s.submit(w)?;
         if rank == 0 {
             println!("snapshot {step} at {}", at.display());
+        }
+        // The node-local files of this step, as the node (one here) holds them.
+        if let (0, Some(local)) = (rank, local) {
+            for f in rankwise_io::local::list(local.as_ref()).iter().filter(|f| f.step == step) {
+                let name = f.path.file_name().unwrap_or_default().to_string_lossy();
+                println!("local {name} inode={}", std::fs::metadata(&f.path).map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m)));
+            }
         }
     }
     Ok(())
