@@ -4,14 +4,15 @@
 # shared file every 10th time), written in the step loop (local) and in the background
 # (local+async), same inputs, same run. Prints per case the stall
 # of the step loop per checkpoint (the `checkpoint` timer, slowest rank), async/sync, and the
-# whole run against the run without checkpoints.
+# whole run against the run without checkpoints: the best of REPS runs of each (the modes taken
+# in turn, so that a slow spell of the machine falls on all of them).
 #   scripts/bench-ckpt-async.sh                 2-D n=2048 and 3-D n=192, at 2 and 4 ranks
-#   CASES="2:1024" RANKS=2 STEPS=200 EVERY=50 scripts/bench-ckpt-async.sh
+#   CASES="2:1024" RANKS=2 STEPS=200 EVERY=50 REPS=5 scripts/bench-ckpt-async.sh
 # The files go to target/bench-ckpt-async (CKPT_BENCH_DIR), the node-local level to /dev/shm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-CASES=${CASES:-"2:2048 3:192"} RANKS=${RANKS:-"2 4"} STEPS=${STEPS:-400} EVERY=${EVERY:-100}
+CASES=${CASES:-"2:2048 3:192"} RANKS=${RANKS:-"2 4"} STEPS=${STEPS:-400} EVERY=${EVERY:-100} REPS=${REPS:-3}
 dir=${CKPT_BENCH_DIR:-target/bench-ckpt-async}
 # The node-local level on a RAM disk, as SCR's cache usually is (CKPT_LOCAL_DIR to change it).
 local=${CKPT_LOCAL_DIR:-/dev/shm/rankwise-bench-local-$$}
@@ -23,11 +24,12 @@ mpirun=${RANKWISE_MPIRUN:-mpirun}
 # "calls max" of timer $1 in a timer report.
 timer() { awk -v t="$1" '$1 == t { print $2, $5 }' <<<"$2"; }
 
-echo "heat, $STEPS steps, a checkpoint every $EVERY; seconds are the slowest rank's; $(nproc) cores"
+echo "heat, $STEPS steps, a checkpoint every $EVERY; seconds are the slowest rank's, best of $REPS; $(nproc) cores"
 for case in $CASES; do
   dim=${case%%:*} n=${case##*:}
   for np in $RANKS; do
     declare -A loop=() stall=()
+    for rep in $(seq "$REPS"); do
     for mode in none sync async local local+async; do
       rm -rf "$dir" "$local"
       sets=(--set dim="$dim" --set n="$n" --set steps="$STEPS")
@@ -42,9 +44,10 @@ for case in $CASES; do
       out=$($mpirun -np "$np" "$heat" "${sets[@]}" 2>&1)
       read -r _ step_s <<<"$(timer step "$out")"
       read -r calls ck_s <<<"$(timer checkpoint "$out")"
-      loop[$mode]=$(awk -v a="$step_s" -v b="${ck_s:-0}" 'BEGIN { print a + b }')
-      stall[$mode]=$(awk -v c="${calls:-0}" -v s="${ck_s:-0}" 'BEGIN { print c ? s / c : 0 }')
-      grep '^final' <<<"$out" | sed "s/^/  $mode: /"
+      loop[$mode]=$(awk -v a="$step_s" -v b="${ck_s:-0}" -v m="${loop[$mode]:-}" 'BEGIN { t = a + b; print (m == "" || t < m) ? t : m }')
+      stall[$mode]=$(awk -v c="${calls:-0}" -v s="${ck_s:-0}" -v m="${stall[$mode]:-}" 'BEGIN { t = c ? s / c : 0; print (m == "" || t < m) ? t : m }')
+      [ "$rep" -gt 1 ] || grep '^final' <<<"$out" | sed "s/^/  $mode: /"
+    done
     done
     awk -v d="$dim" -v n="$n" -v np="$np" -v ss="${stall[sync]}" -v sa="${stall[async]}" -v sl="${stall[local]}" -v sla="${stall[local+async]}" \
       -v ln="${loop[none]}" -v ls="${loop[sync]}" -v la="${loop[async]}" -v ll="${loop[local]}" -v lla="${loop[local+async]}" 'BEGIN {

@@ -257,6 +257,12 @@ impl Drop for CheckpointWriter<'_> {
     /// `.partial` behind to hold the space the next one needs.
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
+            // Its space back before HDF5 closes it (writing its metadata then), so that the close
+            // cannot fail for want of it: a file whose close failed crashes HDF5 in MPI_Finalize.
+            if self.comm.rank() == 0 {
+                let _ = std::fs::OpenOptions::new().write(true).open(&self.partial).and_then(|f| f.set_len(0));
+            }
+            self.comm.barrier();
             drop(file);
             if self.comm.rank() == 0 {
                 let _ = std::fs::remove_file(&self.partial);
