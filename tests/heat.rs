@@ -2,7 +2,7 @@
 //! of a Fourier mode, and restart from a checkpoint on another rank count.
 
 mod common;
-use common::{names, Job, Outcome, Scratch};
+use common::{names, Job, Outcome, Scratch, SmallDisk};
 
 fn final_line(o: &Outcome) -> String {
     o.assert_success();
@@ -122,25 +122,6 @@ fn a_directory_that_cannot_be_used_is_one_line_before_any_step() {
         assert!(!o.stdout.contains("final ") && !o.stderr.contains("step 1/10") && !o.stderr.contains("MPI_ABORT"), "{}", o.show());
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
-}
-
-/// A small filesystem of its own (tmpfs), unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    /// `size` for mount's `-o size=`. Mounting needs root, as the multi-host tests do.
-    fn mount(at: std::path::PathBuf, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(&at).unwrap();
-        let o = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).output().expect("cannot run mount");
-        assert!(o.status.success(), "a tmpfs of the test's own needs root: run the tests as root (`sudo make test`): {}", String::from_utf8_lossy(&o.stderr));
-        SmallDisk(at)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }
 
 /// A checkpoint that does not fit on its disk fails the run with the disk's free space in its

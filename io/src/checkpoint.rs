@@ -272,7 +272,7 @@ impl Drop for CheckpointWriter<'_> {
 }
 
 /// `e`, with the free space of `file`'s filesystem when it is nearly full (under 1 MiB free).
-fn short_of_space(e: IoError, file: &Path) -> IoError {
+pub(crate) fn short_of_space(e: IoError, file: &Path) -> IoError {
     let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return e };
     // SAFETY: a NUL-terminated path and a statvfs the call fills.
@@ -836,8 +836,18 @@ pub(crate) fn agree<T>(comm: &SimpleCommunicator, what: &str, r: Result<T>) -> R
     match (worst, r) {
         (0, r) => r,
         (1, r) => Err(first_damage(comm, r.err())),
-        (_, Err(e)) if !e.is_corrupt() => Err(e),
-        _ => Err(IoError::OtherRank(what.into())),
+        (_, r) => {
+            // The ranks that did not fail so say why another did, rather than only that it did.
+            let own = match &r {
+                Err(e) if !e.is_corrupt() => Some(format!("rank {}: {e}", comm.rank())),
+                _ => None,
+            };
+            let first = lowest_message(comm, own).unwrap_or_default();
+            match r {
+                Err(e) if !e.is_corrupt() => Err(e),
+                _ => Err(IoError::OtherRank { what: what.into(), first }),
+            }
+        }
     }
 }
 

@@ -41,8 +41,9 @@ pub enum IoError {
     Threading(mpi::environment::Threading),
     #[error("background checkpoint: {0}")]
     Flush(String),
-    #[error("another rank failed in {0}")]
-    OtherRank(String),
+    /// What the lowest-numbered rank that failed in `what` said (`rank R: ...`).
+    #[error("another rank failed in {what}: {first}")]
+    OtherRank { what: String, first: String },
     /// A write failed on a filesystem with almost no space left.
     #[error("{source} (the filesystem of {} has {free} bytes free)", path.display())]
     NoSpace { path: PathBuf, free: u64, source: Box<IoError> },

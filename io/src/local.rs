@@ -173,10 +173,20 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let (from, to) = partners(comm);
     let older = obsolete(root, step);
     let spare = |own: bool, whose: usize| older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
-    let mine = prepared.and_then(|()| put(&own_path(root, step, rank, size), spare(true, rank), |f| pieces.iter().try_for_each(|p| f.write_all(p))));
-    agree(comm, "writing the node-local checkpoint", mine)?;
-    let copied = exchange(comm, &pieces, to, from, &copy_path(root, step, from, size), spare(false, from));
-    agree(comm, "writing the partner copy", copied)?;
+    let (own, copy) = (own_path(root, step, rank, size), copy_path(root, step, from, size));
+    let written = (|| {
+        let mine = prepared.and_then(|()| put(&own, spare(true, rank), |f| pieces.iter().try_for_each(|p| f.write_all(p))));
+        agree(comm, "writing the node-local checkpoint", mine)?;
+        let copied = exchange(comm, &pieces, to, from, &copy, spare(false, from));
+        agree(comm, "writing the partner copy", copied)
+    })();
+    if written.is_err() {
+        // A step some rank could not write is no checkpoint: its files go (a full disk is not
+        // left full); the step before it stays.
+        let _ = std::fs::remove_file(own);
+        let _ = std::fs::remove_file(copy);
+        return written;
+    }
     // Every rank has this step now: older ones than the one before it go (two at most, each
     // with its copies, however many come between shared flushes: node-local disks are small).
     for f in obsolete(root, step) {
@@ -243,9 +253,10 @@ fn put(path: &Path, reuse: Option<PathBuf>, write: impl FnOnce(&mut std::fs::Fil
         std::fs::rename(&partial, path)
     })();
     written.map_err(|source| {
+        let e = crate::checkpoint::short_of_space(IoError::File { path: path.into(), source }, path);
         // A full node-local disk is not left full.
         let _ = std::fs::remove_file(&partial);
-        IoError::File { path: path.into(), source }
+        e
     })
 }
 

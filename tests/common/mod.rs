@@ -333,3 +333,22 @@ pub fn other_mpi() -> OtherMpi {
     let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().file_name().unwrap().to_owned();
     OtherMpi { mpirun, hello: root.join(target).join(profile).join("examples/hello") }
 }
+
+/// A small filesystem of its own (tmpfs), unmounted when dropped.
+pub struct SmallDisk(pub std::path::PathBuf);
+
+impl SmallDisk {
+    /// `size` for mount's `-o size=`. Mounting needs root, as the multi-host tests do.
+    pub fn mount(at: std::path::PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let o = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).output().expect("cannot run mount");
+        assert!(o.status.success(), "a tmpfs of the test's own needs root: run the tests as root (`sudo make test`): {}", String::from_utf8_lossy(&o.stderr));
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}

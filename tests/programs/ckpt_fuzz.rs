@@ -348,7 +348,7 @@ fn kind(e: &IoError) -> &'static str {
         IoError::Block { .. } => "block",
         IoError::Hdf5 { .. } => "hdf5",
         IoError::File { .. } => "file",
-        IoError::OtherRank(_) => "other-rank",
+        IoError::OtherRank { .. } => "other-rank",
         _ => "other",
     }
 }
