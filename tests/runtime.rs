@@ -64,19 +64,11 @@ fn a_panic_on_one_rank_aborts_the_job_in_seconds() {
 }
 
 #[test]
-fn an_error_on_one_rank_aborts_the_job_after_the_grace_and_one_on_every_rank_is_one_line() {
-    // The others wait for rank 2 in a collective: it gives them FAILURE_GRACE, then aborts.
+fn an_error_on_one_rank_aborts_the_job() {
     let o = Job::new(3, "rt-basics").args(["error", "2"]).timeout(60).run();
     assert!(!o.timed_out, "{}", o.show());
     assert_eq!(o.code, Some(1), "{}", o.show());
-    let want = "rank 2: error: disk on fire on rank 2 (the other ranks did not stop with it within 10s); aborting the job";
-    assert!(o.rank_errs[2].join("\n").contains(want), "{}", o.show());
-    // Every rank failed alike: rank 0 says why, once; a clean exit 1, no abort, no timer table.
-    let o = Job::new(3, "rt-basics").args(["error-all"]).timeout(60).run();
-    assert_eq!(o.code, Some(1), "{}", o.show());
-    let errors: Vec<&String> = o.rank_errs.iter().flatten().filter(|l| l.contains("error")).collect();
-    assert_eq!(errors, ["error: disk on fire on rank 0"], "{}", o.show());
-    assert!(!o.stderr.contains("MPI_ABORT") && !o.stderr.contains("aborting") && !o.stderr.contains("timers over"), "{}", o.show());
+    assert!(o.rank_errs[2].join("\n").contains("rank 2: error: disk on fire on rank 2; aborting the job"), "{}", o.show());
 }
 
 #[test]

@@ -256,17 +256,10 @@ impl Drop for CheckpointWriter<'_> {
     /// A checkpoint abandoned before its commit (a write failed: a full disk) leaves no
     /// `.partial` behind to hold the space the next one needs.
     fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
-            // Its space back before HDF5 closes it (writing its metadata then), so that the close
-            // cannot fail for want of it: a file whose close failed crashes HDF5 in MPI_Finalize.
-            if self.comm.rank() == 0 {
-                let _ = std::fs::OpenOptions::new().write(true).open(&self.partial).and_then(|f| f.set_len(0));
-            }
-            self.comm.barrier();
-            drop(file);
-            if self.comm.rank() == 0 {
-                let _ = std::fs::remove_file(&self.partial);
-            }
+        drop(self.file.take());
+        // Also when closing the file failed; once committed, there is no `.partial` left to remove.
+        if self.comm.rank() == 0 {
+            let _ = std::fs::remove_file(&self.partial);
         }
     }
 }

@@ -14,7 +14,11 @@ pub fn write(h5: &Path, step: u64, time: f64, fields: &[FieldInfo]) -> Result<Pa
     let tmp = h5.with_extension("xmf.partial");
     std::fs::write(&tmp, document(&file, step, time, fields))
         .and_then(|()| std::fs::rename(&tmp, &xmf))
-        .map_err(|source| IoError::File { path: xmf.clone(), source })?;
+        .map_err(|source| {
+            // A full disk is not left fuller.
+            let _ = std::fs::remove_file(&tmp);
+            IoError::File { path: xmf.clone(), source }
+        })?;
     Ok(xmf)
 }
 

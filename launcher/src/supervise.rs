@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rankwise_runtime::status::{Status, RESTART_COUNT_ENV};
-use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+use rankwise_runtime::{EXIT_BAD_INPUT, EXIT_REQUEUE};
 use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::launch::{plan, Flavour, Host, Plan, Request, Via};
@@ -236,11 +236,10 @@ fn launch(plan: &Plan, watch_stdout: bool) -> Result<Ended> {
     if cause.signal.is_some_and(|s| s == value) {
         value += 128;
     }
-    // Exit 1, 2 and 75 are the program's own verdict, said in its own line (and for 1 in ours,
-    // which names the rank): the launcher's report that a rank exited non-zero would only bury it.
-    // Crashes and signals keep it.
+    // Exit 2 and 75 are the program's own verdict, said in its own line: the launcher's report
+    // that a rank exited non-zero would only bury it.
     let held = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
-    if !matches!(value, EXIT_FAILURE | EXIT_BAD_INPUT | EXIT_REQUEUE) && !READER_GONE.load(Ordering::SeqCst) {
+    if !matches!(value, EXIT_BAD_INPUT | EXIT_REQUEUE) && !READER_GONE.load(Ordering::SeqCst) {
         std::io::stderr().write_all(&held).ok();
     }
     Ok(Ended { value, cause: cause.describe() })

@@ -34,7 +34,7 @@ pub use halo::{overlap_boxes, HaloError, HaloExchange, Stencil};
 pub use reduce::{ExactSum, Real};
 pub use error::{BadInput, Error, Result};
 pub use gpu::{choose_device, visible_devices, GpuBinding};
-pub use runtime::{abort_job, at_finalize, emit, mpi_library, run, Exit, InitOptions, Runtime, FAILURE_GRACE, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
+pub use runtime::{abort_job, at_finalize, emit, mpi_library, run, Exit, InitOptions, Runtime, BAD_INPUT_GRACE, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REQUEUE};
 pub use stop::{StopDecision, StopOptions, StopPolicy, StopReason};
 pub use threads::{ThreadSource, Threads};
 pub use timers::{TimerReport, TimerRow, Timers};

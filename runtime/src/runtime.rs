@@ -224,16 +224,9 @@ impl Runtime {
 
     /// Collective. Print the timer report on rank 0 (if any region was timed) and shut MPI down.
     pub fn finalize(self) {
-        self.shut_down(true)
-    }
-
-    /// Collective. Shut MPI down, with the timer report if `report`.
-    fn shut_down(self, report: bool) {
-        if report {
-            let report = self.timers.report(&self.world);
-            if self.rank == 0 && !report.rows.is_empty() {
-                emit(report.to_string());
-            }
+        let report = self.timers.report(&self.world);
+        if self.rank == 0 && !report.rows.is_empty() {
+            emit(report.to_string());
         }
         ACTIVE.store(false, Ordering::SeqCst);
     }
@@ -297,20 +290,20 @@ pub fn abort_job(msg: &str) -> ! {
     std::process::abort()
 }
 
-/// How long a rank that failed alone waits for the others to reach the end of the run before it
-/// aborts the job: they may be waiting for it in a collective that it never joins.
-pub const FAILURE_GRACE: Duration = Duration::from_secs(10);
+/// How long a rank that hit bad input alone waits for the others to reach the end of the run
+/// before it aborts the job: they may be waiting for it in a collective that it never joins.
+pub const BAD_INPUT_GRACE: Duration = Duration::from_secs(10);
 
 /// Run an SPMD program body and turn its outcome into the job's exit code.
 ///
 /// `Ok(Exit::Done)` exits 0 and `Ok(Exit::Requeue)` exits [`EXIT_REQUEUE`] after a clean
-/// shut-down. An error may be found by every rank (a checkpoint the io crate could not write
-/// fails alike on all) or by some only (one rank's block fails a check): the ranks agree on it at
-/// the end of the body, the lowest failing rank prints its error once, on one line, and every
-/// rank exits [`EXIT_BAD_INPUT`] if that error is the user's input ([`BadInput`](crate::BadInput),
-/// a [`ConfigError`](crate::ConfigError)), else [`EXIT_FAILURE`]. If the other ranks do not reach
-/// the end within [`FAILURE_GRACE`] (they wait for the failed rank in a collective), the failed
-/// rank prints its error and aborts the job with that code.
+/// shut-down. An error that is the user's input ([`BadInput`](crate::BadInput), a
+/// [`ConfigError`](crate::ConfigError)) may be found by every rank or by some only (one rank's
+/// block fails a check): the ranks agree on it at the end of the body, the lowest failing rank
+/// prints its error once, on one line, and every rank exits [`EXIT_BAD_INPUT`]. If the other
+/// ranks do not reach the end within [`BAD_INPUT_GRACE`] (they wait for the failed rank in a
+/// collective), the failed rank prints its error and aborts the job with [`EXIT_BAD_INPUT`].
+/// Any other error is printed with its rank and aborts the job.
 pub fn run<F, E>(opts: InitOptions, body: F) -> !
 where
     F: FnOnce(&mut Runtime) -> std::result::Result<Exit, E>,
@@ -334,52 +327,52 @@ where
     };
     // The verdict's own communicator: the body may have left anything in flight on the world.
     let verdict = rt.world().duplicate();
-    let (code, failure) = match body(&mut rt) {
+    let (code, bad_input) = match body(&mut rt) {
         Ok(Exit::Done) => (0, None),
         Ok(Exit::Requeue) => (EXIT_REQUEUE, None),
         Err(e) => {
             let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-            let code = if is_bad_input(e.as_ref()) { EXIT_BAD_INPUT } else { EXIT_FAILURE };
-            (code, Some(chain(e.as_ref())))
+            if !is_bad_input(e.as_ref()) {
+                rt.abort(EXIT_FAILURE, &format!("error: {}", chain(e.as_ref())));
+            }
+            (EXIT_BAD_INPUT, Some(chain(e.as_ref())))
         }
     };
-    let code = match agree(&verdict, rt.rank, failure.as_ref().map(|_| code), FAILURE_GRACE) {
+    let first_failed = agree(&verdict, rt.rank, bad_input.is_some(), BAD_INPUT_GRACE);
+    let code = match first_failed {
         Ok(None) => code,
-        Ok(Some((r, code))) => {
-            if let (true, Some(msg)) = (r == rt.rank, &failure) {
+        Ok(Some(r)) => {
+            if let (true, Some(msg)) = (r == rt.rank, &bad_input) {
                 emit(if r == 0 { format!("error: {msg}") } else { format!("error: rank {r}: {msg}") });
             }
-            code
+            EXIT_BAD_INPUT
         }
         Err(waited) => {
-            let msg = failure.expect("only a failed rank stops waiting");
-            rt.abort(code, &format!("error: {msg} (the other ranks did not stop with it within {waited:?})"));
+            let msg = bad_input.expect("only a failed rank stops waiting");
+            rt.abort(EXIT_BAD_INPUT, &format!("error: {msg} (the other ranks did not stop with it within {waited:?})"));
         }
     };
     drop(verdict);
-    // A failed run's error is its last line.
-    rt.shut_down(matches!(code, 0 | EXIT_REQUEUE));
+    rt.finalize();
     std::process::exit(code)
 }
 
-/// Collective over `comm`. The lowest rank that failed, with its exit code (`failed`: this
-/// rank's, if it failed); None if none did. A rank that failed waits at most `grace` for the
-/// others and then gives up (`Err` with the time it waited); the others wait as long as it takes.
-fn agree(comm: &SimpleCommunicator, rank: usize, failed: Option<i32>, grace: Duration) -> std::result::Result<Option<(usize, i32)>, Duration> {
-    // Rank and exit code in one value, so that one minimum finds both: the lowest failed rank
-    // first, then its code (a byte).
-    let none = (comm.size() as i64) << 8;
-    let mine: i64 = failed.map_or(none, |code| ((rank as i64) << 8) | i64::from(code as u8));
-    let mut lowest: i64 = none;
+/// Collective over `comm`. The lowest rank that `failed` (None if none did). A rank that failed
+/// waits at most `grace` for the others and then gives up (`Err` with the time it waited); the
+/// others wait as long as it takes.
+fn agree(comm: &SimpleCommunicator, rank: usize, failed: bool, grace: Duration) -> std::result::Result<Option<usize>, Duration> {
+    let size = comm.size();
+    let mine: c_int = if failed { rank as c_int } else { size };
+    let mut lowest: c_int = size;
     let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
     let start = Instant::now();
     // SAFETY: both buffers outlive the request: it completes below, or the job is aborted.
     unsafe {
         ffi::MPI_Iallreduce(
-            &mine as *const i64 as *const c_void,
-            &mut lowest as *mut i64 as *mut c_void,
+            &mine as *const c_int as *const c_void,
+            &mut lowest as *mut c_int as *mut c_void,
             1,
-            ffi::RSMPI_INT64_T,
+            ffi::RSMPI_INT32_T,
             ffi::RSMPI_MIN,
             comm.as_raw(),
             &mut req,
@@ -390,9 +383,9 @@ fn agree(comm: &SimpleCommunicator, rank: usize, failed: Option<i32>, grace: Dur
         // SAFETY: `req` is the request posted above.
         unsafe { ffi::MPI_Test(&mut req, &mut done, ffi::RSMPI_STATUS_IGNORE) };
         if done != 0 {
-            return Ok((lowest < none).then_some(((lowest >> 8) as usize, (lowest & 0xff) as i32)));
+            return Ok((lowest < size).then_some(lowest as usize));
         }
-        if failed.is_some() && start.elapsed() >= grace {
+        if failed && start.elapsed() >= grace {
             return Err(grace);
         }
         // Ranks that wait for slower ones give their core away.

@@ -46,15 +46,12 @@ fn main() {
                 rt.world().barrier();
                 println!("rank={rank} passed a barrier that should never complete");
             }
-            // A failure on rank ARG alone, the others waiting for it in a collective; or on every
-            // rank alike ("error-all"), as a checkpoint that cannot be written fails.
             "error" => {
                 if rank == arg {
                     return Err(std::io::Error::other(format!("disk on fire on rank {rank}")).into());
                 }
                 rt.world().barrier();
             }
-            "error-all" => return Err(std::io::Error::other(format!("disk on fire on rank {rank}")).into()),
             "bad-input" => return Err(BadInput("n must be positive, got -3".into()).into()),
             // Bad input on rank ARG alone; the others finish ("alone") or wait for it ("stuck").
             "bad-input-alone" | "bad-input-stuck" => {
