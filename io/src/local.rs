@@ -168,9 +168,9 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let header = encode(step, time, size, rank, params, items, &sums, &totals);
     let pieces: Vec<&[u8]> = std::iter::once(&header[..]).chain(items.iter().map(|i| i.block.bytes())).collect();
     let prepared = std::fs::create_dir_all(root).map_err(|source| IoError::File { path: root.into(), source });
+    let (from, to) = partners(comm);
     // This rank's files of the step this one makes obsolete are written over, not deleted:
     // their pages (a RAM disk's memory) are used again instead of being allocated afresh.
-    let (from, to) = partners(comm);
     let older = obsolete(root, step);
     let spare = |own: bool, whose: usize| older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
     let (own, copy) = (own_path(root, step, rank, size), copy_path(root, step, from, size));
@@ -211,10 +211,11 @@ const CHUNK: usize = 2 << 20;
 /// is never left waiting.
 fn exchange(comm: &SimpleCommunicator, pieces: &[&[u8]], to: usize, from: usize, path: &Path, reuse: Option<PathBuf>) -> Result<()> {
     let (to, from) = (comm.process_at_rank(to as i32), comm.process_at_rank(from as i32));
-    let sizes: Vec<u64> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).map(|m| m.len() as u64).collect();
+    let messages: Vec<&[u8]> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).collect();
+    let sizes: Vec<u64> = messages.iter().map(|m| m.len() as u64).collect();
     mpi::request::scope(|s| {
         let head = to.immediate_send(s, &sizes[..]);
-        let sends: Vec<_> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).map(|m| to.immediate_send(s, m)).collect();
+        let sends: Vec<_> = messages.iter().map(|m| to.immediate_send(s, *m)).collect();
         let (incoming, _) = from.receive_vec::<u64>();
         let mut buf = vec![0u8; incoming.iter().copied().max().unwrap_or(0) as usize];
         let mut left = &incoming[..];
