@@ -56,7 +56,8 @@ fn restores_from_its_own_files_or_a_partners_copy_and_falls_back_to_the_shared_f
     // last block, so 50 is skipped for 40, every buffer -3 before, every value right after.
     let f = local.join("ckpt-0000000050.rank-2-of-3.bin");
     let mut bytes = std::fs::read(&f).unwrap();
-    let n = bytes.len();
+    // The blocks end where the trailer begins: its header, digest, length and magic.
+    let n = bytes.len() - 24 - u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
     bytes[n - 3] ^= 0x40;
     std::fs::write(&f, bytes).unwrap();
     let o = ckpt(3, &["read-sentinel", sh, &lo]);

@@ -683,6 +683,42 @@ pub(crate) fn stream_rows<T: Element>(mut dst: ArrayViewMutD<T>, src: &ArrayView
     }
 }
 
+/// [`stream_rows`] that also returns [`checksum::block_sum`] of `src`, the block at `start` of
+/// `global`: each row is summed straight after its copy, from cache, so that the block is read
+/// from memory once, not twice.
+pub(crate) fn stream_rows_sum<T: Element>(mut dst: ArrayViewMutD<T>, src: &ArrayViewD<T>, global: &[usize], start: &[usize]) -> u64 {
+    let n = dst.ndim();
+    if n < 2 || src.is_empty() {
+        stream_rows(dst.view_mut(), src);
+        return checksum::block_sum(global, start, src);
+    }
+    use ndarray::parallel::prelude::*;
+    dst.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(src.axis_iter(Axis(0)))
+        .enumerate()
+        .map(|(i, (mut d, s))| {
+            let mut at = start.to_vec();
+            at[0] += i;
+            let mut sum = 0u64;
+            for ((mut d, s), first) in d.rows_mut().into_iter().zip(s.rows()).zip(checksum::row_starts(global, &at, s.shape())) {
+                sum = sum.wrapping_add(match (d.as_slice_mut(), s.as_slice()) {
+                    (Some(d), Some(s)) => {
+                        stream_copy(d, s);
+                        checksum::run_sum(first, s)
+                    }
+                    (_, _) => {
+                        d.assign(&s);
+                        checksum::run_sum(first, &s.to_vec())
+                    }
+                });
+            }
+            stream_fence();
+            sum
+        })
+        .reduce(|| 0, u64::wrapping_add)
+}
+
 /// `dst = src` with non-temporal stores (AVX), else a plain copy. [`stream_fence`] must follow
 /// before another thread reads `dst`.
 fn stream_copy<T: Copy>(dst: &mut [T], src: &[T]) {
@@ -878,7 +914,7 @@ mod tests {
     use super::*;
     use ndarray::{Dimension, SliceInfoElem};
 
-    /// Streamed copies equal plain ones bit for bit: every dimension, views with ghosts (rows
+    /// Streamed copies (summed or not) equal plain ones bit for bit: every dimension, views with ghosts (rows
     /// that start anywhere in a cache line), lengths off any vector width, f32 and f64.
     #[test]
     fn streamed_rows_equal_copied_ones() {
@@ -892,6 +928,13 @@ mod tests {
                     let mut streamed = ArrayD::<T>::default(IxDyn(&shape));
                     stream_rows(streamed.view_mut(), &src.view());
                     assert_eq!(streamed.view(), src, "{shape:?} ghost {ghost}");
+                    // Summed on the way: the block's checksum wherever it sits in the array.
+                    let global: Vec<usize> = shape.iter().map(|n| n + 5).collect();
+                    let start: Vec<usize> = shape.iter().enumerate().map(|(d, _)| (d + ghost) % 5).collect();
+                    let mut summed = ArrayD::<T>::default(IxDyn(&shape));
+                    let sum = stream_rows_sum(summed.view_mut(), &src.view(), &global, &start);
+                    assert_eq!(summed.view(), src, "{shape:?} ghost {ghost}");
+                    assert_eq!(sum, checksum::block_sum(&global, &start, &src.view()), "{shape:?} ghost {ghost}");
                 }
             }
         }

@@ -104,6 +104,29 @@ fn run_sum_lanes<T: Element>(first: u64, run: &[T]) -> u64 {
     s.iter().fold(0u64, |a, &b| a.wrapping_add(b)).wrapping_add(bits_sum(first.wrapping_add(done), tail.iter().map(|x| x.bits())))
 }
 
+/// The global linear index of the first element of each row (the last axis) of a block of
+/// `shape` at `start` of `global`, the rows in C order.
+pub(crate) fn row_starts<'a>(global: &'a [usize], start: &'a [usize], shape: &[usize]) -> impl Iterator<Item = u64> + 'a {
+    let n = global.len();
+    let outer = shape[..n - 1].to_vec();
+    let rows: usize = outer.iter().product();
+    let mut idx = vec![0usize; n - 1];
+    (0..rows).map(move |r| {
+        if r > 0 {
+            // The next row: an odometer over the outer axes.
+            for d in (0..n - 1).rev() {
+                idx[d] += 1;
+                if idx[d] < outer[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        let lin = (0..n - 1).fold(0u64, |lin, d| lin * global[d] as u64 + (start[d] + idx[d]) as u64);
+        lin * global[n - 1] as u64 + start[n - 1] as u64
+    })
+}
+
 /// [`run_sum`] over raw 64-bit words (the metadata's integer tables).
 pub(crate) fn bits_sum(first: u64, words: impl Iterator<Item = u64>) -> u64 {
     let mut k = first.wrapping_mul(PHI);

@@ -107,11 +107,19 @@ pub struct Snapshot {
     params: Vec<(String, Param)>,
     fields: Vec<Item>,
     shared: bool,
+    /// In the step loop with a node-local level: this rank's file to copy the blocks into.
+    target: Option<crate::local::Target>,
 }
 
 impl Snapshot {
     pub(crate) fn new(dir: &CheckpointDir, step: u64, time: f64) -> Self {
-        Snapshot { dir: dir.clone(), step, time, layout: Layout::default(), params: vec![], fields: vec![], shared: false }
+        // Not in the background: the file a checkpoint makes obsolete is the fallback while the
+        // one before it is still being written.
+        let target = match (dir.is_async(), dir.local_root()) {
+            (false, Some(root)) => crate::local::target(root, step),
+            _ => None,
+        };
+        Snapshot { dir: dir.clone(), step, time, layout: Layout::default(), params: vec![], fields: vec![], shared: false, target }
     }
 
     /// Write this one to the shared file too, whatever `flush_every` says (the last checkpoint
@@ -134,13 +142,19 @@ impl Snapshot {
     }
 
     /// Copy this rank's `block` of field `name` (see [`CheckpointWriter::write_block`]), on the
-    /// rank's threads, into a buffer the previous snapshot of this directory used if it fits.
+    /// rank's threads: straight into this rank's node-local file when written in the step loop
+    /// (summed on the way), else into a buffer the previous snapshot of this directory used if
+    /// it fits.
     pub fn write_block<T: Element>(&mut self, name: &str, global: &[usize], start: &[usize], block: ArrayViewD<T>) -> &mut Self {
+        if let Some((b, sum)) = self.target.as_mut().and_then(|t| t.copy_in(&block, global, start)) {
+            self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: b, sum: Some(sum) });
+            return self;
+        }
         // Small pages, unlike a field's (rankwise_runtime::memory): a buffer not reserved is first
         // touched inside the step loop, where a huge page's first touch costs more than it saves.
         let mut copy = self.dir.spare_buffer::<T>(block.shape()).unwrap_or_else(|| buffer(block.shape()));
         stream_rows(copy.view_mut(), &block);
-        self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy) });
+        self.fields.push(Item { name: name.into(), global: global.into(), start: start.into(), block: Box::new(copy), sum: None });
         self
     }
 
@@ -191,10 +205,10 @@ impl Snapshot {
     /// Collective. The node-local level, if the directory has one, then the shared file if due;
     /// the buffers go back to the directory for the next snapshot.
     fn write(self, comm: &SimpleCommunicator, shared: bool) -> Result<()> {
-        let Snapshot { dir, step, time, layout, params, fields, .. } = self;
+        let Snapshot { dir, step, time, layout, params, fields, target, .. } = self;
         let written = (|| {
             if let Some(root) = dir.local_root() {
-                crate::local::write(comm, root, step, time, &params, &fields)?;
+                crate::local::write(comm, root, step, time, &params, &fields, target)?;
             }
             if shared {
                 let mut w = dir.create(comm, step, time)?;
@@ -209,7 +223,7 @@ impl Snapshot {
             }
             Ok(())
         })();
-        dir.keep_buffers(fields.into_iter().map(|f| f.block).collect());
+        dir.keep_buffers(fields.into_iter().map(|f| f.block).filter(|b| !b.mapped()).collect());
         written
     }
 }

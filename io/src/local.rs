@@ -3,23 +3,38 @@
 //! one lost node is survived without the shared filesystem.
 //!
 //! `LOCAL/ckpt-<step>.rank-<r>-of-<n>.bin` holds rank r's blocks (of n ranks);
-//! `LOCAL/ckpt-<step>.copy-<r>-of-<n>.bin` the same bytes on r's partner. A file is a header (step, time, ranks, this rank, parameters, and per
-//! field its name, type, global shape, this rank's block, the field's checksum and the block's),
-//! the blocks, and a digest of the header: any damage is [`IoError::Corrupt`]. Only the same rank
+//! `LOCAL/ckpt-<step>.copy-<r>-of-<n>.bin` the same bytes on r's partner. A file is the blocks,
+//! each on a page boundary, then a trailer: a header (step, time, ranks, this rank, parameters, and
+//! per field its name, type, global shape, this rank's block, the field's checksum and the block's,
+//! and where the block is), the header's digest, its length and a magic. Any damage is
+//! [`IoError::Corrupt`]. (Files of version 1, still read, had the header first.) Only the same rank
 //! count with the same blocks can restore from this level; otherwise the shared file serves.
+//!
+//! The files are written through mappings that stay from one checkpoint to the next: each
+//! checkpoint is written over the files of the one it makes obsolete, so a RAM disk's pages are
+//! used again and take no page fault; a snapshot taken in the step loop copies its blocks
+//! straight into this rank's file ([`Target`]), and the partner's copy is received straight into
+//! its file.
 
-use std::io::Write;
+use std::marker::PhantomData;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
-use crate::checkpoint::agree;
+use crate::checkpoint::{agree, partial_name, stream_rows_sum};
 use crate::checksum::{self, Digest, Element};
 use crate::error::{IoError, Result};
 use crate::meta::{self, CheckpointInfo, FieldInfo, Param};
 
-const MAGIC: &[u8; 8] = b"RWLOCAL1";
+/// The trailer's magic (version 2); version 1 began with its own.
+const MAGIC: &[u8; 8] = b"RWLOCAL2";
+const MAGIC_V1: &[u8; 8] = b"RWLOCAL1";
+const PAGE: usize = 4096;
 
 /// One field's block, in memory, as a snapshot holds it.
 pub(crate) trait Block: Send {
@@ -28,8 +43,24 @@ pub(crate) trait Block: Send {
     /// The elements in C order, as bytes.
     fn bytes(&self) -> &[u8];
     fn sum(&self, global: &[usize], start: &[usize]) -> u64;
+    /// Copy the elements to `dst` (room for [`Block::bytes`], page-aligned) and return their sum.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of `self.bytes().len()` bytes that nothing else touches.
+    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64;
     fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()>;
+    /// Whether it lives in a node-local file (and is no buffer to keep for the next snapshot).
+    fn mapped(&self) -> bool {
+        false
+    }
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// # Safety
+/// As [`Block::copy_sum`], for a block of `shape`.
+unsafe fn copy_sum_view<T: Element>(src: &ArrayViewD<T>, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
+    let dst = ArrayViewMutD::from_shape_ptr(IxDyn(src.shape()), dst.cast::<T>());
+    stream_rows_sum(dst, src, global, start)
 }
 
 impl<T: Element> Block for ndarray::ArrayD<T> {
@@ -47,6 +78,9 @@ impl<T: Element> Block for ndarray::ArrayD<T> {
     fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
         checksum::block_sum(global, start, &self.view())
     }
+    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
+        copy_sum_view(&self.view(), dst, global, start)
+    }
     fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
         w.write_block(name, global, start, self.view()).map(drop)
     }
@@ -55,12 +89,251 @@ impl<T: Element> Block for ndarray::ArrayD<T> {
     }
 }
 
-/// A field of a snapshot: this rank's block at `start` of `global`.
+/// A snapshot's block that was copied straight into this rank's node-local file ([`Target`]).
+struct MappedBlock<T> {
+    map: Arc<Mapping>,
+    offset: usize,
+    shape: Vec<usize>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> MappedBlock<T> {
+    fn view(&self) -> ArrayViewD<'_, T> {
+        // SAFETY: the block was copied to `offset` (page-aligned) of the mapping, which `map`
+        // keeps alive and which has room for it (Target::copy_in).
+        unsafe { ArrayViewD::from_shape_ptr(IxDyn(&self.shape), self.map.ptr.add(self.offset).cast::<T>()) }
+    }
+}
+
+impl<T: Element> Block for MappedBlock<T> {
+    fn dtype(&self) -> &'static str {
+        T::DTYPE
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn bytes(&self) -> &[u8] {
+        let n = self.shape.iter().product::<usize>() * std::mem::size_of::<T>();
+        // SAFETY: as in `view`.
+        unsafe { std::slice::from_raw_parts(self.map.ptr.add(self.offset), n) }
+    }
+    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
+        checksum::block_sum(global, start, &self.view())
+    }
+    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
+        copy_sum_view(&self.view(), dst, global, start)
+    }
+    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
+        w.write_block(name, global, start, self.view()).map(drop)
+    }
+    fn mapped(&self) -> bool {
+        true
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+/// A field of a snapshot: this rank's block at `start` of `global`, and its sum if known.
 pub(crate) struct Item {
     pub name: String,
     pub global: Vec<usize>,
     pub start: Vec<usize>,
     pub block: Box<dyn Block>,
+    pub sum: Option<u64>,
+}
+
+/// A shared mapping of a node-local file.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: plain memory. Who writes it, when, is this module's rule: the one checkpoint being
+// written, on one thread; readers (a snapshot's blocks, the partner's receive) come after.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(file: &std::fs::File, len: usize) -> std::io::Result<Mapping> {
+        let len = len.max(1);
+        // SAFETY: a fresh shared mapping of an open file; MAP_POPULATE faults it in at once,
+        // several times faster than page by page.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, file.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new`, and no block points into it any more (they hold the Arc).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A node-local file of this process and its mapping, kept from one checkpoint to the next
+/// ([`KEPT`]): the next checkpoint but one is written over it through the same mapping (on a
+/// RAM disk, mapping a file anew cost more than writing it).
+struct Mapped {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Device and inode, to tell that `path` is still this file.
+    id: (u64, u64),
+    map: Arc<Mapping>,
+    len: usize,
+    /// Where its blocks are (offset, length), as last written.
+    blocks: Vec<(usize, usize)>,
+}
+
+static KEPT: Mutex<Vec<Mapped>> = Mutex::new(Vec::new());
+
+fn kept() -> std::sync::MutexGuard<'static, Vec<Mapped>> {
+    KEPT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Unmap the kept files that are gone (pruned, removed by hand): their pages go back now.
+fn forget_gone() {
+    kept().retain(Mapped::still_there);
+}
+
+impl Mapped {
+    /// `file` (at `path`), made `len` bytes long and mapped.
+    fn new(path: PathBuf, file: std::fs::File, len: usize) -> std::io::Result<Mapped> {
+        let meta = file.metadata()?;
+        let map = Arc::new(Mapping { ptr: std::ptr::null_mut(), len: 0 });
+        let mut m = Mapped { path, file, id: (meta.dev(), meta.ino()), map, len: usize::MAX, blocks: vec![] };
+        m.resize(len)?;
+        Ok(m)
+    }
+
+    fn still_there(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+
+    /// Make the file `len` bytes long, its space reserved (`posix_fallocate`: a full disk is an
+    /// error here, never a SIGBUS in a copy), and mapped as far.
+    fn resize(&mut self, len: usize) -> std::io::Result<()> {
+        if len == self.len {
+            return Ok(());
+        }
+        self.file.set_len(len as u64)?;
+        if len > 0 {
+            // SAFETY: a plain call on an open file.
+            match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len as libc::off_t) } {
+                0 => {}
+                e => return Err(std::io::Error::from_raw_os_error(e)),
+            }
+        }
+        if len > self.map.len {
+            self.map = Arc::new(Mapping::new(&self.file, len)?);
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Where `bytes` lie in this file, if they lie in its mapping.
+    fn offset_of(&self, bytes: &[u8]) -> Option<usize> {
+        let at = (bytes.as_ptr() as usize).checked_sub(self.map.ptr as usize)?;
+        (at + bytes.len() <= self.len).then_some(at)
+    }
+
+    /// # Safety
+    /// Nothing else reads or writes `range` meanwhile.
+    unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [u8] {
+        assert!(range.end <= self.len);
+        std::slice::from_raw_parts_mut(self.map.ptr.add(range.start), range.len())
+    }
+}
+
+/// The file `path` of `len` bytes, mapped, named `path.partial` until [`commit`]: the file
+/// `reuse` written over (through its kept mapping if there is one) when given, else a new one.
+fn open(path: &Path, reuse: Option<&Path>, len: usize) -> std::io::Result<Mapped> {
+    let partial = partial_name(path);
+    let mut held = reuse.and_then(|r| {
+        let mut k = kept();
+        let i = k.iter().position(|m| m.path == r && m.still_there())?;
+        Some(k.swap_remove(i))
+    });
+    if let Some(old) = reuse {
+        std::fs::rename(old, &partial)?;
+    }
+    match held.take() {
+        Some(mut m) => {
+            m.path = partial;
+            m.resize(len)?;
+            Ok(m)
+        }
+        None => {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&partial)?;
+            Mapped::new(partial, file, len)
+        }
+    }
+}
+
+/// Give `m` its name `path` (its `.partial` name until now) and keep it for a later checkpoint.
+fn commit(mut m: Mapped, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(&m.path, path)?;
+    m.path = path.into();
+    kept().push(m);
+    Ok(())
+}
+
+/// For a checkpoint taken in the step loop: this rank's own file of the checkpoint it makes
+/// obsolete, still mapped and renamed to the new one's `.partial`, so that the snapshot copies its
+/// blocks straight into it ([`Target::copy_in`]) where the file had the same blocks last time.
+pub(crate) struct Target {
+    file: Option<Mapped>,
+    /// The file's name once written.
+    path: PathBuf,
+    next: usize,
+}
+
+/// The [`Target`] for a checkpoint of `step` in `root`, if this process holds a file it makes
+/// obsolete.
+pub(crate) fn target(root: &Path, step: u64) -> Option<Target> {
+    let older = obsolete(root, step);
+    let mut m = {
+        let mut k = kept();
+        let i = k.iter().position(|m| older.iter().any(|f| f.own && f.path == m.path) && m.still_there())?;
+        k.swap_remove(i)
+    };
+    let (_, rank, ranks, _) = parse_name(&m.path.file_name()?.to_string_lossy())?;
+    let path = own_path(root, step, rank, ranks);
+    let partial = partial_name(&path);
+    std::fs::rename(&m.path, &partial).ok()?;
+    m.path = partial;
+    Some(Target { file: Some(m), path, next: 0 })
+}
+
+impl Target {
+    /// Copy the snapshot's next block into the file, with its sum, where the file held a block
+    /// of the same size last time; `None` when it has no such room (the block is then copied
+    /// into a buffer, and into the file when written).
+    pub(crate) fn copy_in<T: Element>(&mut self, block: &ArrayViewD<T>, global: &[usize], start: &[usize]) -> Option<(Box<dyn Block>, u64)> {
+        let m = self.file.as_ref()?;
+        let i = self.next;
+        self.next += 1;
+        let (offset, len) = *m.blocks.get(i)?;
+        if len != block.len() * std::mem::size_of::<T>() || offset + len > m.len {
+            return None;
+        }
+        // SAFETY: the range lies in the mapping (checked), page-aligned, and is this block's alone.
+        let sum = unsafe { copy_sum_view(block, m.map.ptr.add(offset), global, start) };
+        let b = MappedBlock::<T> { map: m.map.clone(), offset, shape: block.shape().to_vec(), _t: PhantomData };
+        Some((Box::new(b), sum))
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // Never written (a snapshot dropped, a file for other ranks): not left as a `.partial`.
+        if let Some(m) = &self.file {
+            let _ = std::fs::remove_file(&m.path);
+        }
+    }
 }
 
 pub(crate) fn own_path(root: &Path, step: u64, rank: usize, ranks: usize) -> PathBuf {
@@ -155,18 +428,13 @@ fn partners(comm: &SimpleCommunicator) -> (usize, usize) {
     ((rank + size - shift) % size, (rank + shift) % size)
 }
 
-/// Collective. Write this rank's blocks, and its partner's copy, for the checkpoint of `step`.
-pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64, params: &[(String, Param)], items: &[Item]) -> Result<()> {
+/// Collective. Write this rank's blocks, and its partner's copy, for the checkpoint of `step`:
+/// into `target` where the snapshot copied them there.
+pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64, params: &[(String, Param)], items: &[Item], target: Option<Target>) -> Result<()> {
     // Its own communicator, so that no message of the program's can meet these.
     let comm = &comm.duplicate();
     let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-    let sums: Vec<u64> = items.iter().map(|i| i.block.sum(&i.global, &i.start)).collect();
-    let mut totals = vec![0u64; sums.len()];
-    comm.all_reduce_into(&sums[..], &mut totals[..], mpi::collective::SystemOperation::sum());
-    // The file is the header and then the blocks as they are in memory: written and sent from
-    // there, never gathered into one buffer.
-    let header = encode(step, time, size, rank, params, items, &sums, &totals);
-    let pieces: Vec<&[u8]> = std::iter::once(&header[..]).chain(items.iter().map(|i| i.block.bytes())).collect();
+    forget_gone();
     let prepared = std::fs::create_dir_all(root).map_err(|source| IoError::File { path: root.into(), source });
     let (from, to) = partners(comm);
     // This rank's files of the step this one makes obsolete are written over, not deleted:
@@ -175,16 +443,33 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     let spare = |own: bool, whose: usize| older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
     let (own, copy) = (own_path(root, step, rank, size), copy_path(root, step, from, size));
     let written = (|| {
-        let mine = prepared.and_then(|()| put(&own, spare(true, rank), |f| pieces.iter().try_for_each(|p| f.write_all(p))));
-        agree(comm, "writing the node-local checkpoint", mine)?;
-        let copied = exchange(comm, &pieces, to, from, &copy, spare(false, from));
+        // The header's length does not depend on the values in it.
+        let trailer = encode(step, time, size, rank, params, items, &vec![(0, 0, 0); items.len()]).len() + 24;
+        let placed = prepared.and_then(|()| place(&own, spare(true, rank), target, items, trailer));
+        let (mine, sums) = agree(comm, "writing the node-local checkpoint", placed)?;
+        let mut totals = vec![0u64; sums.len()];
+        comm.all_reduce_into(&sums[..], &mut totals[..], mpi::collective::SystemOperation::sum());
+        let table: Vec<(u64, u64, u64)> = totals.iter().zip(&sums).zip(&mine.blocks).map(|((&t, &s), &(o, _))| (t, s, o as u64)).collect();
+        let end = mine.len - trailer;
+        // SAFETY: the trailer's room, past the blocks, written by this thread alone.
+        unsafe { mine.slice_mut(end..mine.len) }.copy_from_slice(&frame(&encode(step, time, size, rank, params, items, &table)));
+        // Sent from its mapping, which this Arc keeps whatever becomes of the file.
+        let (map, len) = (mine.map.clone(), mine.len);
+        let done = commit(mine, &own).map_err(|source| file_error(&own, source));
+        agree(comm, "writing the node-local checkpoint", done)?;
+        // SAFETY: the file's bytes, written above, only read from here on.
+        let bytes = unsafe { std::slice::from_raw_parts(map.ptr, len) };
+        let copied = exchange(comm, bytes, to, from, &copy, spare(false, from));
         agree(comm, "writing the partner copy", copied)
     })();
     if written.is_err() {
         // A step some rank could not write is no checkpoint: its files go (a full disk is not
         // left full); the step before it stays.
-        let _ = std::fs::remove_file(own);
-        let _ = std::fs::remove_file(copy);
+        for p in [&own, &copy] {
+            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_file(partial_name(p));
+        }
+        forget_gone();
         return written;
     }
     // Every rank has this step now: older ones than the one before it go (two at most, each
@@ -192,7 +477,67 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     for f in obsolete(root, step) {
         let _ = std::fs::remove_file(f.path);
     }
+    forget_gone();
     Ok(())
+}
+
+fn file_error(path: &Path, source: std::io::Error) -> IoError {
+    crate::checkpoint::short_of_space(IoError::File { path: path.into(), source }, path)
+}
+
+/// This rank's file for `items`, with room for a trailer of `trailer` bytes at its end, and each
+/// block's sum: the blocks the snapshot copied into `target` stay where they are, the others are
+/// copied in now, each on a page boundary after them; the file is `target`'s, else `reuse`
+/// written over, else a new one.
+fn place(path: &Path, reuse: Option<PathBuf>, target: Option<Target>, items: &[Item], trailer: usize) -> Result<(Mapped, Vec<u64>)> {
+    let held = target.filter(|t| t.path == path).and_then(|mut t| t.file.take());
+    let at: Vec<Option<usize>> = items.iter().map(|i| held.as_ref().and_then(|m| m.offset_of(i.block.bytes()))).collect();
+    let mut end = items.iter().zip(&at).filter_map(|(i, a)| a.map(|a| a + i.block.bytes().len())).max().unwrap_or(0);
+    let blocks: Vec<(usize, usize)> = items
+        .iter()
+        .zip(&at)
+        .map(|(i, a)| {
+            let len = i.block.bytes().len();
+            let offset = a.unwrap_or_else(|| {
+                let o = end.next_multiple_of(PAGE);
+                end = o + len;
+                o
+            });
+            (offset, len)
+        })
+        .collect();
+    let len = end + trailer;
+    let partial = partial_name(path);
+    let opened = match held {
+        Some(mut m) => m.resize(len).map(|()| m),
+        None => open(path, reuse.as_deref(), len),
+    };
+    let mut m = opened.map_err(|source| {
+        let _ = std::fs::remove_file(&partial);
+        file_error(path, source)
+    })?;
+    // What lies between the blocks is zeros, whatever the file held before.
+    let mut order: Vec<(usize, usize)> = blocks.clone();
+    order.sort_unstable();
+    let mut from = 0;
+    for &(o, l) in order.iter().chain([(end, 0)].iter()) {
+        // SAFETY: a gap between blocks, in the file, touched by nothing else.
+        unsafe { m.slice_mut(from..o.max(from)) }.fill(0);
+        from = from.max(o + l);
+    }
+    let sums = items
+        .iter()
+        .zip(&at)
+        .zip(&blocks)
+        .map(|((i, a), &(o, l))| match (a, i.sum) {
+            (Some(_), Some(sum)) => sum,
+            (Some(_), None) => i.block.sum(&i.global, &i.start),
+            // SAFETY: the block's own range of the file (placed above), page-aligned.
+            (None, _) => unsafe { i.block.copy_sum(m.slice_mut(o..o + l).as_mut_ptr(), &i.global, &i.start) },
+        })
+        .collect();
+    m.blocks = blocks;
+    Ok((m, sums))
 }
 
 /// The local files older than the newest step before `step`: the ones a write of `step` leaves
@@ -203,61 +548,40 @@ fn obsolete(root: &Path, step: u64) -> Vec<Entry> {
     files.into_iter().filter(|f| previous.is_some_and(|p| f.step < p)).collect()
 }
 
-/// Messages of at most this many bytes: a received one is written to its file while still in cache.
+/// Messages of at most this many bytes (an MPI count is an int).
 const CHUNK: usize = 2 << 20;
 
-/// Send `pieces` to `to` while receiving `from`'s into the file `path` (over `reuse`), in
-/// messages of at most [`CHUNK`] bytes. A failed write still receives everything, so that `from`
-/// is never left waiting.
-fn exchange(comm: &SimpleCommunicator, pieces: &[&[u8]], to: usize, from: usize, path: &Path, reuse: Option<PathBuf>) -> Result<()> {
+/// Send `mine` to `to` while receiving `from`'s file straight into the mapped file `path` (over
+/// `reuse`), in messages of at most [`CHUNK`] bytes. A rank that cannot open its file still
+/// receives everything, so that `from` is never left waiting.
+fn exchange(comm: &SimpleCommunicator, mine: &[u8], to: usize, from: usize, path: &Path, reuse: Option<PathBuf>) -> Result<()> {
     let (to, from) = (comm.process_at_rank(to as i32), comm.process_at_rank(from as i32));
-    let messages: Vec<&[u8]> = pieces.iter().flat_map(|p| p.chunks(CHUNK)).collect();
-    let sizes: Vec<u64> = messages.iter().map(|m| m.len() as u64).collect();
+    let head = [mine.len() as u64];
     mpi::request::scope(|s| {
-        let head = to.immediate_send(s, &sizes[..]);
-        let sends: Vec<_> = messages.iter().map(|m| to.immediate_send(s, *m)).collect();
-        let (incoming, _) = from.receive_vec::<u64>();
-        let mut buf = vec![0u8; incoming.iter().copied().max().unwrap_or(0) as usize];
-        let mut left = &incoming[..];
-        let written = put(path, reuse, |f| {
-            while let Some((&n, rest)) = left.split_first() {
-                left = rest;
-                from.receive_into(&mut buf[..n as usize]);
-                f.write_all(&buf[..n as usize])?;
-            }
-            Ok(())
-        });
-        for &n in left {
-            from.receive_into(&mut buf[..n as usize]);
+        let head = to.immediate_send(s, &head[..]);
+        let sends: Vec<_> = mine.chunks(CHUNK).map(|m| to.immediate_send(s, m)).collect();
+        let len = from.receive::<u64>().0 as usize;
+        let opened = open(path, reuse.as_deref(), len);
+        let mut scratch = vec![];
+        for a in (0..len).step_by(CHUNK) {
+            let b = (a + CHUNK).min(len);
+            match &opened {
+                // SAFETY: this piece of the file, written by this receive alone.
+                Ok(m) => from.receive_into(unsafe { m.slice_mut(a..b) }),
+                Err(_) => {
+                    scratch.resize(CHUNK.min(len), 0u8);
+                    from.receive_into(&mut scratch[..b - a])
+                }
+            };
         }
         head.wait();
         sends.into_iter().for_each(|r| {
             r.wait();
         });
-        written
-    })
-}
-
-/// Write `path` through `write`, over the file `reuse` if given (its pages are reused), as
-/// `path.partial` renamed when whole.
-fn put(path: &Path, reuse: Option<PathBuf>, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
-    use std::io::Seek;
-    let partial = crate::checkpoint::partial_name(path);
-    let written = (|| {
-        if let Some(old) = reuse {
-            std::fs::rename(old, &partial)?;
-        }
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&partial)?;
-        write(&mut f)?;
-        let end = f.stream_position()?;
-        f.set_len(end)?;
-        std::fs::rename(&partial, path)
-    })();
-    written.map_err(|source| {
-        let e = crate::checkpoint::short_of_space(IoError::File { path: path.into(), source }, path);
-        // A full node-local disk is not left full.
-        let _ = std::fs::remove_file(&partial);
-        e
+        opened.and_then(|m| commit(m, path)).map_err(|source| {
+            let _ = std::fs::remove_file(partial_name(path));
+            file_error(path, source)
+        })
     })
 }
 
@@ -333,11 +657,11 @@ pub(crate) fn prune(root: &Path, upto: Option<u64>) {
             let _ = std::fs::remove_file(f.path);
         }
     }
+    forget_gone();
 }
 
-/// A file's head: magic, header length, header, the header's digest. The blocks follow it.
-#[allow(clippy::too_many_arguments)]
-fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Param)], items: &[Item], sums: &[u64], totals: &[u64]) -> Vec<u8> {
+/// The header: per field its (field checksum, block checksum, offset in the file) from `table`.
+fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Param)], items: &[Item], table: &[(u64, u64, u64)]) -> Vec<u8> {
     let mut h = Writer::default();
     h.u64(step).u64(time.to_bits()).u64(ranks as u64).u64(rank as u64).u64(params.len() as u64);
     for (k, v) in params {
@@ -350,20 +674,22 @@ fn encode(step: u64, time: f64, ranks: usize, rank: usize, params: &[(String, Pa
         };
     }
     h.u64(items.len() as u64);
-    let mut offset = 0u64;
-    for ((item, sum), total) in items.iter().zip(sums).zip(totals) {
+    for (item, &(total, sum, offset)) in items.iter().zip(table) {
         h.str(&item.name).str(item.block.dtype()).u64(item.global.len() as u64);
         for v in item.global.iter().chain(&item.start).chain(item.block.shape()) {
             h.u64(*v as u64);
         }
-        let len = item.block.bytes().len() as u64;
-        h.u64(*total).u64(*sum).u64(offset).u64(len);
-        offset += len;
+        h.u64(total).u64(sum).u64(offset).u64(item.block.bytes().len() as u64);
     }
-    let mut out = MAGIC.to_vec();
-    out.extend((h.0.len() as u64).to_le_bytes());
-    out.extend(&h.0);
-    out.extend(digest(&h.0).to_le_bytes());
+    h.0
+}
+
+/// The trailer after the blocks: the header, its digest, its length, the magic.
+fn frame(header: &[u8]) -> Vec<u8> {
+    let mut out = header.to_vec();
+    out.extend(digest(header).to_le_bytes());
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(MAGIC);
     out
 }
 
@@ -411,18 +737,25 @@ impl RankFile {
     /// Check and parse the bytes of a rank file, for `rank` of `ranks`.
     pub(crate) fn parse(path: PathBuf, bytes: Vec<u8>, rank: usize, ranks: usize) -> Result<RankFile> {
         let corrupt = |reason: String| IoError::Corrupt { path: path.clone(), reason };
-        let mut r = Reader { b: &bytes, at: 0 };
         let bad = |what: &str| corrupt(format!("node-local file: {what}"));
-        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
+        // Where the header is, and the blocks' offsets are counted from.
+        let (header, stored, data_at, data_end) = if bytes.starts_with(MAGIC_V1) {
+            let mut r = Reader { b: &bytes, at: 8 };
+            let hlen = r.u64().ok_or_else(|| bad("too short"))? as usize;
+            let header = r.take(hlen).ok_or_else(|| bad("truncated header"))?;
+            let stored = r.u64().ok_or_else(|| bad("truncated header"))?;
+            (header, stored, r.at, bytes.len())
+        } else if bytes.ends_with(MAGIC) && bytes.len() >= 24 {
+            let n = bytes.len() - 24;
+            let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            let start = n.checked_sub(word(n + 8) as usize).ok_or_else(|| bad("truncated header"))?;
+            (&bytes[start..n], word(n), 0, start)
+        } else {
             return Err(bad("not a node-local checkpoint"));
-        }
-        let hlen = r.u64().ok_or_else(|| bad("too short"))? as usize;
-        let header = r.take(hlen).ok_or_else(|| bad("truncated header"))?;
-        let stored = r.u64().ok_or_else(|| bad("truncated header"))?;
+        };
         if stored != digest(header) {
             return Err(bad("header digest mismatch"));
         }
-        let data_at = r.at;
         let mut h = Reader { b: header, at: 0 };
         let short = || bad("header too short");
         let (step, time, file_ranks, file_rank) = (h.u64().ok_or_else(short)?, f64::from_bits(h.u64().ok_or_else(short)?), h.u64().ok_or_else(short)?, h.u64().ok_or_else(short)?);
@@ -465,7 +798,7 @@ impl RankFile {
             let fits = (0..ndim).all(|d| start[d].checked_add(shape[d]).is_some_and(|e| e <= global[d]) || shape[d] == 0);
             let range = (data_at as u64).checked_add(offset).and_then(|a| Some(a as usize..a.checked_add(len)? as usize));
             match (elems, range) {
-                (Some(n), Some(range)) if fits && n.checked_mul(size) == Some(len as usize) && range.end <= bytes.len() => {
+                (Some(n), Some(range)) if fits && n.checked_mul(size) == Some(len as usize) && range.end <= data_end => {
                     blocks.push(LocalBlock { start, shape, sum, data: range });
                 }
                 _ => return Err(bad("a block that does not fit")),
@@ -568,12 +901,14 @@ mod tests {
     }
 
     #[test]
-    fn a_rank_file_parses_back_and_any_flipped_bit_of_its_header_is_damage() {
+    fn a_rank_file_parses_back_and_any_flipped_bit_of_its_trailer_is_damage() {
         let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64 * 0.5);
-        let items = [Item { name: "u".into(), global: vec![6, 4], start: vec![3, 0], block: Box::new(a.clone()) }];
+        let items = [Item { name: "u".into(), global: vec![6, 4], start: vec![3, 0], block: Box::new(a.clone()), sum: None }];
         let params = [("n".to_string(), Param::Int(6)), ("tag".to_string(), Param::Str("x".into()))];
         let sum = items[0].block.sum(&[6, 4], &[3, 0]);
-        let bytes = [encode(9, 0.5, 2, 1, &params, &items, &[sum], &[sum ^ 1]), items[0].block.bytes().to_vec()].concat();
+        // The block at 8, after a gap (as on a page boundary), then the trailer.
+        let trailer = frame(&encode(9, 0.5, 2, 1, &params, &items, &[(sum ^ 1, sum, 8)]));
+        let bytes = [vec![0u8; 8], items[0].block.bytes().to_vec(), trailer.clone()].concat();
         let f = RankFile::parse("x".into(), bytes.clone(), 1, 2).unwrap();
         assert_eq!((f.info.step, f.info.time, f.info.params.len(), f.info.fields[0].checksum), (9, 0.5, 2, sum ^ 1));
         let mut back = ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3, 4]));
@@ -581,8 +916,8 @@ mod tests {
         assert_eq!(back, a);
         assert!(f.read(0, &[2, 0], back.view_mut()).is_err(), "another block");
         assert!(RankFile::parse("x".into(), bytes.clone(), 0, 2).is_err(), "another rank's file");
-        let header_end = 16 + u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize + 8;
-        for bit in 0..header_end * 8 {
+        let trailer_at = bytes.len() - trailer.len();
+        for bit in trailer_at * 8..bytes.len() * 8 {
             let mut b = bytes.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(RankFile::parse("x".into(), b, 1, 2).is_err(), "bit {bit}");
@@ -590,33 +925,78 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(RankFile::parse("x".into(), bytes[..len].to_vec(), 1, 2).is_err(), "truncated to {len}");
         }
+        // A block said to reach into the trailer does not fit.
+        let over = [vec![0u8; 8], items[0].block.bytes().to_vec(), frame(&encode(9, 0.5, 2, 1, &params, &items, &[(sum, sum, 16)]))].concat();
+        assert!(RankFile::parse("x".into(), over, 1, 2).is_err());
+        // Version 1 (the header first) still reads.
+        let header = encode(9, 0.5, 2, 1, &params, &items, &[(sum, sum, 0)]);
+        let v1 = [MAGIC_V1.to_vec(), (header.len() as u64).to_le_bytes().to_vec(), header.clone(), digest(&header).to_le_bytes().to_vec(), items[0].block.bytes().to_vec()].concat();
+        let f = RankFile::parse("x".into(), v1, 1, 2).unwrap();
+        f.read(0, &[3, 0], back.view_mut()).unwrap();
+        assert_eq!(back, a);
     }
 
     #[test]
     fn a_file_written_over_an_older_one_holds_exactly_its_own_bytes_in_the_same_file() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = std::env::temp_dir().join(format!("rankwise-local-put-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("rankwise-local-open-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (old, new) = (dir.join("old.bin"), dir.join("new.bin"));
-        // Over a longer file, a shorter one, and none.
-        for (before, after) in [(vec![0xAAu8; 5000], vec![1u8, 2, 3]), (vec![7u8; 3], vec![9u8; 6000]), (vec![], vec![4u8; 10])] {
-            let reuse = (!before.is_empty()).then(|| {
-                std::fs::write(&old, &before).unwrap();
-                old.clone()
-            });
-            let inode = reuse.as_ref().map(|o| std::fs::metadata(o).unwrap().ino());
-            put(&new, reuse, |f| f.write_all(&after[..1]).and_then(|()| f.write_all(&after[1..]))).unwrap();
-            assert_eq!(std::fs::read(&new).unwrap(), after);
-            assert!(!old.exists() && !crate::checkpoint::partial_name(&new).exists());
-            if let Some(i) = inode {
-                assert_eq!(std::fs::metadata(&new).unwrap().ino(), i, "not written over the older file");
-            }
+        let (a, b) = (dir.join("a.bin"), dir.join("b.bin"));
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let write = |path: &Path, reuse: Option<&Path>, bytes: &[u8]| {
+            let m = open(path, reuse, bytes.len()).unwrap();
+            // SAFETY: the whole file, this test's alone.
+            unsafe { m.slice_mut(0..bytes.len()) }.copy_from_slice(bytes);
+            commit(m, path).unwrap();
+        };
+        // A new file; then written over, kept mapped, longer, shorter and of the same length,
+        // each time named anew, with exactly its own bytes in the same inode.
+        write(&a, None, &[1u8; 5000]);
+        let inode = ino(&a);
+        let mut at = a.clone();
+        for (i, len) in [9000usize, 3, 3, 4096].into_iter().enumerate() {
+            let next = dir.join(format!("{i}.bin"));
+            let bytes: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
+            write(&next, Some(&at), &bytes);
+            assert_eq!(std::fs::read(&next).unwrap(), bytes);
+            assert_eq!(ino(&next), inode, "not written over the older file");
+            assert!(!at.exists() && !partial_name(&next).exists());
+            at = next;
         }
-        // A failed write leaves neither the file nor its partial; the older one is gone either way.
-        std::fs::write(&old, b"older").unwrap();
-        let failed = put(&new.with_extension("x"), Some(old.clone()), |_| Err(std::io::Error::other("full")));
-        assert!(matches!(failed, Err(IoError::File { .. })));
-        assert!(!old.exists() && !new.with_extension("x").exists() && !crate::checkpoint::partial_name(&new.with_extension("x")).exists());
+        // A file this process does not hold mapped (another run's) is written over too.
+        std::fs::write(&b, vec![9u8; 100]).unwrap();
+        let inode = ino(&b);
+        write(&dir.join("c.bin"), Some(&b), &[5u8; 10]);
+        assert_eq!((std::fs::read(dir.join("c.bin")).unwrap(), ino(&dir.join("c.bin"))), (vec![5u8; 10], inode));
+        // Removed files are let go.
         std::fs::remove_dir_all(&dir).unwrap();
+        forget_gone();
+        assert!(kept().iter().all(|m| !m.path.starts_with(&dir)));
+    }
+
+    #[test]
+    fn a_snapshot_copies_into_the_file_it_makes_obsolete_where_the_blocks_fit() {
+        let root = std::env::temp_dir().join(format!("rankwise-local-target-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[5, 3]), |i| (i[0] * 3 + i[1]) as f64);
+        // Steps 10 and 20 written (as `write` leaves them: mapped, with their blocks' places).
+        for step in [10, 20] {
+            let path = own_path(&root, step, 0, 1);
+            let (mut m, sums) = place(&path, None, None, &[Item { name: "u".into(), global: vec![5, 3], start: vec![0, 0], block: Box::new(a.clone()), sum: None }], 0).unwrap();
+            assert_eq!(sums, vec![checksum::block_sum(&[5, 3], &[0, 0], &a.view())]);
+            m.blocks = vec![(0, 120)];
+            commit(m, &path).unwrap();
+        }
+        assert!(target(&root, 20).is_none(), "10 is not obsolete before 30");
+        let mut t = target(&root, 30).expect("10's file, obsolete for 30");
+        assert!(!own_path(&root, 10, 0, 1).exists() && partial_name(&own_path(&root, 30, 0, 1)).exists());
+        let b = a.mapv(|x| -x);
+        let (block, sum) = t.copy_in(&b.view(), &[5, 3], &[0, 0]).expect("room for the first block");
+        assert_eq!((block.bytes(), sum), (Block::bytes(&b), checksum::block_sum(&[5, 3], &[0, 0], &b.view())));
+        assert!(t.copy_in(&b.view(), &[5, 3], &[0, 0]).is_none(), "no second block last time");
+        // Dropped unwritten, its partial goes.
+        drop(t);
+        assert!(!partial_name(&own_path(&root, 30, 0, 1)).exists());
+        std::fs::remove_dir_all(&root).unwrap();
+        forget_gone();
     }
 }
