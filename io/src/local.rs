@@ -738,20 +738,27 @@ impl RankFile {
     pub(crate) fn parse(path: PathBuf, bytes: Vec<u8>, rank: usize, ranks: usize) -> Result<RankFile> {
         let corrupt = |reason: String| IoError::Corrupt { path: path.clone(), reason };
         let bad = |what: &str| corrupt(format!("node-local file: {what}"));
-        // Where the header is, and the blocks' offsets are counted from.
-        let (header, stored, data_at, data_end) = if bytes.starts_with(MAGIC_V1) {
+        // Where the header is, and the blocks' offsets are counted from: a trailer whose digest
+        // holds, else a version 1 head (a block may end in the one magic or begin with the other).
+        let trailer = (bytes.len() >= 24 && bytes.ends_with(MAGIC))
+            .then(|| {
+                let n = bytes.len() - 24;
+                let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+                let start = n.checked_sub(usize::try_from(word(n + 8)).ok()?)?;
+                Some((&bytes[start..n], word(n), 0, start))
+            })
+            .flatten();
+        let head = || {
             let mut r = Reader { b: &bytes, at: 8 };
-            let hlen = r.u64().ok_or_else(|| bad("too short"))? as usize;
-            let header = r.take(hlen).ok_or_else(|| bad("truncated header"))?;
-            let stored = r.u64().ok_or_else(|| bad("truncated header"))?;
-            (header, stored, r.at, bytes.len())
-        } else if bytes.ends_with(MAGIC) && bytes.len() >= 24 {
-            let n = bytes.len() - 24;
-            let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-            let start = n.checked_sub(word(n + 8) as usize).ok_or_else(|| bad("truncated header"))?;
-            (&bytes[start..n], word(n), 0, start)
-        } else {
-            return Err(bad("not a node-local checkpoint"));
+            let hlen = r.u64()? as usize;
+            let header = r.take(hlen)?;
+            Some((header, r.u64()?, r.at, bytes.len()))
+        };
+        let (header, stored, data_at, data_end) = match trailer {
+            Some(t) if t.1 == digest(t.0) || !bytes.starts_with(MAGIC_V1) => t,
+            _ if bytes.starts_with(MAGIC_V1) => head().ok_or_else(|| bad("truncated header"))?,
+            _ if bytes.len() < 24 => return Err(bad("too short")),
+            _ => return Err(bad("not a node-local checkpoint")),
         };
         if stored != digest(header) {
             return Err(bad("header digest mismatch"));
