@@ -96,13 +96,22 @@ impl CheckpointDir {
     }
 
     /// Allocate and touch now the buffer the first [`Snapshot`] of `field` will copy it into
-    /// (asynchronous or node-local directories only): that copy then costs the loop no page
-    /// faults (on a VM, as long again as the copy itself).
+    /// (asynchronous or node-local directories only), and the node-local files the first two
+    /// will be written into: those copies then cost the loop no page faults (on a VM, as long
+    /// again as the copy itself).
     pub fn reserve<T: Element>(&self, field: &Field<T>) {
         if self.asynchronous || self.local.is_some() {
             let mut buffer = crate::flush::buffer::<T>(field.interior().shape());
             buffer.fill(T::default());
             self.spare.0.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(buffer));
+        }
+        if let Some(root) = &self.local {
+            let c = field.decomposition().comm();
+            let bytes = field.interior().len() * std::mem::size_of::<T>();
+            // Not fatal: a disk that is too small fails the first checkpoint, saying so.
+            if let Err(e) = crate::local::reserve(root, c.rank() as usize, c.size() as usize, bytes) {
+                log::debug!("no room reserved in {}: {e}", root.display());
+            }
         }
     }
 

@@ -219,14 +219,7 @@ impl Mapped {
         if len == self.len {
             return Ok(());
         }
-        self.file.set_len(len as u64)?;
-        if len > 0 {
-            // SAFETY: a plain call on an open file.
-            match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len as libc::off_t) } {
-                0 => {}
-                e => return Err(std::io::Error::from_raw_os_error(e)),
-            }
-        }
+        allocate(&self.file, len)?;
         if len > self.map.len {
             self.map = Arc::new(Mapping::new(&self.file, len)?);
         }
@@ -246,6 +239,50 @@ impl Mapped {
         assert!(range.end <= self.len);
         std::slice::from_raw_parts_mut(self.map.ptr.add(range.start), range.len())
     }
+}
+
+/// Make `file` `len` bytes long with its space reserved (`posix_fallocate`): a full disk is an
+/// error here, never a SIGBUS in a copy into its mapping.
+fn allocate(file: &std::fs::File, len: usize) -> std::io::Result<()> {
+    file.set_len(len as u64)?;
+    // SAFETY: a plain call on an open file.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len.max(1) as libc::off_t) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// A file made before the step loop for one of the first checkpoints to be written over (its
+/// name is no checkpoint's): the two before any is obsolete, each this rank's own and a copy.
+fn reserved_path(root: &Path, own: bool, k: usize, rank: usize, ranks: usize) -> PathBuf {
+    root.join(format!("reserved-{k}.{}-{rank}-of-{ranks}.bin", if own { "rank" } else { "copy" }))
+}
+
+/// The bytes this process reserved so far in each directory, field by field.
+static RESERVED: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
+
+/// Make this rank's reserved files `bytes` larger (a field's block), their pages allocated now,
+/// not at the first checkpoints in the step loop (where, on a VM, the first touch of fresh
+/// memory cost several times the copy). A disk without room for them keeps none.
+pub(crate) fn reserve(root: &Path, rank: usize, ranks: usize, bytes: usize) -> std::io::Result<()> {
+    let mut all = RESERVED.lock().unwrap_or_else(|p| p.into_inner());
+    let i = all.iter().position(|(r, _)| r == root).unwrap_or_else(|| {
+        all.push((root.into(), 0));
+        all.len() - 1
+    });
+    let total = &mut all[i].1;
+    *total += bytes.next_multiple_of(PAGE);
+    let paths: Vec<PathBuf> = [true, false].into_iter().flat_map(|own| (0..2).map(move |k| reserved_path(root, own, k, rank, ranks))).collect();
+    let made = paths.iter().try_for_each(|p| allocate(&std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p)?, *total));
+    if made.is_err() {
+        paths.iter().for_each(|p| drop(std::fs::remove_file(p)));
+    }
+    made
+}
+
+/// A reserved file of this rank's, its own or for a copy, if one is left.
+fn reserved(root: &Path, own: bool, rank: usize, ranks: usize) -> Option<PathBuf> {
+    (0..2).map(|k| reserved_path(root, own, k, rank, ranks)).find(|p| p.exists())
 }
 
 /// The file `path` of `len` bytes, mapped, named `path.partial` until [`commit`]: the file
@@ -440,7 +477,10 @@ pub(crate) fn write(comm: &SimpleCommunicator, root: &Path, step: u64, time: f64
     // This rank's files of the step this one makes obsolete are written over, not deleted:
     // their pages (a RAM disk's memory) are used again instead of being allocated afresh.
     let older = obsolete(root, step);
-    let spare = |own: bool, whose: usize| older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
+    let spare = |own: bool, whose: usize| {
+        let obsolete = older.iter().find(|f| (f.own, f.rank, f.ranks) == (own, whose, size)).map(|f| f.path.clone());
+        obsolete.or_else(|| reserved(root, own, rank, size))
+    };
     let (own, copy) = (own_path(root, step, rank, size), copy_path(root, step, from, size));
     let written = (|| {
         // The header's length does not depend on the values in it.
@@ -650,11 +690,19 @@ fn exchange_one(comm: &SimpleCommunicator, bytes: Option<&[u8]>, to: usize, hold
     got
 }
 
-/// Delete this process's local files of steps up to `upto` (all with `None`).
+/// Delete this process's local files of steps up to `upto` (all, and the reserved ones, with
+/// `None`).
 pub(crate) fn prune(root: &Path, upto: Option<u64>) {
     for f in listing(root) {
         if upto.map_or(true, |u| f.step <= u) {
             let _ = std::fs::remove_file(f.path);
+        }
+    }
+    if upto.is_none() {
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("reserved-") {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
     forget_gone();
@@ -978,6 +1026,26 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         forget_gone();
         assert!(kept().iter().all(|m| !m.path.starts_with(&dir)));
+    }
+
+    #[test]
+    fn reserved_files_grow_field_by_field_serve_as_spares_and_go_with_the_run() {
+        let root = std::env::temp_dir().join(format!("rankwise-local-reserve-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        reserve(&root, 1, 3, 100).unwrap();
+        reserve(&root, 1, 3, PAGE + 1).unwrap();
+        for own in [true, false] {
+            for k in 0..2 {
+                let m = std::fs::metadata(reserved_path(&root, own, k, 1, 3)).unwrap();
+                // Whole pages, allocated (not a sparse file).
+                assert_eq!((m.len(), m.blocks() * 512 >= m.len()), (3 * PAGE as u64, true));
+            }
+            assert!(reserved(&root, own, 1, 3).is_some() && reserved(&root, own, 0, 3).is_none());
+        }
+        assert!(steps(&root).is_empty(), "no checkpoint");
+        prune(&root, None);
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
