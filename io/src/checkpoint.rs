@@ -200,7 +200,8 @@ impl<'c> CheckpointWriter<'c> {
             .create(format!("{}/{name}", meta::TABLES).as_str())
             .context(|| format!("creating the block table of `{name}`"))?;
         let written = hyperslab::write(&table, &[rank, 0], &ndarray::ArrayView1::from(&row).into_dyn().insert_axis(ndarray::Axis(0)));
-        agree(self.comm, "writing a block table", written.context(|| format!("writing the block table of `{name}`")))?;
+        let written = written.context(|| format!("writing the block table of `{name}`")).map_err(|e| short_of_space(e, &self.partial));
+        agree(self.comm, "writing a block table", written)?;
         let sum = global_sum(self.comm, checksum::bits_sum((rank * row.len()) as u64, row.iter().copied()));
         meta::put(&table, "checksum", &sum)?;
         Ok((ranks, sum))
@@ -228,7 +229,7 @@ impl<'c> CheckpointWriter<'c> {
         };
         meta::put(self.file(), "meta_checksum", &meta::digest(&info))?;
         let file = self.file.take().expect("open until commit");
-        let closed = file.close().context(|| format!("closing {}", self.partial.display()));
+        let closed = file.close().context(|| format!("closing {}", self.partial.display())).map_err(|e| short_of_space(e, &self.partial));
         agree(self.comm, "closing the checkpoint file", closed)?;
         let publish = if self.comm.rank() == 0 { self.publish() } else { Ok(()) };
         agree(self.comm, "publishing the checkpoint", publish)?;
