@@ -66,26 +66,27 @@ pub fn run_sum<T: Element>(first: u64, run: &[T]) -> u64 {
             return unsafe { run_sum_avx2(first, run) };
         }
     }
-    run_sum_lanes(first, run)
+    run_sum_lanes::<T, 8>(first, run)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn run_sum_avx512<T: Element>(first: u64, run: &[T]) -> u64 {
-    run_sum_lanes(first, run)
+    run_sum_lanes::<T, 8>(first, run)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_sum_avx2<T: Element>(first: u64, run: &[T]) -> u64 {
-    run_sum_lanes(first, run)
+    // One vector of lanes: with two, the 64-bit multiplies AVX2 lacks (three 32-bit ones each)
+    // ran out of registers; 1.5x faster on this project's EPYC (0.71 against 1.06 ns an element).
+    run_sum_lanes::<T, 4>(first, run)
 }
 
-/// [`bits_sum`] in eight independent lanes, which the compiler turns into vector code: the
-/// same sum (addition mod 2^64 does not care about the order), several times faster.
+/// [`bits_sum`] in `L` independent lanes, which the compiler turns into vector code: the same
+/// sum (addition mod 2^64 does not care about the order), several times faster.
 #[inline(always)]
-fn run_sum_lanes<T: Element>(first: u64, run: &[T]) -> u64 {
-    const L: usize = 8;
+fn run_sum_lanes<T: Element, const L: usize>(first: u64, run: &[T]) -> u64 {
     let mut k = [0u64; L];
     for (j, k) in k.iter_mut().enumerate() {
         *k = first.wrapping_add(j as u64).wrapping_mul(PHI);
@@ -283,7 +284,8 @@ mod tests {
             for n in 0..v.len() {
                 let scalar = bits_sum(first, v[..n].iter().map(|x| x.bits()));
                 assert_eq!(run_sum(first, &v[..n]), scalar);
-                assert_eq!(run_sum_lanes(first, &v[..n]), scalar);
+                assert_eq!(run_sum_lanes::<_, 4>(first, &v[..n]), scalar);
+                assert_eq!(run_sum_lanes::<_, 8>(first, &v[..n]), scalar);
             }
         }
     }
