@@ -203,10 +203,9 @@ impl Mapped {
     /// `file` (at `path`), made `len` bytes long and mapped.
     fn new(path: PathBuf, file: std::fs::File, len: usize) -> std::io::Result<Mapped> {
         let meta = file.metadata()?;
-        let map = Arc::new(Mapping { ptr: std::ptr::null_mut(), len: 0 });
-        let mut m = Mapped { path, file, id: (meta.dev(), meta.ino()), map, len: usize::MAX, blocks: vec![] };
-        m.resize(len)?;
-        Ok(m)
+        allocate(&file, len)?;
+        let map = Arc::new(Mapping::new(&file, len)?);
+        Ok(Mapped { path, file, id: (meta.dev(), meta.ino()), map, len, blocks: vec![] })
     }
 
     fn still_there(&self) -> bool {
@@ -289,7 +288,7 @@ fn reserved(root: &Path, own: bool, rank: usize, ranks: usize) -> Option<PathBuf
 /// `reuse` written over (through its kept mapping if there is one) when given, else a new one.
 fn open(path: &Path, reuse: Option<&Path>, len: usize) -> std::io::Result<Mapped> {
     let partial = partial_name(path);
-    let mut held = reuse.and_then(|r| {
+    let held = reuse.and_then(|r| {
         let mut k = kept();
         let i = k.iter().position(|m| m.path == r && m.still_there())?;
         Some(k.swap_remove(i))
@@ -297,7 +296,7 @@ fn open(path: &Path, reuse: Option<&Path>, len: usize) -> std::io::Result<Mapped
     if let Some(old) = reuse {
         std::fs::rename(old, &partial)?;
     }
-    match held.take() {
+    match held {
         Some(mut m) => {
             m.path = partial;
             m.resize(len)?;
