@@ -50,10 +50,45 @@ pub(crate) trait Block: Send {
     unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64;
     fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()>;
     /// Whether it lives in a node-local file (and is no buffer to keep for the next snapshot).
-    fn mapped(&self) -> bool {
-        false
-    }
+    fn mapped(&self) -> bool;
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// A block's elements, wherever they live: a buffer of the snapshot's, or a node-local file.
+trait Elements: Send + 'static {
+    type T: Element;
+    fn elements(&self) -> ArrayViewD<'_, Self::T>;
+    fn dims(&self) -> &[usize];
+    fn in_file(&self) -> bool;
+}
+
+impl<B: Elements> Block for B {
+    fn dtype(&self) -> &'static str {
+        B::T::DTYPE
+    }
+    fn shape(&self) -> &[usize] {
+        self.dims()
+    }
+    fn bytes(&self) -> &[u8] {
+        let s = self.elements().to_slice().expect("snapshots are in standard layout");
+        // SAFETY: f64 and f32 (the only Elements) are plain bytes.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
+    }
+    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
+        checksum::block_sum(global, start, &self.elements())
+    }
+    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
+        copy_sum_view(&self.elements(), dst, global, start)
+    }
+    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
+        w.write_block(name, global, start, self.elements()).map(drop)
+    }
+    fn mapped(&self) -> bool {
+        self.in_file()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// # Safety
@@ -63,29 +98,16 @@ unsafe fn copy_sum_view<T: Element>(src: &ArrayViewD<T>, dst: *mut u8, global: &
     stream_rows_sum(dst, src, global, start)
 }
 
-impl<T: Element> Block for ndarray::ArrayD<T> {
-    fn dtype(&self) -> &'static str {
-        T::DTYPE
+impl<T: Element> Elements for ndarray::ArrayD<T> {
+    type T = T;
+    fn elements(&self) -> ArrayViewD<'_, T> {
+        self.view()
     }
-    fn shape(&self) -> &[usize] {
+    fn dims(&self) -> &[usize] {
         ndarray::ArrayBase::shape(self)
     }
-    fn bytes(&self) -> &[u8] {
-        let s = self.as_slice().expect("snapshots are in standard layout");
-        // SAFETY: f64 and f32 (the only Elements) are plain bytes.
-        unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
-    }
-    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
-        checksum::block_sum(global, start, &self.view())
-    }
-    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
-        copy_sum_view(&self.view(), dst, global, start)
-    }
-    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
-        w.write_block(name, global, start, self.view()).map(drop)
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
+    fn in_file(&self) -> bool {
+        false
     }
 }
 
@@ -97,40 +119,18 @@ struct MappedBlock<T> {
     _t: PhantomData<T>,
 }
 
-impl<T: Element> MappedBlock<T> {
-    fn view(&self) -> ArrayViewD<'_, T> {
+impl<T: Element> Elements for MappedBlock<T> {
+    type T = T;
+    fn elements(&self) -> ArrayViewD<'_, T> {
         // SAFETY: the block was copied to `offset` (page-aligned) of the mapping, which `map`
         // keeps alive and which has room for it (Target::copy_in).
         unsafe { ArrayViewD::from_shape_ptr(IxDyn(&self.shape), self.map.ptr.add(self.offset).cast::<T>()) }
     }
-}
-
-impl<T: Element> Block for MappedBlock<T> {
-    fn dtype(&self) -> &'static str {
-        T::DTYPE
-    }
-    fn shape(&self) -> &[usize] {
+    fn dims(&self) -> &[usize] {
         &self.shape
     }
-    fn bytes(&self) -> &[u8] {
-        let n = self.shape.iter().product::<usize>() * std::mem::size_of::<T>();
-        // SAFETY: as in `view`.
-        unsafe { std::slice::from_raw_parts(self.map.ptr.add(self.offset), n) }
-    }
-    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
-        checksum::block_sum(global, start, &self.view())
-    }
-    unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
-        copy_sum_view(&self.view(), dst, global, start)
-    }
-    fn write(&self, w: &mut crate::CheckpointWriter, name: &str, global: &[usize], start: &[usize]) -> Result<()> {
-        w.write_block(name, global, start, self.view()).map(drop)
-    }
-    fn mapped(&self) -> bool {
+    fn in_file(&self) -> bool {
         true
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
     }
 }
 
