@@ -95,9 +95,10 @@ impl CheckpointDir {
         spare.swap_remove(i).into_any().downcast::<ArrayD<T>>().ok().map(|b| *b)
     }
 
-    /// Allocate and touch now the buffer the first [`Snapshot`] of `field` will copy it into
-    /// (asynchronous or node-local directories only), and the node-local files the first two
-    /// will be written into: those copies then cost the loop no page faults (on a VM, as long
+    /// Collective with a node-local level. Allocate and touch now the buffer the first
+    /// [`Snapshot`] of `field` will copy it into (asynchronous or node-local directories only),
+    /// and the node-local files the first two will be written into, as far as the disk has room
+    /// for them on every rank: those copies then cost the loop no page faults (on a VM, as long
     /// again as the copy itself).
     pub fn reserve<T: Element>(&self, field: &Field<T>) {
         if self.asynchronous || self.local.is_some() {
@@ -106,12 +107,7 @@ impl CheckpointDir {
             self.spare.0.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(buffer));
         }
         if let Some(root) = &self.local {
-            let c = field.decomposition().comm();
-            let bytes = field.interior().len() * std::mem::size_of::<T>();
-            // Not fatal: a disk that is too small fails the first checkpoint, saying so.
-            if let Err(e) = crate::local::reserve(root, c.rank() as usize, c.size() as usize, bytes) {
-                log::debug!("no room reserved in {}: {e}", root.display());
-            }
+            crate::local::reserve(field.decomposition().comm(), root, field.interior().len() * std::mem::size_of::<T>());
         }
     }
 

@@ -260,23 +260,38 @@ fn reserved_path(root: &Path, own: bool, k: usize, rank: usize, ranks: usize) ->
 /// The bytes this process reserved so far in each directory, field by field.
 static RESERVED: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
 
-/// Make this rank's reserved files `bytes` larger (a field's block), their pages allocated now,
-/// not at the first checkpoints in the step loop (where, on a VM, the first touch of fresh
-/// memory cost several times the copy). A disk without room for them keeps none.
-pub(crate) fn reserve(root: &Path, rank: usize, ranks: usize, bytes: usize) -> std::io::Result<()> {
+/// Collective. Make this rank's reserved files `bytes` larger (a field's block, and a page for
+/// the trailer with the first), their pages allocated now, not at the first checkpoints in the
+/// step loop (where, on a VM, the first touch of fresh memory cost several times the copy). The
+/// first checkpoint's files on every rank, then the second's: a disk with room for the first
+/// only keeps those (the second checkpoint fails there as it would have), one without room for
+/// them keeps none.
+pub(crate) fn reserve(comm: &SimpleCommunicator, root: &Path, bytes: usize) {
+    let (rank, ranks) = (comm.rank() as usize, comm.size() as usize);
+    reserve_with(root, rank, ranks, bytes, |made| {
+        let (mine, mut everyone) = (made as u8, 0u8);
+        comm.all_reduce_into(&mine, &mut everyone, mpi::collective::SystemOperation::min());
+        everyone == 1
+    })
+}
+
+/// [`reserve`], with `everyone` telling whether every rank made its files.
+fn reserve_with(root: &Path, rank: usize, ranks: usize, bytes: usize, everyone: impl Fn(bool) -> bool) {
     let mut all = RESERVED.lock().unwrap_or_else(|p| p.into_inner());
     let i = all.iter().position(|(r, _)| r == root).unwrap_or_else(|| {
-        all.push((root.into(), 0));
+        all.push((root.into(), PAGE));
         all.len() - 1
     });
     let total = &mut all[i].1;
     *total += bytes.next_multiple_of(PAGE);
-    let paths: Vec<PathBuf> = [true, false].into_iter().flat_map(|own| (0..2).map(move |k| reserved_path(root, own, k, rank, ranks))).collect();
-    let made = paths.iter().try_for_each(|p| allocate(&std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p)?, *total));
-    if made.is_err() {
-        paths.iter().for_each(|p| drop(std::fs::remove_file(p)));
+    let slot = |k: usize| [reserved_path(root, true, k, rank, ranks), reserved_path(root, false, k, rank, ranks)];
+    for k in 0..2 {
+        let made = slot(k).iter().try_for_each(|p| allocate(&std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p)?, *total));
+        if !everyone(made.is_ok()) {
+            (k..2).flat_map(slot).for_each(|p| drop(std::fs::remove_file(p)));
+            return;
+        }
     }
-    made
 }
 
 /// A reserved file of this rank's, its own or for a copy, if one is left.
@@ -1031,17 +1046,26 @@ mod tests {
     fn reserved_files_grow_field_by_field_serve_as_spares_and_go_with_the_run() {
         let root = std::env::temp_dir().join(format!("rankwise-local-reserve-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        reserve(&root, 1, 3, 100).unwrap();
-        reserve(&root, 1, 3, PAGE + 1).unwrap();
+        reserve_with(&root, 0, 1, 100, |made| made);
+        reserve_with(&root, 0, 1, PAGE + 1, |made| made);
         for own in [true, false] {
             for k in 0..2 {
-                let m = std::fs::metadata(reserved_path(&root, own, k, 1, 3)).unwrap();
-                // Whole pages, allocated (not a sparse file).
-                assert_eq!((m.len(), m.blocks() * 512 >= m.len()), (3 * PAGE as u64, true));
+                let m = std::fs::metadata(reserved_path(&root, own, k, 0, 1)).unwrap();
+                // Whole pages (the blocks' and one for the trailer), allocated (not sparse).
+                assert_eq!((m.len(), m.blocks() * 512 >= m.len()), (4 * PAGE as u64, true));
             }
-            assert!(reserved(&root, own, 1, 3).is_some() && reserved(&root, own, 0, 3).is_none());
+            assert!(reserved(&root, own, 0, 1).is_some() && reserved(&root, own, 1, 1).is_none());
         }
         assert!(steps(&root).is_empty(), "no checkpoint");
+        // Another rank without room for the second checkpoint's files: only the first's stay.
+        let calls = std::cell::Cell::new(0);
+        reserve_with(&root, 0, 1, 1, |made| {
+            calls.set(calls.get() + 1);
+            made && calls.get() == 1
+        });
+        for own in [true, false] {
+            assert!(reserved_path(&root, own, 0, 0, 1).exists() && !reserved_path(&root, own, 1, 0, 1).exists());
+        }
         prune(&root, None);
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         std::fs::remove_dir_all(&root).unwrap();
