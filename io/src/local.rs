@@ -42,7 +42,6 @@ pub(crate) trait Block: Send {
     fn shape(&self) -> &[usize];
     /// The elements in C order, as bytes.
     fn bytes(&self) -> &[u8];
-    fn sum(&self, global: &[usize], start: &[usize]) -> u64;
     /// Copy the elements to `dst` (room for [`Block::bytes`], page-aligned) and return their sum.
     ///
     /// # Safety
@@ -73,9 +72,6 @@ impl<B: Elements> Block for B {
         let s = self.elements().to_slice().expect("snapshots are in standard layout");
         // SAFETY: f64 and f32 (the only Elements) are plain bytes.
         unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
-    }
-    fn sum(&self, global: &[usize], start: &[usize]) -> u64 {
-        checksum::block_sum(global, start, &self.elements())
     }
     unsafe fn copy_sum(&self, dst: *mut u8, global: &[usize], start: &[usize]) -> u64 {
         copy_sum_view(&self.elements(), dst, global, start)
@@ -545,7 +541,8 @@ fn file_error(path: &Path, source: std::io::Error) -> IoError {
 /// written over, else a new one.
 fn place(path: &Path, reuse: Option<PathBuf>, target: Option<Target>, items: &[Item], trailer: usize) -> Result<(Mapped, Vec<u64>)> {
     let held = target.filter(|t| t.path == path).and_then(|mut t| t.file.take());
-    let at: Vec<Option<usize>> = items.iter().map(|i| held.as_ref().and_then(|m| m.offset_of(i.block.bytes()))).collect();
+    // Where the snapshot copied (and summed) each block, if it did.
+    let at: Vec<Option<usize>> = items.iter().map(|i| i.sum.and(held.as_ref()?.offset_of(i.block.bytes()))).collect();
     let mut end = items.iter().zip(&at).filter_map(|(i, a)| a.map(|a| a + i.block.bytes().len())).max().unwrap_or(0);
     let blocks: Vec<(usize, usize)> = items
         .iter()
@@ -585,9 +582,9 @@ fn place(path: &Path, reuse: Option<PathBuf>, target: Option<Target>, items: &[I
         .zip(&blocks)
         .map(|((i, a), &(o, l))| match (a, i.sum) {
             (Some(_), Some(sum)) => sum,
-            (Some(_), None) => i.block.sum(&i.global, &i.start),
-            // SAFETY: the block's own range of the file (placed above), page-aligned.
-            (None, _) => unsafe { i.block.copy_sum(m.slice_mut(o..o + l).as_mut_ptr(), &i.global, &i.start) },
+            // SAFETY: the block's own range of the file (placed above, apart from every block
+            // already in it), page-aligned.
+            _ => unsafe { i.block.copy_sum(m.slice_mut(o..o + l).as_mut_ptr(), &i.global, &i.start) },
         })
         .collect();
     m.blocks = blocks;
@@ -974,7 +971,7 @@ mod tests {
         let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64 * 0.5);
         let items = [Item { name: "u".into(), global: vec![6, 4], start: vec![3, 0], block: Box::new(a.clone()), sum: None }];
         let params = [("n".to_string(), Param::Int(6)), ("tag".to_string(), Param::Str("x".into()))];
-        let sum = items[0].block.sum(&[6, 4], &[3, 0]);
+        let sum = checksum::block_sum(&[6, 4], &[3, 0], &a.view());
         // The block at 8, after a gap (as on a page boundary), then the trailer.
         let trailer = frame(&encode(9, 0.5, 2, 1, &params, &items, &[(sum ^ 1, sum, 8)]));
         let bytes = [vec![0u8; 8], items[0].block.bytes().to_vec(), trailer.clone()].concat();
